@@ -1,0 +1,671 @@
+"""Kernels: the immutable kernel value, the preset table and the spec parser.
+
+Convention: a kernel is applied by cross-correlation, as written. Row 0 of
+the matrix weighs the row above the pixel, column 0 the column to its left.
+The anchor (the tap that lands on the output pixel) is ``(h // 2, w // 2)``,
+so a 2x2 kernel covers the pixel, its right neighbour and the two below.
+``Kernel.flipped()`` rotates the matrix 180 degrees, turning correlation
+into true convolution.
+
+This module imports nothing but NumPy and the standard library.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "Kernel",
+    "KernelSpecError",
+    "Preset",
+    "PRESETS",
+    "PARAMETRIC_PRESETS",
+    "parse_kernel",
+    "preset_key",
+    "box_kernel",
+    "gaussian_kernel",
+]
+
+#: Largest accepted side of any kernel; far beyond any useful filter, it keeps
+#: a typo such as ``box:30000`` from allocating gigabytes.
+MAX_KERNEL_SIDE = 1024
+
+
+class KernelSpecError(ValueError):
+    """A kernel spec, matrix or kernel option that cannot be used.
+
+    The message names the problem and where it is, e.g.
+    ``row 2 has 2 values, row 1 has 3``.
+    """
+
+
+@dataclass(frozen=True, eq=False)
+class Kernel:
+    """A correlation kernel: effective weights are ``matrix / scale``.
+
+    Parameters
+    ----------
+    matrix : array_like
+        2-D weights, any shape h x w with h, w >= 1; stored as a read-only
+        float64 array.
+    scale : float
+        Divisor applied to every weight; finite and non-zero.
+    offset : float
+        Added to each result after scaling (before rounding).
+    name : str
+        What to call the kernel in reports.
+    pillow_name : str or None
+        Name of the equivalent Pillow ``ImageFilter`` built-in, if any.
+    factors : tuple of two 1-D arrays or None
+        ``(column, row)`` with ``outer(column, row) == matrix`` when the
+        kernel is known to be separable.
+
+    Raises
+    ------
+    KernelSpecError
+        If the matrix is empty, not 2-D, too large or not finite, or if
+        scale or offset is not finite, or scale is zero.
+
+    Examples
+    --------
+    >>> k = Kernel([[1, 2, 1]], scale=4)
+    >>> k.shape, k.anchor, k.weights.tolist()
+    ((1, 3), (0, 1), [[0.25, 0.5, 0.25]])
+    """
+
+    matrix: np.ndarray
+    scale: float = 1.0
+    offset: float = 0.0
+    name: str = "custom"
+    description: str = ""
+    pillow_name: str | None = None
+    factors: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        try:
+            matrix = np.array(self.matrix, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise KernelSpecError(f"kernel matrix is not numeric: {exc}") from None
+        if matrix.ndim == 1 and matrix.size:
+            matrix = matrix[np.newaxis, :]
+        if matrix.ndim != 2:
+            raise KernelSpecError(f"kernel matrix must be 2-D, got {matrix.ndim}-D")
+        if matrix.size == 0:
+            raise KernelSpecError("kernel matrix is empty")
+        if max(matrix.shape) > MAX_KERNEL_SIDE:
+            raise KernelSpecError(
+                f"kernel is {matrix.shape[0]}x{matrix.shape[1]}; "
+                f"the largest side allowed is {MAX_KERNEL_SIDE}"
+            )
+        if not np.all(np.isfinite(matrix)):
+            raise KernelSpecError("kernel matrix contains NaN or infinity")
+        scale = _finite_float(self.scale, "scale")
+        if scale == 0:
+            raise KernelSpecError("scale must not be zero")
+        offset = _finite_float(self.offset, "offset")
+        matrix.setflags(write=False)
+        object.__setattr__(self, "matrix", matrix)
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "offset", offset)
+        if self.factors is not None:
+            column, row = (np.array(f, dtype=np.float64).ravel() for f in self.factors)
+            column.setflags(write=False)
+            row.setflags(write=False)
+            object.__setattr__(self, "factors", (column, row))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(h, w)`` of the matrix."""
+        return self.matrix.shape  # type: ignore[return-value]
+
+    @property
+    def anchor(self) -> tuple[int, int]:
+        """Index of the tap applied to the output pixel: ``(h // 2, w // 2)``."""
+        h, w = self.shape
+        return h // 2, w // 2
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Effective float64 weights, ``matrix / scale``."""
+        return self.matrix / self.scale
+
+    @property
+    def weights_float32(self) -> np.ndarray:
+        """Effective weights as Pillow computes them: float32(matrix) / float32(scale)."""
+        return self.matrix.astype(np.float32) / np.float32(self.scale)
+
+    def replace(self, **changes) -> Kernel:
+        """A copy with the given fields changed (validated again)."""
+        values = {
+            "matrix": self.matrix,
+            "scale": self.scale,
+            "offset": self.offset,
+            "name": self.name,
+            "description": self.description,
+            "pillow_name": self.pillow_name,
+            "factors": self.factors,
+        }
+        if "matrix" in changes and "factors" not in changes:
+            values["factors"] = None
+        values.update(changes)
+        return Kernel(**values)
+
+    def flipped(self) -> Kernel:
+        """The kernel rotated 180 degrees: correlating with it is true convolution."""
+        factors = None
+        if self.factors is not None:
+            factors = (self.factors[0][::-1], self.factors[1][::-1])
+        return self.replace(
+            matrix=self.matrix[::-1, ::-1], factors=factors, pillow_name=None
+        )
+
+    def normalized(self) -> Kernel:
+        """The kernel with scale set to the sum of its matrix.
+
+        Raises
+        ------
+        KernelSpecError
+            If the weights sum to zero (an edge detector): dividing by zero
+            is meaningless, so this is refused rather than silently skipped.
+        """
+        total = float(self.matrix.sum())
+        if abs(total) <= 1e-12 * max(1.0, float(np.abs(self.matrix).sum())):
+            raise KernelSpecError(
+                f"cannot normalize kernel {self.name!r}: its weights sum to zero "
+                "(an edge or derivative kernel); leave out --normalize or give --scale"
+            )
+        return self.replace(scale=total, pillow_name=None)
+
+    def is_integer(self) -> bool:
+        """True when every matrix entry is a whole number."""
+        return bool(np.all(self.matrix == np.round(self.matrix)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Kernel):
+            return NotImplemented
+        return (
+            self.shape == other.shape
+            and bool(np.array_equal(self.matrix, other.matrix))
+            and self.scale == other.scale
+            and self.offset == other.offset
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.shape, self.matrix.tobytes(), self.scale, self.offset))
+
+
+def _finite_float(value: object, what: str) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise KernelSpecError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise KernelSpecError(f"{what} must be finite, got {value!r}")
+    return number
+
+
+# ---------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One row of the preset table.
+
+    ``grid`` is written in convfilter's orientation (cross-correlation).
+    Pillow's built-ins are stored with their rows reversed from
+    ``ImageFilter``'s tuples, because Pillow applies row 0 to the row below
+    the pixel; stored this way they reproduce Pillow's output exactly.
+    """
+
+    name: str
+    grid: tuple[tuple[float, ...], ...]
+    scale: float
+    offset: float
+    description: str
+    pillow_name: str | None = None
+    factors: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+
+    def kernel(self) -> Kernel:
+        """The preset as a :class:`Kernel`."""
+        return Kernel(
+            self.grid,
+            scale=self.scale,
+            offset=self.offset,
+            name=self.name,
+            description=self.description,
+            pillow_name=self.pillow_name,
+            factors=self.factors,
+        )
+
+
+# fmt: off
+_PRESET_LIST = (
+    # Pillow's ten built-in kernel filters (ImageFilter), rows in correlation order.
+    Preset("blur", (
+        (1, 1, 1, 1, 1),
+        (1, 0, 0, 0, 1),
+        (1, 0, 0, 0, 1),
+        (1, 0, 0, 0, 1),
+        (1, 1, 1, 1, 1),
+    ), 16, 0, "Pillow BLUR: mean of the 5x5 ring around the pixel", "BLUR"),
+    Preset("contour", (
+        (-1, -1, -1),
+        (-1,  8, -1),
+        (-1, -1, -1),
+    ), 1, 255, "Pillow CONTOUR: dark outlines on white", "CONTOUR"),
+    Preset("detail", (
+        ( 0, -1,  0),
+        (-1, 10, -1),
+        ( 0, -1,  0),
+    ), 6, 0, "Pillow DETAIL: mild 4-neighbour sharpening", "DETAIL"),
+    Preset("edge_enhance", (
+        (-1, -1, -1),
+        (-1, 10, -1),
+        (-1, -1, -1),
+    ), 2, 0, "Pillow EDGE_ENHANCE: boosts edges, keeps the picture", "EDGE_ENHANCE"),
+    Preset("edge_enhance_more", (
+        (-1, -1, -1),
+        (-1,  9, -1),
+        (-1, -1, -1),
+    ), 1, 0, "Pillow EDGE_ENHANCE_MORE: strong edge boost", "EDGE_ENHANCE_MORE"),
+    Preset("emboss", (
+        ( 0,  0,  0),
+        ( 0,  1,  0),
+        (-1,  0,  0),
+    ), 1, 128, "Pillow EMBOSS: relief lit from the lower left, grey 128 base", "EMBOSS"),
+    Preset("find_edges", (
+        (-1, -1, -1),
+        (-1,  8, -1),
+        (-1, -1, -1),
+    ), 1, 0, "Pillow FIND_EDGES: 8-neighbour Laplacian, bright edges on black", "FIND_EDGES"),
+    Preset("sharpen", (
+        (-2, -2, -2),
+        (-2, 32, -2),
+        (-2, -2, -2),
+    ), 16, 0, "Pillow SHARPEN: unsharp-style 3x3 sharpening", "SHARPEN"),
+    Preset("smooth", (
+        (1, 1, 1),
+        (1, 5, 1),
+        (1, 1, 1),
+    ), 13, 0, "Pillow SMOOTH: light 3x3 smoothing", "SMOOTH"),
+    Preset("smooth_more", (
+        (1, 1,  1, 1, 1),
+        (1, 5,  5, 5, 1),
+        (1, 5, 44, 5, 1),
+        (1, 5,  5, 5, 1),
+        (1, 1,  1, 1, 1),
+    ), 100, 0, "Pillow SMOOTH_MORE: stronger 5x5 smoothing", "SMOOTH_MORE"),
+    # convfilter's own.
+    Preset("identity", (
+        (0, 0, 0),
+        (0, 1, 0),
+        (0, 0, 0),
+    ), 1, 0, "returns the image unchanged", None, ((0, 1, 0), (0, 1, 0))),
+    Preset("laplacian", (
+        (0,  1, 0),
+        (1, -4, 1),
+        (0,  1, 0),
+    ), 1, 0, "4-neighbour Laplacian (second derivative); use --abs or --offset to see it"),
+    Preset("laplacian8", (
+        (1,  1, 1),
+        (1, -8, 1),
+        (1,  1, 1),
+    ), 1, 0, "8-neighbour Laplacian; use --abs or --offset to see it"),
+    Preset("sobel-x", (
+        (-1, 0, 1),
+        (-2, 0, 2),
+        (-1, 0, 1),
+    ), 1, 0, "Sobel horizontal gradient (right minus left); vertical edges",
+       None, ((1, 2, 1), (-1, 0, 1))),
+    Preset("sobel-y", (
+        (-1, -2, -1),
+        ( 0,  0,  0),
+        ( 1,  2,  1),
+    ), 1, 0, "Sobel vertical gradient (below minus above); horizontal edges",
+       None, ((-1, 0, 1), (1, 2, 1))),
+    Preset("prewitt-x", (
+        (-1, 0, 1),
+        (-1, 0, 1),
+        (-1, 0, 1),
+    ), 1, 0, "Prewitt horizontal gradient (right minus left)",
+       None, ((1, 1, 1), (-1, 0, 1))),
+    Preset("prewitt-y", (
+        (-1, -1, -1),
+        ( 0,  0,  0),
+        ( 1,  1,  1),
+    ), 1, 0, "Prewitt vertical gradient (below minus above)",
+       None, ((-1, 0, 1), (1, 1, 1))),
+    Preset("scharr-x", (
+        ( -3, 0,  3),
+        (-10, 0, 10),
+        ( -3, 0,  3),
+    ), 1, 0, "Scharr horizontal gradient, more rotation-invariant than Sobel",
+       None, ((3, 10, 3), (-1, 0, 1))),
+    Preset("scharr-y", (
+        (-3, -10, -3),
+        ( 0,   0,  0),
+        ( 3,  10,  3),
+    ), 1, 0, "Scharr vertical gradient, more rotation-invariant than Sobel",
+       None, ((-1, 0, 1), (3, 10, 3))),
+)
+# fmt: on
+
+
+def preset_key(name: str) -> str:
+    """Lookup key of a preset name: case-insensitive, ``-`` and ``_`` alike.
+
+    >>> preset_key("EDGE-Enhance") == preset_key("edge_enhance")
+    True
+    """
+    return name.strip().lower().replace("-", "_")
+
+
+#: Fixed presets by lookup key.
+PRESETS: dict[str, Preset] = {preset_key(p.name): p for p in _PRESET_LIST}
+
+#: Presets that take parameters after a colon: name -> (usage, description).
+PARAMETRIC_PRESETS: dict[str, tuple[str, str]] = {
+    "box": ("box:N", "N x N mean (box blur), normalised"),
+    "gaussian": (
+        "gaussian:SIGMA[,SIZE]",
+        "Gaussian blur; SIZE odd, default 2*ceil(3*SIGMA)+1; normalised, separable",
+    ),
+}
+
+
+def box_kernel(size: int) -> Kernel:
+    """An N x N mean filter (matrix of ones, scale N*N)."""
+    _check_side(size, "box size")
+    ones = np.ones(size)
+    return Kernel(
+        np.ones((size, size)),
+        scale=size * size,
+        name=f"box:{size}",
+        description=PARAMETRIC_PRESETS["box"][1],
+        factors=(ones, ones),
+    )
+
+
+def gaussian_kernel(sigma: float, size: int | None = None) -> Kernel:
+    """A normalised Gaussian, ``size`` x ``size`` (odd), built from its 1-D factor.
+
+    >>> k = gaussian_kernel(1.0)
+    >>> k.shape, round(float(k.weights.sum()), 12)
+    ((7, 7), 1.0)
+    """
+    sigma = float(sigma)
+    if not math.isfinite(sigma) or sigma <= 0:
+        raise KernelSpecError(f"gaussian SIGMA must be a positive number, got {sigma!r}")
+    if size is None:
+        size = 2 * math.ceil(3 * sigma) + 1
+        if size > MAX_KERNEL_SIDE:
+            raise KernelSpecError(
+                f"gaussian SIGMA {sigma:g} needs a {size}x{size} kernel; "
+                f"the largest side allowed is {MAX_KERNEL_SIDE}"
+            )
+    _check_side(size, "gaussian SIZE")
+    if size % 2 == 0:
+        raise KernelSpecError(f"gaussian SIZE must be odd, got {size}")
+    x = np.arange(size) - (size - 1) / 2
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    g /= g.sum()
+    return Kernel(
+        np.outer(g, g),
+        name=f"gaussian:{sigma:g},{size}",
+        description=PARAMETRIC_PRESETS["gaussian"][1],
+        factors=(g, g),
+    )
+
+
+def _check_side(size: int, what: str) -> None:
+    if not 1 <= size <= MAX_KERNEL_SIDE:
+        raise KernelSpecError(f"{what} must be between 1 and {MAX_KERNEL_SIDE}, got {size}")
+
+
+# ---------------------------------------------------------------------------
+# The spec parser
+# ---------------------------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_NON_FINITE = re.compile(r"^[+-]?(?:nan|inf|infinity)$", re.IGNORECASE)
+
+
+def parse_kernel(spec: str) -> Kernel:
+    """Turn a kernel spec into a :class:`Kernel`.
+
+    Accepted forms:
+
+    * a preset name, ``edge_enhance``, ``Sobel-X``, with parameters after a
+      colon where the preset takes them: ``box:5``, ``gaussian:2``,
+      ``gaussian:1.5,9``;
+    * an inline matrix, rows separated by ``;`` or newlines and entries by
+      commas and/or spaces: ``"-1 -1 -1; -1 10 -1; -1 -1 -1"``; or nested
+      lists: ``[[0,1,2],[3,4,5]]``. Entries are integers, decimals, exponents
+      or fractions (``1/9``);
+    * ``@PATH``: a text file in the matrix format (``#`` starts a comment),
+      or a ``.npy`` file holding a 2-D numeric array (loaded without pickle).
+
+    A matrix has scale 1 and offset 0: nothing is normalised silently.
+
+    Raises
+    ------
+    KernelSpecError
+        For every spec that is not a kernel; never any other exception.
+
+    Examples
+    --------
+    >>> parse_kernel("1 2; 3 4").matrix.tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
+    >>> parse_kernel("EDGE-ENHANCE").name
+    'edge_enhance'
+    """
+    if not isinstance(spec, str):
+        raise KernelSpecError(f"kernel spec must be text, got {type(spec).__name__}")
+    text = spec.strip()
+    if not text:
+        raise KernelSpecError("kernel spec is empty")
+    if text.startswith("@"):
+        return _parse_file(text[1:])
+    head, _, params = text.partition(":")
+    if _NAME.match(head.strip()) and not _NON_FINITE.match(head.strip()):
+        return _parse_preset(head.strip(), params if ":" in text else None)
+    matrix = parse_matrix(text)
+    return Kernel(matrix, name=f"matrix {matrix.shape[0]}x{matrix.shape[1]}")
+
+
+def _parse_preset(name: str, params: str | None) -> Kernel:
+    key = preset_key(name)
+    if key in PRESETS:
+        if params is not None:
+            raise KernelSpecError(f"preset {PRESETS[key].name!r} takes no parameters")
+        return PRESETS[key].kernel()
+    if key == "box":
+        values = _preset_params(params, "box:N", 1, 1)
+        return box_kernel(_as_int(values[0], "box N"))
+    if key == "gaussian":
+        values = _preset_params(params, "gaussian:SIGMA[,SIZE]", 1, 2)
+        sigma = _as_number(values[0], "gaussian SIGMA")
+        size = _as_int(values[1], "gaussian SIZE") if len(values) == 2 else None
+        return gaussian_kernel(sigma, size)
+    choices = [p.name for p in _PRESET_LIST] + list(PARAMETRIC_PRESETS)
+    close = difflib.get_close_matches(
+        key, [preset_key(c) for c in choices], n=3, cutoff=0.6
+    )
+    by_key = {preset_key(c): c for c in choices}
+    hint = f"; did you mean {', '.join(by_key[c] for c in close)}?" if close else ""
+    raise KernelSpecError(
+        f"unknown kernel preset {name!r}{hint} (`convfilter kernels` lists them all)"
+    )
+
+
+def _preset_params(params: str | None, usage: str, least: int, most: int) -> list[str]:
+    if params is None or not params.strip():
+        raise KernelSpecError(f"preset needs parameters: {usage}")
+    values = [v.strip() for v in params.split(",")]
+    if not least <= len(values) <= most or not all(values):
+        raise KernelSpecError(f"bad parameters {params!r}; expected {usage}")
+    return values
+
+
+def _as_number(token: str, what: str) -> float:
+    if _NON_FINITE.match(token):
+        raise KernelSpecError(f"{what} must be finite, got {token!r}")
+    if not _NUMBER.match(token):
+        raise KernelSpecError(f"{what} must be a number, got {token!r}")
+    value = float(token)
+    if not math.isfinite(value):
+        raise KernelSpecError(f"{what} must be finite, got {token!r}")
+    return value
+
+
+def _as_int(token: str, what: str) -> int:
+    if not re.fullmatch(r"\+?\d+", token):
+        raise KernelSpecError(f"{what} must be a positive whole number, got {token!r}")
+    value = int(token)
+    if value < 1:
+        raise KernelSpecError(f"{what} must be a positive whole number, got {token!r}")
+    return value
+
+
+def parse_matrix(text: str) -> np.ndarray:
+    """Parse matrix text (rows by ``;`` or newline, or nested lists) to float64.
+
+    Raises
+    ------
+    KernelSpecError
+        For ragged rows, tokens that are not numbers, NaN or infinity,
+        division by zero in a fraction, or an empty matrix.
+
+    >>> parse_matrix("[[1, 1/2], [0, -3e1]]").tolist()
+    [[1.0, 0.5], [0.0, -30.0]]
+    """
+    lines = [line.split("#", 1)[0] for line in text.splitlines()]
+    body = "\n".join(lines).strip()
+    if body.startswith("["):
+        rows = _split_nested_lists(body)
+    else:
+        rows = [r for r in re.split(r"[;\n]", body)]
+        # Blank lines and trailing separators are allowed; empty rows between
+        # numbers are not silently dropped in the middle of a matrix.
+        while rows and not rows[-1].strip():
+            rows.pop()
+        while rows and not rows[0].strip():
+            rows.pop(0)
+    if not rows:
+        raise KernelSpecError("kernel matrix is empty")
+    values: list[list[float]] = []
+    for r, row in enumerate(rows, start=1):
+        tokens = [t for t in re.split(r"[,\s]+", row.strip()) if t]
+        if not tokens:
+            raise KernelSpecError(f"row {r} is empty")
+        values.append([_parse_entry(t, r, c) for c, t in enumerate(tokens, start=1)])
+        if len(values[-1]) != len(values[0]):
+            raise KernelSpecError(
+                f"row {r} has {_count(len(values[-1]))}, row 1 has {len(values[0])}"
+            )
+        if len(values[-1]) > MAX_KERNEL_SIDE or r > MAX_KERNEL_SIDE:
+            raise KernelSpecError(f"kernel matrix is larger than {MAX_KERNEL_SIDE} on a side")
+    return np.array(values, dtype=np.float64)
+
+
+def _count(n: int) -> str:
+    return f"{n} value" if n == 1 else f"{n} values"
+
+
+def _split_nested_lists(body: str) -> list[str]:
+    """``[[a, b], [c, d]]`` -> ``["a, b", "c, d"]``; ``[a, b]`` -> one row."""
+    if not body.endswith("]"):
+        raise KernelSpecError("nested-list matrix must end with ']'")
+    inner = body[1:-1].strip()
+    if "[" not in inner and "]" not in inner:
+        return [inner] if inner else []
+    rows = re.findall(r"\[([^\[\]]*)\]", inner)
+    leftover = re.sub(r"\[[^\[\]]*\]", "", inner)
+    if leftover.strip(" \t\r\n,") or not rows:
+        raise KernelSpecError(
+            "nested-list matrix must look like [[1, 2], [3, 4]] (one level of rows)"
+        )
+    return rows
+
+
+def _parse_entry(token: str, row: int, col: int) -> float:
+    where = f"row {row}, column {col}"
+    if _NON_FINITE.match(token):
+        raise KernelSpecError(f"NaN or infinity is not allowed ({token!r} at {where})")
+    parts = token.split("/")
+    if len(parts) > 2 or not all(_NUMBER.match(p) for p in parts):
+        raise KernelSpecError(f"{token!r} is not a number (at {where})")
+    value = float(parts[0])
+    if len(parts) == 2:
+        denominator = float(parts[1])
+        if denominator == 0:
+            raise KernelSpecError(f"division by zero in {token!r} (at {where})")
+        value /= denominator
+    if not math.isfinite(value):
+        raise KernelSpecError(f"{token!r} is not finite (at {where})")
+    return value
+
+
+def _parse_file(path_text: str) -> Kernel:
+    if not path_text.strip():
+        raise KernelSpecError("'@' must be followed by a file path")
+    path = Path(path_text)
+    try:
+        if path.suffix.lower() == ".npy":
+            with open(path, "rb") as fh:
+                array = np.load(fh, allow_pickle=False)
+            matrix = _npy_matrix(array, path)
+        else:
+            with open(path, "rb") as fh:
+                raw = fh.read(16 * 1024 * 1024 + 1)
+            if len(raw) > 16 * 1024 * 1024:
+                raise KernelSpecError(f"kernel file {str(path)!r} is too large")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise KernelSpecError(
+                    f"kernel file {str(path)!r} is not UTF-8 text (or a .npy file)"
+                ) from None
+            try:
+                matrix = parse_matrix(text)
+            except KernelSpecError as exc:
+                raise KernelSpecError(f"in kernel file {str(path)!r}: {exc}") from None
+    except KernelSpecError:
+        raise
+    except FileNotFoundError:
+        raise KernelSpecError(f"kernel file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise KernelSpecError(f"kernel file {str(path)!r} is a directory") from None
+    except PermissionError:
+        raise KernelSpecError(f"kernel file {str(path)!r}: permission denied") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise KernelSpecError(f"cannot read kernel file {str(path)!r}: {exc}") from None
+    return Kernel(matrix, name=f"@{path.name}")
+
+
+def _npy_matrix(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.dtype.kind not in "biuf":
+        raise KernelSpecError(
+            f"kernel file {str(path)!r} holds {array.dtype} data, not numbers"
+        )
+    if array.ndim == 1:
+        array = array[np.newaxis, :]
+    if array.ndim != 2:
+        raise KernelSpecError(
+            f"kernel file {str(path)!r} holds a {array.ndim}-D array; a kernel is 2-D"
+        )
+    if array.size == 0:
+        raise KernelSpecError(f"kernel file {str(path)!r} holds an empty array")
+    matrix = array.astype(np.float64)
+    if not np.all(np.isfinite(matrix)):
+        raise KernelSpecError(f"kernel file {str(path)!r} contains NaN or infinity")
+    return matrix
