@@ -24,6 +24,7 @@ from .kernels import Kernel
 __all__ = [
     "BorderMode",
     "BORDER_MODES",
+    "METHODS",
     "FilterError",
     "correlate",
     "filter_array",
@@ -61,6 +62,9 @@ class BorderMode(str, Enum):
 
 #: Border mode names, in the order the CLI lists them.
 BORDER_MODES: tuple[str, ...] = tuple(m.value for m in BorderMode)
+
+#: Ways of computing a correlation; ``auto`` picks one by a cost model.
+METHODS: tuple[str, ...] = ("auto", "direct", "separable", "fft")
 
 #: Array dtypes the engine filters (the Pillow modes L/RGB..., I;16, I, F).
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int32, np.float32, np.float64)
@@ -157,6 +161,8 @@ def correlate(
     *,
     border: str | BorderMode = BorderMode.NEAREST,
     cval: float = 0.0,
+    method: str = "auto",
+    threads: int | None = None,
 ) -> np.ndarray:
     """Cross-correlate every channel of ``array`` with ``kernel.weights``.
 
@@ -171,6 +177,11 @@ def correlate(
         pixels the kernel cannot fully cover hold the input's values.
     cval : float
         Fill value for ``constant``.
+    method : str
+        One of :data:`METHODS`; ``auto`` chooses the fastest that keeps the
+        accuracy contract.
+    threads : int or None
+        Worker threads; None means one per CPU.
 
     Returns
     -------
@@ -191,7 +202,7 @@ def correlate(
     [[312.0, 348.0, 384.0], [492.0, 528.0, 564.0], [672.0, 708.0, 744.0]]
     """
     array = np.asarray(array)
-    result = _run(array, kernel, border, cval, start=0.0)
+    result = _run(array, kernel, border, cval, start=0.0, method=method, threads=threads)
     if border == BorderMode.KEEP:
         framed = array.astype(result.dtype)
         return _paste_interior(framed, result, kernel, result.dtype)
@@ -205,6 +216,8 @@ def filter_array(
     border: str | BorderMode = BorderMode.NEAREST,
     cval: float = 0.0,
     absolute: bool = False,
+    method: str = "auto",
+    threads: int | None = None,
 ) -> np.ndarray:
     """Filter ``array`` with ``kernel``: same shape (except ``valid``) and dtype.
 
@@ -231,7 +244,7 @@ def filter_array(
         start = float(np.float32(np.float64(np.float32(kernel.offset)) + 0.5))
     else:
         start = float(acc_dtype.type(kernel.offset))
-    result = _run(array, kernel, border, cval, start=start)
+    result = _run(array, kernel, border, cval, start=start, method=method, threads=threads)
     if absolute:
         np.abs(result, out=result)
         if integer_output:
@@ -271,9 +284,15 @@ def _run(
     cval: float,
     *,
     start: float,
+    method: str = "auto",
+    threads: int | None = None,
 ) -> np.ndarray:
     array = np.asarray(array)
     mode = _check(array, kernel, border)
+    if method not in METHODS:
+        raise FilterError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if threads is not None and threads < 1:
+        raise FilterError(f"threads must be at least 1, got {threads}")
     acc_dtype = accumulator_dtype(array.dtype)
     weights = kernel.weights_float32 if acc_dtype == np.float32 else kernel.weights
     h, w = kernel.shape
