@@ -233,7 +233,7 @@ def filter_array(
 
     >>> impulse = np.zeros((3, 3), np.uint8); impulse[1, 1] = 10
     >>> filter_array(impulse, Kernel([[1, 2, 0], [0, 0, 0], [0, 0, 0]]), border="constant").tolist()
-    [[0, 0, 0], [0, 0, 20], [0, 0, 10]]
+    [[0, 0, 0], [0, 0, 0], [0, 20, 10]]
     """
     array = np.asarray(array)
     dtype = array.dtype
