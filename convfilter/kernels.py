@@ -3,7 +3,8 @@
 Convention: a kernel is applied by cross-correlation, as written. Row 0 of
 the matrix weighs the row above the pixel, column 0 the column to its left.
 The anchor (the tap that lands on the output pixel) is ``(h // 2, w // 2)``,
-so a 2x2 kernel covers the pixel, its right neighbour and the two below.
+so a 2x2 kernel covers the pixel, its left neighbour and the two above them
+(the same placement as ``scipy.ndimage.correlate``).
 ``Kernel.flipped()`` rotates the matrix 180 degrees, turning correlation
 into true convolution.
 
@@ -405,7 +406,13 @@ def gaussian_kernel(sigma: float, size: int | None = None) -> Kernel:
     if not math.isfinite(sigma) or sigma <= 0:
         raise KernelSpecError(f"gaussian SIGMA must be a positive number, got {sigma!r}")
     if size is None:
-        size = 2 * math.ceil(3 * sigma) + 1
+        reach = 3 * sigma  # may overflow to infinity for a huge SIGMA
+        if reach > MAX_KERNEL_SIDE:
+            raise KernelSpecError(
+                f"gaussian SIGMA {sigma:g} needs a kernel wider than "
+                f"{MAX_KERNEL_SIDE}, the largest side allowed"
+            )
+        size = 2 * math.ceil(reach) + 1
         if size > MAX_KERNEL_SIDE:
             raise KernelSpecError(
                 f"gaussian SIGMA {sigma:g} needs a {size}x{size} kernel; "
@@ -415,7 +422,10 @@ def gaussian_kernel(sigma: float, size: int | None = None) -> Kernel:
     if size % 2 == 0:
         raise KernelSpecError(f"gaussian SIZE must be odd, got {size}")
     x = np.arange(size) - (size - 1) / 2
-    g = np.exp(-0.5 * (x / sigma) ** 2)
+    with np.errstate(over="ignore"):
+        # A tiny SIGMA overflows (x / sigma) ** 2 to infinity: exp(-inf) is
+        # exactly the 0 wanted, so the overflow is not worth a warning.
+        g = np.exp(-0.5 * (x / sigma) ** 2)
     g /= g.sum()
     return Kernel(
         np.outer(g, g),
