@@ -1,11 +1,443 @@
-"""Command-line interface (placeholder until the apply command lands)."""
+"""The ``convfilter`` command: parses options, calls the library, reports.
+
+Nothing here computes. NumPy and Pillow are imported only inside the
+commands that need them, so ``--help`` and ``--version`` start quickly.
+Every error a user can cause becomes one line, ``convfilter: error: ...``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import sys
+from typing import Iterator
 
 import click
 
 from . import __version__
 
+# Kept here (not imported from the engine) so that --help needs no NumPy;
+# tests check these equal engine.BORDER_MODES, engine.METHODS and
+# pipeline.ALPHA_MODES.
+BORDER_CHOICES = ("nearest", "reflect", "mirror", "wrap", "constant", "keep", "valid")
+METHOD_CHOICES = ("auto", "direct", "separable", "fft")
+ALPHA_CHOICES = ("keep", "filter", "premultiply")
 
-@click.group()
-@click.version_option(__version__, prog_name="convfilter")
+#: Exit codes (documented in the README).
+EXIT_OK = 0
+EXIT_ERROR = 1  # a bad input, or (with --fail-on-diff / diff) images that differ
+EXIT_USAGE = 2  # a bad option or argument; also every error of `convfilter diff`
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(click.ClickException):
+    """A user-caused error, shown as one ``convfilter: error:`` line."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:  # noqa: ARG002 - Click's signature
+        click.echo(f"convfilter: error: {self.format_message()}", err=True)
+
+
+class ConvfilterGroup(click.Group):
+    """A group whose usage errors are one line too, and never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(
+                args, prog_name or "convfilter", complete_var, standalone_mode=False, **extra
+            )
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"convfilter: error: {exc.format_message()}{hint}", err=True)
+            code = EXIT_USAGE
+        except click.ClickException as exc:
+            exc.show()
+            code = exc.exit_code
+        except click.Abort:
+            click.echo("convfilter: error: interrupted", err=True)
+            code = EXIT_INTERRUPTED
+        code = code if isinstance(code, int) else EXIT_OK
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+@contextlib.contextmanager
+def reported_errors(debug: bool, exit_code: int = EXIT_ERROR) -> Iterator[None]:
+    """Turn library errors into one-line messages; ``debug`` lets them through."""
+    try:
+        yield
+    except click.ClickException:
+        raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        raise CommandError("interrupted", EXIT_INTERRUPTED) from None
+    except (ValueError, OSError) as exc:
+        if debug:
+            raise
+        raise CommandError(_message(exc), exit_code) from None
+    except MemoryError:
+        if debug:
+            raise
+        raise CommandError("out of memory (try a smaller image or --max-pixels)", exit_code) from None
+    except Exception as exc:  # a bug: still one line, with the way to see more
+        if debug:
+            raise
+        raise CommandError(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
+            exit_code,
+        ) from None
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"'{exc.filename}': " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
+def _echo(text: str, *, to_stderr: bool) -> None:
+    click.echo(text, err=to_stderr)
+
+
+def _kernel_options(function):
+    """The options that build kernels, shared by apply, kernels and batch."""
+    options = [
+        click.option("-k", "--kernel", "kernel_specs", multiple=True, metavar="SPEC",
+                     help="Preset name, inline matrix or @FILE; repeat to chain kernels."),
+        click.option("--scale", type=float, default=None,
+                     help="Divide the weights by S (overrides the kernel's scale)."),
+        click.option("--offset", type=float, default=None,
+                     help="Add O to every result (overrides the kernel's offset)."),
+        click.option("--normalize", is_flag=True,
+                     help="Divide by the sum of the weights (an error for zero-sum kernels)."),
+        click.option("--flip", is_flag=True,
+                     help="True convolution: rotate the kernel 180 degrees."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _filter_options(function):
+    """How the filter is applied: repeat, border, abs, bands, alpha, method."""
+    options = [
+        click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Apply the whole kernel chain N times."),
+        click.option("--border", type=click.Choice(BORDER_CHOICES), default="nearest",
+                     show_default=True, help="How pixels beyond the edge are made up."),
+        click.option("--cval", type=float, default=0.0, show_default=True,
+                     help="Fill value for --border constant."),
+        click.option("--abs", "absolute", is_flag=True,
+                     help="Absolute value before rounding (edges of both signs)."),
+        click.option("--channels", metavar="BANDS", default=None,
+                     help="Bands to filter, e.g. R,G; the others pass through."),
+        click.option("--alpha", type=click.Choice(ALPHA_CHOICES), default="keep",
+                     show_default=True, help="Leave alpha alone, filter it, or premultiply."),
+        click.option("--method", type=click.Choice(METHOD_CHOICES), default="auto",
+                     show_default=True, help="Engine strategy; auto picks the fastest."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="Engine threads per image [default: one per CPU]."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _input_options(function):
+    options = [
+        click.option("--max-pixels", type=click.IntRange(min=0), default=None,
+                     help="Refuse images with more pixels (0: no limit) [default: Pillow's 89,478,485]."),
+        click.option("--allow-format", "allow_formats", multiple=True, metavar="NAME",
+                     help="Also decode this Pillow format (e.g. EPS); repeatable."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def build_kernels(specs, scale, offset, normalize, flip):
+    """Parse and prepare every ``-k`` spec (before any file is read)."""
+    from .kernels import parse_kernel, prepare_kernel
+
+    if not specs:
+        raise click.UsageError("give at least one kernel with -k/--kernel")
+    return tuple(
+        prepare_kernel(parse_kernel(spec), scale=scale, offset=offset, normalize=normalize, flip=flip)
+        for spec in specs
+    )
+
+
+def build_settings(kernels, repeat, border, cval, absolute, channels, alpha, method, threads):
+    from .pipeline import FilterSettings
+
+    bands = None
+    if channels is not None:
+        bands = tuple(b.strip().upper() for b in channels.split(",") if b.strip())
+        if not bands:
+            raise click.BadParameter("name at least one band, e.g. R,G", param_hint="--channels")
+    return FilterSettings(
+        kernels=kernels, repeat=repeat, border=border, cval=cval, absolute=absolute,
+        channels=bands, alpha=alpha, method=method, threads=threads,
+    )  # fmt: skip
+
+
+def output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats):
+    from .images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS
+    from .pipeline import OutputSettings
+
+    formats = tuple(dict.fromkeys(list(DEFAULT_FORMATS) + [f.upper() for f in allow_formats]))
+    return OutputSettings(
+        fmt=fmt, quality=quality, strip_metadata=strip_metadata,
+        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+        formats=formats,
+    )  # fmt: skip
+
+
+@click.group(cls=ConvfilterGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="convfilter")
 def main() -> None:
-    """Filter images with convolution kernels."""
+    """Filter images with convolution kernels, byte-identical to Pillow where
+    Pillow can do the same job.
+
+    \b
+    Example:
+      convfilter apply photo.jpg out.png -k edge_enhance --diff-pil
+    """
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT")
+@click.argument("output_path", metavar="OUTPUT")
+@_kernel_options
+@_filter_options
+@click.option("--format", "fmt", metavar="FORMAT", default=None,
+              help="Output format (PNG, JPEG, TIFF, WEBP, ...) instead of OUTPUT's extension.")
+@click.option("--quality", type=click.IntRange(1, 100), default=None,
+              help="JPEG/WebP quality, 1-100.")
+@click.option("--strip-metadata", is_flag=True,
+              help="Write no ICC profile, EXIF or DPI (for publishing).")
+@_input_options
+@click.option("--diff-pil", "diff_pil", is_flag=False, flag_value="", default=None, metavar="[FILTER]",
+              help="Also run Pillow and report the difference; FILTER names a Pillow filter.")
+@click.option("--diff-image", type=click.Path(dir_okay=False), default=None,
+              help="Write a picture: input, convfilter, Pillow, difference (implies --diff-pil).")
+@click.option("--fail-on-diff", is_flag=True, help="Exit 1 when the result differs from Pillow's.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the report.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip, repeat, border,
+          cval, absolute, channels, alpha, method, threads, fmt, quality, strip_metadata,
+          max_pixels, allow_formats, diff_pil, diff_image, fail_on_diff, as_json, quiet, debug):
+    """Filter INPUT with one or more kernels and write OUTPUT.
+
+    INPUT or OUTPUT may be '-' for standard input/output. The output
+    format follows OUTPUT's extension unless --format is given.
+
+    \b
+    Examples:
+      convfilter apply photo.jpg out.png -k edge_enhance --diff-pil
+      convfilter apply photo.jpg edges.png -k sobel-x --abs
+      convfilter apply scan.tif soft.tif -k gaussian:2 --border reflect
+      convfilter apply in.png out.png -k "0 -1 0; -1 5 -1; 0 -1 0"
+      cat in.png | convfilter apply - - -k blur --format png > out.png
+    """
+    with reported_errors(debug):
+        kernels = build_kernels(kernel_specs, scale, offset, normalize, flip)
+        settings = build_settings(kernels, repeat, border, cval, absolute, channels, alpha,
+                                  method, threads)  # fmt: skip
+        output = output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats)
+        from .pipeline import process_file
+
+        to_stdout = output_path == "-"
+        source = _read_stdin() if input_path == "-" else input_path
+        destination = click.get_binary_stream("stdout") if to_stdout else output_path
+        result = process_file(
+            source, destination, settings, output,
+            diff_pil=diff_pil is not None or diff_image is not None,
+            diff_filter=diff_pil or None,
+            diff_image=diff_image,
+            source_name="-" if input_path == "-" else None,
+        )  # fmt: skip
+    differs = result.diff is not None and not result.diff.identical
+    if as_json:
+        summary = {
+            "command": "apply",
+            "kernels": [_kernel_summary(k) for k in kernels],
+            "settings": {"repeat": repeat, "border": border, "cval": cval, "abs": absolute,
+                         "channels": settings.channels, "alpha": alpha, "method": method},
+            **result.to_dict(),
+        }  # fmt: skip
+        _echo(json.dumps(summary), to_stderr=to_stdout)
+    elif not quiet:
+        _echo(_apply_report(result, settings), to_stderr=to_stdout)
+    if differs and fail_on_diff:
+        click.get_current_context().exit(EXIT_ERROR)
+
+
+def _read_stdin() -> io.BytesIO:
+    return io.BytesIO(click.get_binary_stream("stdin").read())
+
+
+def _kernel_summary(kernel) -> dict:
+    return {
+        "name": kernel.name,
+        "shape": list(kernel.shape),
+        "scale": kernel.scale,
+        "offset": kernel.offset,
+        "pillow": kernel.pillow_name,
+    }
+
+
+def _apply_report(result, settings) -> str:
+    width, height = result.size
+    frames = f", {result.frames} frames" if result.frames > 1 else ""
+    lines = [
+        f"{result.input} -> {result.output}: {settings.describe()}, border {settings.border}; "
+        f"{result.mode} {width}x{height}{frames}, {result.timings_ms['total']:.0f} ms"
+    ]
+    lines += [f"  note: {note}" for note in result.notes]
+    if result.diff is not None:
+        lines.append(f"  compared with {result.reference}:")
+        lines += ["    " + line for line in _diff_table(result.diff).splitlines()]
+    return "\n".join(lines)
+
+
+def _diff_table(report) -> str:
+    """The metrics as a small two-column table (whole image, interior)."""
+    columns = [("whole image", report.whole)]
+    if report.interior is not None and any(report.margin):
+        columns.append(("interior", report.interior))
+
+    def fmt(metrics, key):
+        if key == "identical":
+            return "yes" if metrics.identical else "no"
+        if key == "differing":
+            return f"{metrics.differing:,} of {metrics.samples:,}"
+        if key == "psnr":
+            return "inf" if math.isinf(metrics.psnr) else f"{metrics.psnr:.2f} dB"
+        return f"{getattr(metrics, key):.4g}"
+
+    rows = [("identical", "identical"), ("samples differing", "differing"),
+            ("max |diff|", "max_abs"), ("mean |diff|", "mean_abs"), ("RMSE", "rmse"),
+            ("PSNR", "psnr")]  # fmt: skip
+    cells = [["", *[title for title, _ in columns]]]
+    cells += [[label, *[fmt(m, key) for _, m in columns]] for label, key in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
+@main.command()
+@click.argument("spec", required=False)
+@click.option("--scale", type=float, default=None, help="Override the kernel's scale.")
+@click.option("--offset", type=float, default=None, help="Override the kernel's offset.")
+@click.option("--normalize", is_flag=True, help="Divide by the sum of the weights.")
+@click.option("--flip", is_flag=True, help="Rotate 180 degrees (true convolution).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+def kernels(spec, scale, offset, normalize, flip, as_json, debug):
+    """List the presets, or print the matrix SPEC applies.
+
+    Without SPEC: every preset with its size, scale, offset, Pillow
+    equivalent and description. With SPEC (a preset, inline matrix or
+    @FILE): the effective weights (matrix / scale, after --flip), exactly
+    as they are applied, by cross-correlation.
+
+    \b
+    Examples:
+      convfilter kernels
+      convfilter kernels emboss
+      convfilter kernels "1 2 1" --normalize
+    """
+    with reported_errors(debug):
+        if spec is None:
+            _echo(_preset_listing(as_json), to_stderr=False)
+            return
+        (kernel,) = build_kernels((spec,), scale, offset, normalize, flip)
+    if as_json:
+        data = _kernel_summary(kernel)
+        data.update(anchor=list(kernel.anchor), weights=kernel.weights.tolist(),
+                    matrix=kernel.matrix.tolist())  # fmt: skip
+        _echo(json.dumps(data), to_stderr=False)
+        return
+    h, w = kernel.shape
+    lines = [
+        f"{kernel.name}: {h}x{w} (rows x columns), anchor row {kernel.anchor[0]} column "
+        f"{kernel.anchor[1]}, scale {kernel.scale:g}, offset {kernel.offset:g}"
+        + (f", Pillow {kernel.pillow_name}" if kernel.pillow_name else ""),
+        "weights (matrix / scale), applied as written (cross-correlation):",
+    ]
+    cells = [[f"{v:.6g}" for v in row] for row in kernel.weights]
+    width = max(len(c) for row in cells for c in row)
+    lines += ["  " + " ".join(c.rjust(width) for c in row) for row in cells]
+    _echo("\n".join(lines), to_stderr=False)
+
+
+def _preset_listing(as_json: bool) -> str:
+    from .kernels import PARAMETRIC_PRESETS, PRESETS
+
+    rows = []
+    for preset in PRESETS.values():
+        h, w = len(preset.grid), len(preset.grid[0])
+        rows.append({"name": preset.name, "size": f"{h}x{w}", "scale": preset.scale,
+                     "offset": preset.offset, "pillow": preset.pillow_name,
+                     "description": preset.description})  # fmt: skip
+    for usage, description in PARAMETRIC_PRESETS.values():
+        rows.append({"name": usage, "size": "NxN", "scale": None, "offset": 0,
+                     "pillow": None, "description": description})  # fmt: skip
+    if as_json:
+        return json.dumps(rows)
+    header = ["name", "size", "scale", "offset", "pillow", "description"]
+    table = [header] + [
+        [r["name"], r["size"], "sum" if r["scale"] is None else f"{r['scale']:g}",
+         f"{r['offset']:g}", r["pillow"] or "-", r["description"]]
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in table
+    )
+
+
+@main.command()
+@click.argument("first", metavar="A")
+@click.argument("second", metavar="B")
+@click.option("--diff-image", type=click.Path(dir_okay=False), default=None,
+              help="Write a picture: A, B and their difference.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit code tells.")
+@_input_options
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+def diff(first, second, diff_image, as_json, quiet, max_pixels, allow_formats, debug):
+    """Compare two images pixel by pixel.
+
+    Exit code 0 when identical, 1 when they differ, 2 on error (like cmp).
+
+    \b
+    Example:
+      convfilter diff ours.png pillow.png --diff-image diff.png
+    """
+    with reported_errors(debug, exit_code=EXIT_USAGE):
+        from . import compare, images
+
+        output = output_settings(None, None, False, max_pixels, allow_formats)
+        a = images.load_image(first, max_pixels=output.max_pixels, formats=output.formats)
+        b = images.load_image(second, max_pixels=output.max_pixels, formats=output.formats)
+        report = compare.compare_images(a.frames[0], b.frames[0])
+        if diff_image is not None:
+            picture = compare.diff_picture([("A", a.frames[0]), ("B", b.frames[0])],
+                                           a.frames[0], b.frames[0])  # fmt: skip
+            images.save_image([picture], diff_image, fmt=images.output_format(diff_image, None))
+    if as_json:
+        _echo(json.dumps({"command": "diff", "a": first, "b": second, **report.to_dict()}),
+              to_stderr=False)  # fmt: skip
+    elif not quiet:
+        verdict = "identical" if report.identical else "differ"
+        _echo(f"{first} and {second}: {verdict}\n" + _diff_table(report), to_stderr=False)
+    click.get_current_context().exit(EXIT_OK if report.identical else EXIT_ERROR)

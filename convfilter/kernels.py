@@ -28,6 +28,7 @@ __all__ = [
     "PRESETS",
     "PARAMETRIC_PRESETS",
     "parse_kernel",
+    "prepare_kernel",
     "preset_key",
     "box_kernel",
     "gaussian_kernel",
@@ -181,7 +182,8 @@ class Kernel:
                 f"cannot normalize kernel {self.name!r}: its weights sum to zero "
                 "(an edge or derivative kernel); leave out --normalize or give --scale"
             )
-        return self.replace(scale=total, pillow_name=None)
+        same = total == self.scale
+        return self.replace(scale=total, pillow_name=self.pillow_name if same else None)
 
     def is_integer(self) -> bool:
         """True when every matrix entry is a whole number."""
@@ -490,6 +492,47 @@ def parse_kernel(spec: str) -> Kernel:
         return _parse_preset(head.strip(), params if ":" in text else None)
     matrix = parse_matrix(text)
     return Kernel(matrix, name=f"matrix {matrix.shape[0]}x{matrix.shape[1]}")
+
+
+def prepare_kernel(
+    kernel: Kernel,
+    *,
+    scale: float | None = None,
+    offset: float | None = None,
+    normalize: bool = False,
+    flip: bool = False,
+) -> Kernel:
+    """Apply the command-line kernel options, in this order: scale, offset,
+    normalize, flip. A kernel whose scale or offset changed no longer has a
+    Pillow equivalent; a flipped symmetric one keeps it.
+
+    Raises
+    ------
+    KernelSpecError
+        ``scale`` together with ``normalize``, a zero or non-finite scale,
+        or normalizing a kernel whose weights sum to zero.
+
+    >>> prepare_kernel(parse_kernel("1 2 1"), normalize=True).weights.tolist()
+    [[0.25, 0.5, 0.25]]
+    """
+    if scale is not None and normalize:
+        raise KernelSpecError("give either --scale or --normalize, not both")
+    changes: dict = {}
+    if scale is not None:
+        changes["scale"] = scale
+    if offset is not None:
+        changes["offset"] = offset
+    if any(_finite_float(v, k) != getattr(kernel, k) for k, v in changes.items()):
+        changes["pillow_name"] = None
+    if changes:
+        kernel = kernel.replace(**changes)
+    if normalize:
+        kernel = kernel.normalized()
+    if flip:
+        symmetric = bool(np.array_equal(kernel.matrix, kernel.matrix[::-1, ::-1]))
+        pillow_name = kernel.pillow_name if symmetric else None
+        kernel = kernel.flipped().replace(pillow_name=pillow_name)
+    return kernel
 
 
 def _parse_preset(name: str, params: str | None) -> Kernel:

@@ -1,0 +1,349 @@
+"""Filtering whole images: bands, alpha, kernel chains, and one file in, one file out.
+
+``filter_image`` filters a Pillow image; ``process_file`` is the whole job
+behind ``convfilter apply`` (and each file of ``convfilter batch``): load,
+filter every frame, optionally compare with Pillow, save atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import BinaryIO, Sequence
+
+import numpy as np
+from PIL import Image
+
+from . import compare, engine, images
+from .kernels import Kernel
+
+__all__ = [
+    "ALPHA_MODES",
+    "FilterSettings",
+    "OutputSettings",
+    "FileResult",
+    "SettingsError",
+    "filter_image",
+    "pillow_reference",
+    "process_file",
+]
+
+#: What ``--alpha`` may say: leave alpha alone, filter it, or filter premultiplied.
+ALPHA_MODES: tuple[str, ...] = ("keep", "filter", "premultiply")
+
+
+class SettingsError(ValueError):
+    """Options that do not fit the image (unknown band, alpha on a mode without it)."""
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """Everything that decides the pixels of the result."""
+
+    kernels: tuple[Kernel, ...]
+    repeat: int = 1
+    border: str = "nearest"
+    cval: float = 0.0
+    absolute: bool = False
+    channels: tuple[str, ...] | None = None
+    alpha: str = "keep"
+    method: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.kernels:
+            raise SettingsError("at least one kernel is needed")
+        if self.repeat < 1:
+            raise SettingsError(f"repeat must be at least 1, got {self.repeat}")
+        if self.alpha not in ALPHA_MODES:
+            raise SettingsError(f"alpha must be one of {', '.join(ALPHA_MODES)}")
+
+    @property
+    def chain(self) -> list[Kernel]:
+        """The kernels in the order they are applied, repeats included."""
+        return list(self.kernels) * self.repeat
+
+    def describe(self) -> str:
+        names = " then ".join(k.name for k in self.kernels)
+        return f"{names} (x{self.repeat})" if self.repeat > 1 else names
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """How results are written."""
+
+    fmt: str | None = None
+    quality: int | None = None
+    strip_metadata: bool = False
+    max_pixels: int | None = images.DEFAULT_MAX_PIXELS
+    formats: tuple[str, ...] = images.DEFAULT_FORMATS
+
+
+@dataclass
+class FileResult:
+    """What happened to one file, for the report and for ``--json``."""
+
+    input: str
+    output: str
+    mode: str = ""
+    size: tuple[int, int] = (0, 0)
+    frames: int = 1
+    format: str = ""
+    notes: list[str] = field(default_factory=list)
+    timings_ms: dict = field(default_factory=dict)
+    diff: compare.DiffReport | None = None
+    reference: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "input": self.input,
+            "output": self.output,
+            "mode": self.mode,
+            "width": self.size[0],
+            "height": self.size[1],
+            "frames": self.frames,
+            "format": self.format,
+            "notes": list(self.notes),
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "reference": self.reference,
+            "diff": None if self.diff is None else self.diff.to_dict(),
+        }
+
+
+def _band_indices(image: Image.Image, settings: FilterSettings) -> tuple[list[int], int | None]:
+    """(indices of bands to filter, index of the alpha band or None)."""
+    bands = list(image.getbands())
+    alpha = bands.index("A") if image.mode in ("LA", "RGBA") else None
+    if settings.channels is not None:
+        wanted = []
+        for name in settings.channels:
+            if name.upper() not in bands:
+                raise SettingsError(
+                    f"mode {image.mode} has no band {name!r} (its bands: {','.join(bands)})"
+                )
+            wanted.append(bands.index(name.upper()))
+        selected = sorted(set(wanted))
+    else:
+        selected = list(range(len(bands)))
+        if alpha is not None and settings.alpha == "keep":
+            selected.remove(alpha)
+    if settings.alpha != "keep" and alpha is None and settings.alpha == "premultiply":
+        raise SettingsError(f"--alpha premultiply needs an image with alpha, not mode {image.mode}")
+    if settings.alpha == "filter" and alpha is not None and alpha not in selected:
+        selected = sorted(selected + [alpha])
+    return selected, alpha
+
+
+def _crop_like(array: np.ndarray, kernel: Kernel, border: str) -> np.ndarray:
+    """Pass-through bands shrink with the filtered ones under border ``valid``."""
+    if border != "valid":
+        return array
+    h, w = kernel.shape
+    ay, ax = kernel.anchor
+    rows, cols = array.shape[:2]
+    return array[ay : rows - (h - 1 - ay), ax : cols - (w - 1 - ax)]
+
+
+def _step(array: np.ndarray, kernel: Kernel, settings: FilterSettings) -> np.ndarray:
+    return engine.filter_array(
+        array,
+        kernel,
+        border=settings.border,
+        cval=settings.cval,
+        absolute=settings.absolute,
+        method=settings.method,
+        threads=settings.threads,
+    )
+
+
+def _premultiplied_step(
+    colour: np.ndarray, alpha: np.ndarray, kernel: Kernel, settings: FilterSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Filter colour premultiplied by alpha, then divide by the filtered alpha.
+
+    Works in float64 on 8-bit data: colour' = corr(colour * a) / corr(a) +
+    offset, alpha' = corr(a), both rounded like any 8-bit result. Fully
+    transparent results get colour 0.
+    """
+    a = alpha.astype(np.float64) / 255.0
+    options = dict(border=settings.border, cval=settings.cval, method=settings.method,
+                   threads=settings.threads)  # fmt: skip
+    plain = kernel.replace(offset=0.0)
+    weighted = engine.correlate(colour.astype(np.float64) * a[..., None], plain, **options)
+    coverage = engine.correlate(a, plain, **options)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = weighted / coverage[..., None] + kernel.offset
+    values = np.where(coverage[..., None] > 1e-12, values, 0.0)
+    if settings.absolute:
+        values = np.abs(values)
+    new_colour = engine.round_to_dtype((values + 0.5).astype(np.float32), np.dtype(np.uint8))
+    new_alpha = engine.round_to_dtype((coverage * 255.0 + 0.5).astype(np.float32), np.dtype(np.uint8))
+    return new_colour, new_alpha
+
+
+def filter_image(image: Image.Image, settings: FilterSettings) -> Image.Image:
+    """Filter the selected bands of ``image`` by the settings' kernel chain.
+
+    The image must be in one of :data:`images.FILTERABLE_MODES`. Bands not
+    selected pass through unchanged (cropped alike under border ``valid``).
+    Each step of a chain rounds to the image's dtype, as applying the
+    filters one after another in Pillow does.
+
+    Raises
+    ------
+    SettingsError
+        For a band the mode does not have, or premultiply without alpha.
+    engine.FilterError
+        From the engine (e.g. ``valid`` on an image smaller than the kernel).
+    """
+    selected, alpha = _band_indices(image, settings)
+    array = images.to_array(image)
+    single_band = array.ndim == 2
+    if single_band:
+        array = array[:, :, np.newaxis]
+    for kernel in settings.chain:
+        if settings.alpha == "premultiply":
+            colour_bands = [i for i in selected if i != alpha]
+            colour, new_alpha = _premultiplied_step(
+                array[:, :, colour_bands], array[:, :, alpha], kernel, settings
+            )
+            result = _crop_like(array, kernel, settings.border).copy()
+            result[:, :, colour_bands] = colour
+            result[:, :, alpha] = new_alpha
+        elif len(selected) == array.shape[2]:
+            result = _step(array, kernel, settings)
+        else:
+            result = _crop_like(array, kernel, settings.border).copy()
+            if selected:
+                result[:, :, selected] = _step(array[:, :, selected], kernel, settings)
+        array = result
+    if single_band:
+        array = array[:, :, 0]
+    return images.from_array(array, image.mode)
+
+
+def pillow_reference(
+    image: Image.Image, settings: FilterSettings, filter_name: str | None = None
+) -> tuple[Image.Image, str]:
+    """What Pillow makes of ``image``: the reference for ``--diff-pil``.
+
+    With ``filter_name``, that Pillow filter applied once; otherwise Pillow's
+    equivalent of each kernel of the chain, in order. Only the bands
+    convfilter filters are replaced; the others are the input's.
+    Returns the image and a description of what Pillow ran.
+
+    Raises
+    ------
+    compare.CompareError
+        No Pillow equivalent, or a mode Pillow cannot filter.
+    """
+    if filter_name:
+        filters = [compare.pillow_filter(filter_name)]
+        label = f"Pillow {filter_name}"
+    else:
+        filters = [compare.pillow_equivalent(k) for k in settings.chain]
+        label = "Pillow " + " then ".join(_pillow_label(k) for k in settings.kernels)
+        if settings.repeat > 1:
+            label += f" (x{settings.repeat})"
+    selected, _ = _band_indices(image, settings)
+    result = image
+    try:
+        for pillow_filter in filters:
+            result = result.filter(pillow_filter)
+    except (ValueError, OSError) as exc:
+        raise compare.CompareError(f"Pillow cannot filter mode {image.mode} images: {exc}") from None
+    if len(image.getbands()) > 1 and len(selected) < len(image.getbands()):
+        bands = [
+            result.getchannel(i) if i in selected else image.getchannel(i)
+            for i in range(len(image.getbands()))
+        ]
+        result = Image.merge(image.mode, bands)
+    return result, label
+
+
+def _pillow_label(kernel: Kernel) -> str:
+    if kernel.pillow_name:
+        return f"ImageFilter.{kernel.pillow_name}"
+    h, w = kernel.shape
+    return f"ImageFilter.Kernel {w}x{h}"
+
+
+def process_file(
+    source: str | os.PathLike | BinaryIO,
+    destination: str | os.PathLike | BinaryIO,
+    settings: FilterSettings,
+    output: OutputSettings = OutputSettings(),
+    *,
+    diff_pil: bool = False,
+    diff_filter: str | None = None,
+    diff_image: str | os.PathLike | None = None,
+    source_name: str | None = None,
+    destination_name: str | None = None,
+) -> FileResult:
+    """Load ``source``, filter every frame, write ``destination``; report what happened.
+
+    ``source``/``destination`` are paths or binary streams (stdin/stdout).
+    With ``diff_pil``, the first frame is also filtered by Pillow
+    (``diff_filter`` or Pillow's equivalent) and compared; ``diff_image``
+    writes the side-by-side picture. Nothing is written when anything fails
+    before the final rename, and the input is read completely before the
+    output is replaced, so input and output may be the same file.
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    in_name = source_name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "-")
+    out_name = destination_name or (
+        os.fspath(destination) if isinstance(destination, (str, os.PathLike)) else "-"
+    )
+    out_path = destination if isinstance(destination, (str, os.PathLike)) else None
+    loaded = images.load_image(
+        source, max_pixels=output.max_pixels, formats=output.formats,
+        name=None if source_name is None else f"'{source_name}'",
+    )  # fmt: skip
+    fmt = images.output_format(out_path, output.fmt, fallback=loaded.format)
+    timings["load"] = _ms_since(start)
+    t = time.perf_counter()
+    filtered = [filter_image(frame, settings) for frame in loaded.frames]
+    timings["filter"] = _ms_since(t)
+    result = FileResult(
+        input=in_name,
+        output=out_name,
+        mode=loaded.mode,
+        size=filtered[0].size,
+        frames=len(filtered),
+        format=fmt,
+        notes=list(loaded.notes),
+    )
+    if diff_pil or diff_filter:
+        t = time.perf_counter()
+        reference, result.reference = pillow_reference(loaded.frames[0], settings, diff_filter)
+        if reference.size != filtered[0].size:
+            raise compare.CompareError(
+                "border 'valid' changes the size, so there is nothing to compare with Pillow; "
+                "use --border keep"
+            )
+        margin = compare.kernel_margin(settings.kernels, settings.repeat)
+        result.diff = compare.compare_images(filtered[0], reference, margin=margin)
+        timings["pillow"] = _ms_since(t)
+        if diff_image is not None:
+            picture = compare.diff_picture(
+                [("input", loaded.frames[0]), ("convfilter", filtered[0]), (result.reference, reference)],
+                filtered[0],
+                reference,
+            )
+            images.save_image([picture], diff_image, fmt=images.output_format(diff_image, None))
+    t = time.perf_counter()
+    metadata = None if output.strip_metadata else loaded.metadata
+    images.save_image(
+        filtered, destination, fmt=fmt, metadata=metadata, quality=output.quality,
+        frame_info=loaded.frame_info,
+    )  # fmt: skip
+    timings["save"] = _ms_since(t)
+    timings["total"] = _ms_since(start)
+    result.timings_ms = timings
+    return result
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
