@@ -32,6 +32,11 @@ EXIT_USAGE = 2  # a bad option or argument; also every error of `convfilter diff
 EXIT_INTERRUPTED = 130
 
 
+#: Fixed help width, so --help reads the same everywhere (and in the README).
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "terminal_width": 88,
+                    "max_content_width": 88}  # fmt: skip
+
+
 class CommandError(click.ClickException):
     """A user-caused error, shown as one ``convfilter: error:`` line."""
 
@@ -111,9 +116,9 @@ def _kernel_options(function):
     options = [
         click.option("-k", "--kernel", "kernel_specs", multiple=True, metavar="SPEC",
                      help="Preset name, inline matrix or @FILE; repeat to chain kernels."),
-        click.option("--scale", type=float, default=None,
+        click.option("--scale", type=float, default=None, metavar="S",
                      help="Divide the weights by S (overrides the kernel's scale)."),
-        click.option("--offset", type=float, default=None,
+        click.option("--offset", type=float, default=None, metavar="O",
                      help="Add O to every result (overrides the kernel's offset)."),
         click.option("--normalize", is_flag=True,
                      help="Divide by the sum of the weights (an error for zero-sum kernels)."),
@@ -128,11 +133,11 @@ def _kernel_options(function):
 def _filter_options(function):
     """How the filter is applied: repeat, border, abs, bands, alpha, method."""
     options = [
-        click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+        click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
                      help="Apply the whole kernel chain N times."),
         click.option("--border", type=click.Choice(BORDER_CHOICES), default="nearest",
                      show_default=True, help="How pixels beyond the edge are made up."),
-        click.option("--cval", type=float, default=0.0, show_default=True,
+        click.option("--cval", type=float, default=0.0, show_default=True, metavar="V",
                      help="Fill value for --border constant."),
         click.option("--abs", "absolute", is_flag=True,
                      help="Absolute value before rounding (edges of both signs)."),
@@ -142,7 +147,7 @@ def _filter_options(function):
                      show_default=True, help="Leave alpha alone, filter it, or premultiply."),
         click.option("--method", type=click.Choice(METHOD_CHOICES), default="auto",
                      show_default=True, help="Engine strategy; auto picks the fastest."),
-        click.option("--threads", type=click.IntRange(min=1), default=None,
+        click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
                      help="Engine threads per image [default: one per CPU]."),
     ]  # fmt: skip
     for option in reversed(options):
@@ -152,7 +157,7 @@ def _filter_options(function):
 
 def _input_options(function):
     options = [
-        click.option("--max-pixels", type=click.IntRange(min=0), default=None,
+        click.option("--max-pixels", type=click.IntRange(min=0), default=None, metavar="N",
                      help="Refuse images with more pixels (0: no limit) [default: Pillow's 89,478,485]."),
         click.option("--allow-format", "allow_formats", multiple=True, metavar="NAME",
                      help="Also decode this Pillow format (e.g. EPS); repeatable."),
@@ -200,7 +205,7 @@ def output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats):
     )  # fmt: skip
 
 
-@click.group(cls=ConvfilterGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ConvfilterGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="convfilter")
 def main() -> None:
     """Filter images with convolution kernels, byte-identical to Pillow where
@@ -219,14 +224,14 @@ def main() -> None:
 @_filter_options
 @click.option("--format", "fmt", metavar="FORMAT", default=None,
               help="Output format (PNG, JPEG, TIFF, WEBP, ...) instead of OUTPUT's extension.")
-@click.option("--quality", type=click.IntRange(1, 100), default=None,
+@click.option("--quality", type=click.IntRange(1, 100), default=None, metavar="Q",
               help="JPEG/WebP quality, 1-100.")
 @click.option("--strip-metadata", is_flag=True,
               help="Write no ICC profile, EXIF or DPI (for publishing).")
 @_input_options
 @click.option("--diff-pil", "diff_pil", is_flag=False, flag_value="", default=None, metavar="[FILTER]",
               help="Also run Pillow and report the difference; FILTER names a Pillow filter.")
-@click.option("--diff-image", type=click.Path(dir_okay=False), default=None,
+@click.option("--diff-image", type=click.Path(dir_okay=False), default=None, metavar="PATH",
               help="Write a picture: input, convfilter, Pillow, difference (implies --diff-pil).")
 @click.option("--fail-on-diff", is_flag=True, help="Exit 1 when the result differs from Pillow's.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the report.")
@@ -335,8 +340,8 @@ def _diff_table(report) -> str:
 
 @main.command()
 @click.argument("spec", required=False)
-@click.option("--scale", type=float, default=None, help="Override the kernel's scale.")
-@click.option("--offset", type=float, default=None, help="Override the kernel's offset.")
+@click.option("--scale", type=float, default=None, metavar="S", help="Override the kernel's scale.")
+@click.option("--offset", type=float, default=None, metavar="O", help="Override the kernel's offset.")
 @click.option("--normalize", is_flag=True, help="Divide by the sum of the weights.")
 @click.option("--flip", is_flag=True, help="Rotate 180 degrees (true convolution).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -408,7 +413,7 @@ def _preset_listing(as_json: bool) -> str:
 @main.command()
 @click.argument("first", metavar="A")
 @click.argument("second", metavar="B")
-@click.option("--diff-image", type=click.Path(dir_okay=False), default=None,
+@click.option("--diff-image", type=click.Path(dir_okay=False), default=None, metavar="PATH",
               help="Write a picture: A, B and their difference.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit code tells.")
