@@ -262,7 +262,7 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
 
         to_stdout = output_path == "-"
         source = _read_stdin() if input_path == "-" else input_path
-        destination = click.get_binary_stream("stdout") if to_stdout else output_path
+        destination = sys.stdout.buffer if to_stdout else output_path
         result = process_file(
             source, destination, settings, output,
             diff_pil=diff_pil is not None or diff_image is not None,
@@ -287,7 +287,7 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
 
 
 def _read_stdin() -> io.BytesIO:
-    return io.BytesIO(click.get_binary_stream("stdin").read())
+    return io.BytesIO(sys.stdin.buffer.read())
 
 
 def _kernel_summary(kernel) -> dict:

@@ -265,8 +265,8 @@ def _decode_frames(image: Image.Image, label: str, max_pixels: int) -> LoadedIma
     source_mode = image.mode
     fmt = image.format
     n_frames = int(getattr(image, "n_frames", 1) or 1)
+    orientation = _orientation(image)  # before _read_metadata drops the tag
     metadata = _read_metadata(image)
-    orientation = _orientation(image)
     frames: list[Image.Image] = []
     durations: list[int] = []
     target_mode: str | None = None
