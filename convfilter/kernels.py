@@ -601,12 +601,18 @@ def parse_matrix(text: str) -> np.ndarray:
     >>> parse_matrix("[[1, 1/2], [0, -3e1]]").tolist()
     [[1.0, 0.5], [0.0, -30.0]]
     """
-    lines = [line.split("#", 1)[0] for line in text.splitlines()]
+    # A line holding only a comment is no row at all, not an empty one.
+    lines = [
+        line.split("#", 1)[0]
+        for line in text.splitlines()
+        if not line.lstrip().startswith("#")
+    ]
     body = "\n".join(lines).strip()
     if body.startswith("["):
         rows = _split_nested_lists(body)
     else:
-        rows = [r for r in re.split(r"[;\n]", body)]
+        # ``;`` at the end of a line ends one row, as in "1 2;\n3 4".
+        rows = re.split(r";[ \t]*\n|[;\n]", body)
         # Blank lines and trailing separators are allowed; empty rows between
         # numbers are not silently dropped in the middle of a matrix.
         while rows and not rows[-1].strip():
