@@ -1,0 +1,127 @@
+"""`convfilter kernels` and `convfilter diff`, through Click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageFilter
+
+from convfilter import cli
+
+PILLOW_FILTERS = ["BLUR", "CONTOUR", "DETAIL", "EDGE_ENHANCE", "EDGE_ENHANCE_MORE", "EMBOSS",
+                  "FIND_EDGES", "SHARPEN", "SMOOTH", "SMOOTH_MORE"]  # fmt: skip
+
+
+def run(*args):
+    return CliRunner().invoke(cli.main, [str(a) for a in args], prog_name="convfilter")
+
+
+def save(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+# --- kernels ------------------------------------------------------------------------
+
+
+def test_listing_names_every_pillow_filter_with_its_values():
+    result = run("kernels", "--json")
+    assert result.exit_code == 0
+    rows = {row["pillow"]: row for row in json.loads(result.output) if row["pillow"]}
+    assert sorted(rows) == sorted(PILLOW_FILTERS)
+    for name, row in rows.items():
+        size, scale, offset, _ = getattr(ImageFilter, name).filterargs
+        assert row["size"] == f"{size[1]}x{size[0]}"
+        assert (row["scale"], row["offset"]) == (scale, offset)
+
+
+def test_listing_as_text_has_every_column():
+    result = run("kernels")
+    header, *rows = result.output.splitlines()
+    assert header.split()[:5] == ["name", "size", "scale", "offset", "pillow"]
+    names = {row.split()[0] for row in rows}
+    assert {"edge_enhance", "sobel-x", "gaussian:SIGMA[,SIZE]", "box:N", "laplacian8"} <= names
+
+
+@pytest.mark.parametrize("name", PILLOW_FILTERS)
+def test_spec_prints_pillow_kernel_rows_reversed(name):
+    result = run("kernels", name.lower(), "--json")
+    data = json.loads(result.output)
+    size, scale, _, values = getattr(ImageFilter, name).filterargs
+    pillow_rows = np.array(values, dtype=float).reshape(size[1], size[0])
+    assert np.allclose(np.array(data["weights"]), pillow_rows[::-1] / scale)
+
+
+def test_spec_text_output_with_options():
+    result = run("kernels", "1 2 1", "--normalize")
+    assert result.exit_code == 0
+    assert result.output.splitlines()[-1].split() == ["0.25", "0.5", "0.25"]
+    flipped = run("kernels", "1 2; 3 4", "--flip", "--scale", "2", "--offset", "5", "--json")
+    data = json.loads(flipped.output)
+    assert data["weights"] == [[2.0, 1.5], [1.0, 0.5]] and data["offset"] == 5
+
+
+def test_bad_spec_is_one_error_line():
+    result = run("kernels", "1 2; x 4")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "convfilter: error: 'x' is not a number (at row 2, column 1)"
+
+
+# --- diff ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pair(tmp_path):
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 256, (10, 12, 3)).astype(np.uint8)
+    b = a.copy()
+    b[2, 3, 1] += 5
+    b[9, 11, 0] ^= 0xFF
+    return save(tmp_path / "a.png", a), save(tmp_path / "b.png", b), a, b
+
+
+def test_identical_images_exit_0(pair, tmp_path):
+    a_path, _, a, _ = pair
+    copy = save(tmp_path / "copy.png", a)
+    result = run("diff", a_path, copy)
+    assert result.exit_code == 0 and "identical" in result.output
+
+
+def test_different_images_exit_1_with_metrics(pair):
+    a_path, b_path, a, b = pair
+    result = run("diff", a_path, b_path, "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    difference = np.abs(a.astype(float) - b.astype(float))
+    assert data["whole"]["differing"] == 2
+    assert data["whole"]["max_abs"] == difference.max()
+    assert data["whole"]["mean_abs"] == pytest.approx(difference.mean())
+    mse = (difference**2).mean()
+    assert data["whole"]["rmse"] == pytest.approx(np.sqrt(mse))
+    assert data["whole"]["psnr"] == pytest.approx(10 * np.log10(255**2 / mse))
+
+
+def test_diff_image_is_written(pair, tmp_path):
+    a_path, b_path, _, _ = pair
+    picture = tmp_path / "d.png"
+    assert run("diff", a_path, b_path, "--diff-image", picture, "-q").exit_code == 1
+    with Image.open(picture) as im:
+        assert im.width >= 3 * 12
+
+
+@pytest.mark.parametrize("problem", ["missing", "size", "mode"])
+def test_errors_exit_2(pair, tmp_path, problem):
+    a_path, _, a, _ = pair
+    other = {
+        "missing": tmp_path / "none.png",
+        "size": save(tmp_path / "small.png", a[:5]),
+        "mode": save(tmp_path / "gray.png", a[..., 0]),
+    }[problem]
+    result = run("diff", a_path, other)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convfilter: error: ")

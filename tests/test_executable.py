@@ -1,0 +1,80 @@
+"""The installed `convfilter` executable and `python -m convfilter`, in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+import convfilter
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
+EXECUTABLE = shutil.which("convfilter", path=os.path.dirname(sys.executable)) or shutil.which("convfilter")
+
+pytestmark = pytest.mark.skipif(EXECUTABLE is None, reason="convfilter is not installed (pip install -e .)")
+
+
+def convfilter_run(*args, stdin: bytes | None = None):
+    return subprocess.run([EXECUTABLE, *map(str, args)], input=stdin, capture_output=True, timeout=120)
+
+
+def test_version_and_help():
+    version = convfilter_run("--version")
+    assert version.returncode == 0 and convfilter.__version__ in version.stdout.decode()
+    helped = convfilter_run("--help")
+    assert helped.returncode == 0 and b"apply" in helped.stdout
+
+
+def test_python_dash_m_works():
+    result = subprocess.run([sys.executable, "-m", "convfilter", "kernels"], capture_output=True, timeout=120)
+    assert result.returncode == 0 and b"edge_enhance" in result.stdout
+
+
+def test_main_job_on_a_sample_photo(tmp_path):
+    out = tmp_path / "out.png"
+    result = convfilter_run("apply", SAMPLES / "coffee.png", out, "-k", "edge_enhance",
+                            "--border", "keep", "--diff-pil")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert b"identical          yes" in result.stdout
+    expected = np.asarray(Image.open(SAMPLES / "coffee.png").filter(ImageFilter.EDGE_ENHANCE))
+    with Image.open(out) as im:
+        assert np.array_equal(np.asarray(im), expected)
+
+
+def test_pipe_through_stdin_and_stdout():
+    data = (SAMPLES / "rocket.jpg").read_bytes()
+    result = convfilter_run("apply", "-", "-", "-k", "sharpen", "--format", "png", stdin=data)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"\x89PNG")
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    result = convfilter_run("apply", tmp_path / "missing.png", tmp_path / "o.png", "-k", "blur")
+    assert result.returncode == 1
+    assert result.stderr.decode().strip().count("\n") == 0
+    assert result.stderr.startswith(b"convfilter: error: ")
+    usage = convfilter_run("apply", "--nope")
+    assert usage.returncode == 2 and b"Traceback" not in usage.stderr
+
+
+def test_leading_dash_names_after_double_dash(tmp_path):
+    source = tmp_path / "-in.png"
+    shutil.copy(SAMPLES / "chelsea.png", source)
+    result = subprocess.run(
+        [EXECUTABLE, "apply", "-k", "blur", "--", "-in.png", "-out.png"],
+        cwd=tmp_path, capture_output=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "-out.png").exists()
+
+
+def test_help_does_not_import_numpy_or_pillow():
+    code = "import sys; from convfilter.cli import main; print('numpy' in sys.modules, 'PIL' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "False"]
