@@ -1,0 +1,70 @@
+"""pipeline.py: filtering Pillow images (bands, alpha, chains) and one-file jobs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from convfilter import pipeline
+from convfilter.kernels import parse_kernel
+
+
+def settings(*specs, **options):
+    return pipeline.FilterSettings(kernels=tuple(parse_kernel(s) for s in specs), **options)
+
+
+@pytest.fixture
+def rgba(rng):
+    return Image.fromarray(rng.integers(0, 256, (15, 18, 4)).astype(np.uint8), "RGBA")
+
+
+def test_filter_image_all_bands_with_alpha_filter_is_pillow(rgba):
+    got = pipeline.filter_image(rgba, settings("detail", border="keep", alpha="filter"))
+    assert np.array_equal(np.asarray(got), np.asarray(rgba.filter(ImageFilter.DETAIL)))
+
+
+def test_single_band_images(rng):
+    image = Image.fromarray(rng.integers(0, 256, (9, 11)).astype(np.uint8))
+    got = pipeline.filter_image(image, settings("contour", border="keep"))
+    assert got.mode == "L"
+    assert np.array_equal(np.asarray(got), np.asarray(image.filter(ImageFilter.CONTOUR)))
+
+
+def test_valid_border_crops_pass_through_bands(rgba):
+    got = pipeline.filter_image(rgba, settings("box:3", "2 1", border="valid"))
+    # box:3 takes 1 each side; a 1x2 kernel (anchor column 1) takes 1 on the left.
+    assert got.size == (18 - 2 - 1, 15 - 2)
+    assert np.array_equal(np.asarray(got)[..., 3], np.asarray(rgba)[1:-1, 2:-1, 3])
+
+
+def test_settings_validation():
+    with pytest.raises(pipeline.SettingsError):
+        pipeline.FilterSettings(kernels=())
+    with pytest.raises(pipeline.SettingsError):
+        settings("blur", repeat=0)
+    with pytest.raises(pipeline.SettingsError):
+        settings("blur", alpha="sometimes")
+
+
+def test_pillow_reference_keeps_unfiltered_bands(rgba):
+    reference, label = pipeline.pillow_reference(rgba, settings("blur", channels=("G",)))
+    assert label == "Pillow ImageFilter.BLUR"
+    ref, src = np.asarray(reference), np.asarray(rgba)
+    assert np.array_equal(ref[..., 1], np.asarray(rgba.filter(ImageFilter.BLUR))[..., 1])
+    assert np.array_equal(ref[..., [0, 2, 3]], src[..., [0, 2, 3]])
+
+
+def test_pillow_reference_of_float_images_is_an_error(rng):
+    image = Image.fromarray(rng.normal(size=(6, 6)).astype(np.float32))
+    with pytest.raises(pipeline.compare.CompareError, match="mode F"):
+        pipeline.pillow_reference(image, settings("blur"))
+
+
+def test_process_file_reports_and_writes(tmp_path, rng):
+    source = tmp_path / "in.png"
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3)).astype(np.uint8)).save(source)
+    out = tmp_path / "out.webp"
+    result = pipeline.process_file(source, out, settings("sharpen", border="keep"), diff_pil=True)
+    assert result.format == "WEBP" and result.diff.identical and out.exists()
+    assert result.to_dict()["diff"]["identical"] is True
