@@ -14,14 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from PIL import Image
+
 from convfilter.engine import (
     BORDER_MODES,
+    METHODS,
     BorderMode,
     FilterError,
     correlate,
     filter_array,
 )
-from convfilter.kernels import Kernel, parse_kernel
+from convfilter.kernels import PRESETS, Kernel, parse_kernel
 
 #: convfilter border mode -> scipy.ndimage mode.
 SCIPY_MODES = {
@@ -478,6 +481,68 @@ def test_impulse_by_hand():
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kshape", [(1, 1), (3, 3), (2, 4)], ids=str)
+def test_zero_kernel_gives_the_offset(dtype, kshape, rng):
+    # Every weight 0: every computed pixel is offset (7 + 0.5 truncated is 7).
+    image = rng.integers(0, 200, (6, 7, 2)).astype(dtype)
+    kernel = Kernel(np.zeros(kshape), offset=7)
+    assert (filter_array(image, kernel, border="nearest") == 7).all()
+    kept = filter_array(image, kernel, border="keep")
+    expected = image.copy()
+    h, w = kshape
+    expected[h // 2 : h // 2 + 6 - h + 1, w // 2 : w // 2 + 7 - w + 1] = 7
+    np.testing.assert_array_equal(kept, expected)
+
+
+# ---------------------------------------------------------------------------
+# Every method
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("border", BORDER_MODES)
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_matches_scipy_on_a_separable_kernel(method, border, rng):
+    image = rng.normal(0, 50, (23, 19, 2))
+    column, row = rng.normal(0, 1, 5), rng.normal(0, 1, 3)
+    kernel = Kernel(np.outer(column, row), factors=(column, row))
+    out = correlate(image, kernel, border=border, cval=CVAL, method=method)
+    if border in SCIPY_MODES:
+        expected = scipy_correlate(image, kernel.matrix, border)
+    else:
+        expected = interior(scipy_correlate(image, kernel.matrix, "nearest"), (5, 3))
+        if border == "keep":
+            framed = image.copy()
+            framed[2:-2, 1:-1] = expected
+            expected = framed
+    assert out.shape == expected.shape
+    # Loose enough for an FFT, tight enough to catch a misplaced tap.
+    scale = np.abs(image).max() * np.abs(kernel.matrix).sum()
+    np.testing.assert_allclose(out, expected, rtol=0, atol=scale * 1e-6)
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "separable"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_general_method_matches_scipy(method, dtype, rng):
+    image = rng.normal(0, 50, (21, 26)).astype(dtype)
+    weights = rng.normal(0, 1, (7, 4))
+    out = correlate(image, Kernel(weights), border="reflect", method=method)
+    expected = scipy_correlate(image, weights, "reflect")
+    scale = np.abs(image).max() * np.abs(weights).sum()
+    np.testing.assert_allclose(out, expected, rtol=0, atol=scale * 1e-5)
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "separable"])
+@pytest.mark.parametrize("key", ["blur", "sharpen", "smooth_more", "contour"])
+def test_every_general_method_agrees_on_presets_with_keep(method, key, rng):
+    # The documented promise: every method gives the same bytes for presets
+    # (Pillow parity itself is checked in test_pillow_parity.py).
+    image = rng.integers(0, 256, (40, 37, 3)).astype(np.uint8)
+    kernel = PRESETS[key].kernel()
+    reference = filter_array(image, kernel, border="keep", method="direct")
+    np.testing.assert_array_equal(filter_array(image, kernel, border="keep", method=method), reference)
+
+
 # ---------------------------------------------------------------------------
 # Rounding and dtype policy, by hand
 # ---------------------------------------------------------------------------
@@ -661,3 +726,21 @@ def test_unknown_method_and_bad_threads_raise():
         filter_array(image, Kernel([[1]]), method="magic")
     with pytest.raises(FilterError, match="threads"):
         filter_array(image, Kernel([[1]]), threads=0)
+
+
+# ---------------------------------------------------------------------------
+# The generated float card (Pillow cannot filter mode F, so scipy is the oracle)
+# ---------------------------------------------------------------------------
+
+
+def test_float_card_is_filtered_unclamped(sample_dir):
+    with Image.open(sample_dir / "cards" / "float32.tif") as image:
+        assert image.mode == "F"
+        array = np.asarray(image)
+    kernel = parse_kernel("laplacian")
+    out = filter_array(array, kernel, border="reflect")
+    assert out.dtype == np.float32
+    expected = ndi.correlate(array.astype(np.float64), kernel.matrix, mode="reflect")
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1.0)
+    # The 1e6 block beside the -1000 block: far outside [0, 255] both ways.
+    assert out.max() > 1e6 and out.min() < -1e6
