@@ -6,11 +6,15 @@ on the arrays that :func:`to_array` returns.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
+import math
 import os
+import re
+import secrets
 import stat
-import tempfile
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +96,16 @@ _ORIENTATION_TRANSPOSE = {
 }
 _EXIF_ORIENTATION = 0x0112
 
+#: Tags never copied into the output's EXIF: the orientation (applied), the
+#: resolution (carried as DPI) and, since a TIFF's EXIF is its main IFD, the
+#: tags that describe the stored pixels, which would contradict the output's.
+_NOT_CARRIED_TAGS = frozenset({
+    _EXIF_ORIENTATION, 282, 283, 296,  # orientation; X/Y resolution and unit
+    254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284,
+    317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 347, 512, 513, 514, 515, 517,
+    518, 519, 520, 521, 529, 530, 531, 532, 34675,
+})  # fmt: skip
+
 
 class ImageError(ValueError):
     """An input that cannot be read as an image; the message names the file."""
@@ -118,14 +132,30 @@ class Metadata:
     dpi: tuple[float, float] | None = None
 
     def save_options(self, fmt: str) -> dict:
-        """The keywords for ``Image.save`` that ``fmt`` can hold."""
+        """The keywords for ``Image.save`` that ``fmt`` can hold.
+
+        A DPI no writer can store (not finite, not positive, over 65535) is left out.
+        """
         keys = _METADATA_KEYS.get(fmt, set())
         options = {}
         for key in keys:
             value = getattr(self, key)
+            if key == "dpi":
+                value = _valid_dpi(value)
             if value:
                 options[key] = value
         return options
+
+
+def _valid_dpi(value: object) -> tuple[float, float] | None:
+    """``(x, y)`` as floats when both are finite and in (0, 65535]; else None."""
+    try:
+        x, y = (float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if all(math.isfinite(v) and 0 < v <= 65535 for v in (x, y)):
+        return (x, y)
+    return None
 
 
 @dataclass
@@ -158,26 +188,37 @@ def _describe(source: str | os.PathLike | None) -> str:
 
 
 def _open_input(source: str | os.PathLike) -> BinaryIO:
-    """Open a regular file for reading, refusing directories, FIFOs and devices."""
+    """Open a regular file for reading, refusing directories, FIFOs and devices.
+
+    The file is opened without blocking and checked through its descriptor,
+    so a FIFO (even one swapped in after a check) can never hang the process.
+    """
     name = _describe(source)
+
+    def opener(path, flags):
+        return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
     try:
-        info = os.stat(source)
+        handle = open(source, "rb", opener=opener)  # O_NONBLOCK does not affect regular files
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except PermissionError:
         raise ImageError(f"{name}: permission denied") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name} is a directory, not an image") from None
     except OSError as exc:
         raise ImageError(f"{name}: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise ImageError(f"{name} is a directory, not an image")
-    if not stat.S_ISREG(info.st_mode):
-        raise ImageError(f"{name} is not a regular file (a FIFO, socket or device)")
     try:
-        return open(source, "rb")
-    except PermissionError:
-        raise ImageError(f"{name}: permission denied") from None
+        mode = os.fstat(handle.fileno()).st_mode
     except OSError as exc:
+        handle.close()
         raise ImageError(f"{name}: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode):
+        return handle
+    handle.close()
+    if stat.S_ISDIR(mode):
+        raise ImageError(f"{name} is a directory, not an image")
+    raise ImageError(f"{name} is not a regular file (a FIFO, socket or device)")
 
 
 def load_image(
@@ -215,37 +256,112 @@ def load_image(
 
 def _decode(handle: BinaryIO, label: str, max_pixels: int, formats: tuple[str, ...]) -> LoadedImage:
     allowed = tuple(f.upper() for f in formats)
-    saved_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # the limit is ours, checked below, with our message
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    stage = "read image header"
+    with _pillow_pixel_limit(max_pixels), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's warnings on odd files are not ours to print
+        try:
             try:
                 image = Image.open(handle, formats=allowed)
             except Image.UnidentifiedImageError:
                 raise ImageError(_unidentified_message(handle, label, allowed)) from None
-            except Exception as exc:  # Pillow plugins raise many kinds on bad headers
-                raise ImageError(f"{label}: cannot read image header: {_reason(exc)}") from None
+            stage = "decode image"
             with image:
                 return _decode_frames(image, label, max_pixels)
+        except ImageError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(_bomb_message(label, exc, max_pixels)) from None
+        except MemoryError:
+            raise ImageTooLargeError(
+                f"{label}: not enough memory to decode this image (lower --max-pixels)"
+            ) from None
+        except Exception as exc:  # Pillow plugins raise many kinds on bad files
+            raise ImageError(f"{label}: cannot {stage}: {_reason(exc)}") from None
+
+
+# Pillow checks sizes itself, in places convfilter cannot reach (while opening
+# an ICO, allocating a WebP canvas, growing a GIF frame). While a decode runs,
+# its global MAX_IMAGE_PIXELS is set so that its check fires exactly above
+# convfilter's limit (it raises above twice the value, and only warns below).
+# Concurrent decodes (threads) share one setting: the loosest limit wins.
+_limit_lock = threading.Lock()
+_active_limits: list[int] = []
+_saved_limit: list[float | int | None] = []
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(max_pixels: int):
+    with _limit_lock:
+        if not _active_limits:
+            _saved_limit[:] = [Image.MAX_IMAGE_PIXELS]
+        _active_limits.append(max_pixels)
+        _set_pillow_limit()
+    try:
+        yield
     finally:
-        Image.MAX_IMAGE_PIXELS = saved_limit
+        with _limit_lock:
+            _active_limits.remove(max_pixels)
+            if _active_limits:
+                _set_pillow_limit()
+            else:
+                Image.MAX_IMAGE_PIXELS = _saved_limit.pop()
+
+
+def _set_pillow_limit() -> None:
+    loosest = 0 if 0 in _active_limits else max(_active_limits)
+    Image.MAX_IMAGE_PIXELS = None if loosest == 0 else loosest / 2  # type: ignore[assignment]
+
+
+def _bomb_message(label: str, exc: BaseException, max_pixels: int) -> str:
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    return (
+        f"{label}: {pixels}, more than the limit of {max_pixels:,} "
+        "(raise it with --max-pixels, 0 for no limit)"
+    )
+
+
+def _too_large_message(label: str, what: str, pixels: int, max_pixels: int) -> str:
+    return (
+        f"{label}: {pixels:,} pixels ({what}), more than the limit of {max_pixels:,} "
+        "(raise it with --max-pixels, 0 for no limit)"
+    )
 
 
 def _unidentified_message(handle: BinaryIO, label: str, allowed: tuple[str, ...]) -> str:
-    """Say whether the file is no image at all or one of a format not allowed."""
+    """Say whether the file is no image at all or looks like a format not allowed.
+
+    Only the formats' signature checks run on the first bytes; no decoder
+    outside the allowed list parses the file.
+    """
     try:
         handle.seek(0)
-        with Image.open(handle) as probe:
-            found = probe.format
+        prefix = handle.read(16)
     except Exception:
-        found = None
+        prefix = b""
+    if not prefix:
+        return f"{label}: empty file, not an image"
+    found = _format_by_signature(prefix)
     if found and found not in allowed:
         return (
-            f"{label}: {found} images are not decoded by default "
+            f"{label}: the file is in {found} format, which is not decoded by default "
             f"(allowed: {', '.join(allowed)}); add --allow-format {found} to read it"
         )
-    return f"{label}: not an image, or not one Pillow can read"
+    return f"{label}: not an image, or not in an allowed format ({', '.join(allowed)})"
+
+
+def _format_by_signature(prefix: bytes) -> str | None:
+    Image.init()
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        if accept is None:
+            continue
+        try:
+            if accept(prefix) is True:
+                return name
+        except Exception:
+            continue
+    return None
 
 
 def _reason(exc: BaseException) -> str:
@@ -258,28 +374,36 @@ def _decode_frames(image: Image.Image, label: str, max_pixels: int) -> LoadedIma
     if width < 1 or height < 1:
         raise ImageError(f"{label}: image has no pixels ({width}x{height})")
     if max_pixels and width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"{label}: {width}x{height} is {width * height:,} pixels, more than the "
-            f"limit of {max_pixels:,} (raise it with --max-pixels, 0 for no limit)"
-        )
+        raise ImageTooLargeError(_too_large_message(label, f"{width}x{height}", width * height, max_pixels))
     source_mode = image.mode
     fmt = image.format
-    n_frames = int(getattr(image, "n_frames", 1) or 1)
+    try:
+        n_frames = max(1, int(getattr(image, "n_frames", 1) or 1))
+    except Exception as exc:
+        raise ImageError(f"{label}: cannot count the frames: {_reason(exc)}") from None
+    if max_pixels and n_frames * width * height > max_pixels:
+        raise ImageTooLargeError(_too_large_message(
+            label, f"{n_frames} frames of {width}x{height}", n_frames * width * height, max_pixels
+        ))  # fmt: skip
     orientation = _orientation(image)  # before _read_metadata drops the tag
     metadata = _read_metadata(image)
     frames: list[Image.Image] = []
     durations: list[int] = []
     target_mode: str | None = None
     notes: list[str] = []
+    total = 0
     for index in range(n_frames):
         try:
             if index:
                 image.seek(index)
-            if image.size[0] * image.size[1] > max_pixels > 0:
-                raise ImageTooLargeError(f"{label}: frame {index + 1} is larger than the pixel limit")
+            total += image.size[0] * image.size[1]
+            if max_pixels and total > max_pixels:
+                raise ImageTooLargeError(_too_large_message(
+                    label, f"frames 1 to {index + 1} of {n_frames}", total, max_pixels
+                ))  # fmt: skip
             image.load()
             frame = image.copy()
-        except ImageError:
+        except (ImageError, Image.DecompressionBombError, MemoryError):
             raise
         except Exception as exc:
             where = f" (frame {index + 1} of {n_frames})" if n_frames > 1 else ""
@@ -293,11 +417,28 @@ def _decode_frames(image: Image.Image, label: str, max_pixels: int) -> LoadedIma
         if orientation in _ORIENTATION_TRANSPOSE:
             frame = frame.transpose(_ORIENTATION_TRANSPOSE[orientation])
         frames.append(frame)
-        durations.append(int(image.info.get("duration", 0) or 0))
+        durations.append(_duration(image.info.get("duration")))
     if orientation in _ORIENTATION_TRANSPOSE:
         notes.append(f"applied EXIF orientation {orientation}; the output is stored upright")
-    frame_info = {"duration": durations, "loop": image.info.get("loop", 0)}
+    frame_info = {"duration": durations, "loop": _loop(image.info.get("loop"))}
     return LoadedImage(frames, fmt, source_mode, metadata, notes, frame_info)
+
+
+def _duration(value: object) -> int:
+    """A frame duration in milliseconds; anything odd in the file counts as 0."""
+    try:
+        number = float(value or 0)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+    return int(number) if math.isfinite(number) and 0 <= number < 2**31 else 0
+
+
+def _loop(value: object) -> int:
+    try:
+        number = int(value or 0)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return number if 0 <= number < 2**16 else 0
 
 
 def _filterable_mode(frame: Image.Image, label: str) -> str:
@@ -328,18 +469,14 @@ def _read_metadata(image: Image.Image) -> Metadata:
     exif_bytes = None
     try:
         exif = image.getexif()
-        if len(exif):
-            if _EXIF_ORIENTATION in exif:
-                del exif[_EXIF_ORIENTATION]
-            exif_bytes = exif.tobytes() if len(exif) else None
+        for tag in set(exif) & _NOT_CARRIED_TAGS:
+            del exif[tag]
+        exif_bytes = exif.tobytes() if len(exif) else None
     except Exception:
         exif_bytes = None  # unreadable EXIF is dropped rather than failing the image
-    dpi = image.info.get("dpi")
-    if dpi is not None:
-        try:
-            dpi = (float(dpi[0]), float(dpi[1]))
-        except (TypeError, ValueError, IndexError):
-            dpi = None
+    dpi = _valid_dpi(image.info.get("dpi"))
+    if not isinstance(icc, bytes):
+        icc = None
     return Metadata(icc_profile=icc, exif=exif_bytes, dpi=dpi)
 
 
@@ -427,23 +564,35 @@ def encode_image(
             options["duration"] = durations
             options["loop"] = info.get("loop", 0) or 0
     try:
-        first.save(stream, format=fmt, **options)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OutputError(
-            f"{fmt} cannot store this image (mode {first.mode}): {_reason(exc)}; "
-            "try PNG or TIFF"
-        ) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            first.save(stream, format=fmt, **options)
+    except MemoryError:
+        raise
+    except OSError as exc:
+        if exc.errno is not None:  # the stream failed, not the encoder
+            raise OutputError(f"cannot write {fmt} data: {_os_reason(exc)}") from None
+        raise OutputError(_cannot_store(fmt, first.mode, exc)) from None
+    except Exception as exc:  # encoders raise many kinds on what they cannot hold
+        raise OutputError(_cannot_store(fmt, first.mode, exc)) from None
+
+
+def _cannot_store(fmt: str, mode: str, exc: BaseException) -> str:
+    hint = "" if fmt in ("PNG", "TIFF") else "; try PNG or TIFF"
+    return f"{fmt} cannot store this image (mode {mode}): {_reason(exc)}{hint}"
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write a file through ``write(stream)`` so that ``path`` is never partial.
 
-    The data goes to a temporary file beside ``path`` (``.NAME.XXXX.part``),
+    The data goes to a temporary file beside ``path`` (``.NAME.XXXXXXXX.part``),
     is flushed to disk and then renamed over ``path``. On any failure the
     temporary file is removed and ``path`` keeps its previous content (or
-    stays absent). If ``path`` is a symbolic link, the link itself is
-    replaced; its target is never written through. A replaced file keeps
-    its permission bits; a new one gets the usual ``0o666 & ~umask``.
+    stays absent); only a process killed outright (SIGKILL, power loss) can
+    leave the temporary file behind. If ``path`` is a symbolic link, the link
+    itself is replaced; its target is never written through. A replaced file
+    keeps its permission bits (not its owner, nor other hard links); a new
+    one gets the usual ``0o666 & ~umask``.
 
     Raises
     ------
@@ -451,48 +600,82 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
         Missing or read-only directory, ``path`` is a directory, disk full
         and other write errors, each with one clear message.
     """
-    target = Path(os.fspath(path))
-    directory = target.parent if str(target.parent) else Path(".")
-    label = f"'{os.fspath(path)}'"
+    text = os.fspath(path)
+    label = f"'{os.fsdecode(text)}'"
+    target = Path(text)
+    directory = target.parent
+    if os.fsdecode(text).endswith(("/", os.sep)) or target.name in ("", ".", ".."):
+        raise OutputError(f"{label} names a directory; give a file name")
     if target.is_dir() and not target.is_symlink():
         raise OutputError(f"{label} is a directory; give a file name")
     if not directory.is_dir():
         raise OutputError(f"cannot write {label}: directory '{directory}' does not exist")
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=directory)
+        fd, temp_name = _create_temporary(directory, target.name)
     except PermissionError:
         raise OutputError(f"cannot write {label}: directory '{directory}' is not writable") from None
     except OSError as exc:
-        raise OutputError(f"cannot write {label}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {label}: {_os_reason(exc)}") from None
     try:
         with os.fdopen(fd, "wb") as stream:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temp_name, _permissions_for(target))
+        kept_mode = _regular_file_mode(target)
+        if kept_mode is not None:
+            os.chmod(temp_name, kept_mode)
         os.replace(temp_name, target)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-            if exc.errno == errno.ENOSPC:
-                raise OutputError(f"cannot write {label}: no space left on device") from None
-            raise OutputError(f"cannot write {label}: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {label}: {_os_reason(exc)}") from None
         raise
+    _sync_directory(directory)
 
 
-def _permissions_for(target: Path) -> int:
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "no space left on device"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _create_temporary(directory: Path, name: str) -> tuple[int, str]:
+    """Create ``.NAME.XXXXXXXX.part`` in ``directory`` (umask applies, like any new file)."""
+    stem = name
+    while len(os.fsencode(stem)) > 180:  # leave room in the 255-byte name limit
+        stem = stem[: len(stem) * 3 // 4]
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        temp_name = os.path.join(directory, f".{stem}.{secrets.token_hex(4)}.part")
+        try:
+            return os.open(temp_name, flags, 0o666), temp_name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "cannot find a free temporary name")
+
+
+def _regular_file_mode(target: Path) -> int | None:
+    """The permission bits of an existing regular file at ``target`` (not a link)."""
     try:
         info = os.lstat(target)
-        if stat.S_ISREG(info.st_mode):
-            return stat.S_IMODE(info.st_mode)
+    except OSError:
+        return None
+    return stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else None
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the rename durable; best effort (some systems cannot sync directories)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
     except OSError:
         pass
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    finally:
+        os.close(fd)
 
 
 def save_image(
@@ -510,7 +693,13 @@ def save_image(
     the destination. Returns the number of bytes written.
     """
     buffer = io.BytesIO()
-    encode_image(frames, buffer, fmt=fmt, metadata=metadata, quality=quality, frame_info=frame_info)
+    try:
+        encode_image(frames, buffer, fmt=fmt, metadata=metadata, quality=quality,
+                     frame_info=frame_info)  # fmt: skip
+    except OutputError as exc:
+        if isinstance(destination, (str, os.PathLike)):
+            raise OutputError(f"'{os.fsdecode(os.fspath(destination))}': {exc}") from None
+        raise
     data = buffer.getbuffer()
     if isinstance(destination, (str, os.PathLike)):
         write_atomically(destination, lambda stream: stream.write(data))
