@@ -495,6 +495,39 @@ def test_zero_kernel_gives_the_offset(dtype, kshape, rng):
     np.testing.assert_array_equal(kept, expected)
 
 
+@pytest.mark.parametrize("border", BORDER_MODES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_input_is_left_alone_and_may_be_read_only(border, dtype, rng):
+    image = rng.integers(0, 256, (9, 8, 3)).astype(dtype)
+    image.setflags(write=False)
+    before = image.copy()
+    kernel = PRESETS["sharpen"].kernel()
+    filter_array(image, kernel, border=border, absolute=True)
+    filter_array(image, kernel, border=border)
+    correlate(image, kernel, border=border)
+    np.testing.assert_array_equal(image, before)
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        lambda a: a[::2, 1::3],
+        lambda a: a[::-1, ::-1],
+        lambda a: np.asfortranarray(a),
+        lambda a: a.transpose(1, 0, 2),
+        lambda a: a[..., 1],
+    ],
+    ids=["strided", "reversed", "fortran", "transposed", "one channel"],
+)
+def test_non_contiguous_input_gives_the_same_result(view, rng):
+    image = view(rng.integers(0, 256, (30, 24, 3)).astype(np.uint8))
+    kernel = PRESETS["smooth_more"].kernel()
+    np.testing.assert_array_equal(
+        filter_array(image, kernel, border="reflect"),
+        filter_array(np.ascontiguousarray(image), kernel, border="reflect"),
+    )
+
+
 # ---------------------------------------------------------------------------
 # Every method
 # ---------------------------------------------------------------------------

@@ -92,11 +92,21 @@ def photo_planes(name: str, crop: bool = True) -> tuple[np.ndarray, ...]:
         y0, x0 = rgb.shape[0] // 2 - 36, rgb.shape[1] // 2 - 48
         rgb = rgb[y0 : y0 + 72, x0 : x0 + 96]
     luminance = rgb.mean(axis=2).astype(np.uint8)
-    return rgb[..., 0], rgb[..., 1], rgb[..., 2], 255 - luminance
+    planes = (rgb[..., 0].copy(), rgb[..., 1].copy(), rgb[..., 2].copy(), 255 - luminance)
+    for plane in planes:
+        plane.setflags(write=False)  # cached: nothing may change it
+    return planes
+
+
+def generated_array(kind: str, mode: str) -> np.ndarray:
+    """A read-only test image of ``kind`` in ``mode``'s array layout."""
+    array = _generated_array(kind, mode)
+    array.setflags(write=False)  # cached, and the engine must accept read-only input
+    return array
 
 
 @functools.lru_cache(maxsize=None)
-def generated_array(kind: str, mode: str) -> np.ndarray:
+def _generated_array(kind: str, mode: str) -> np.ndarray:
     dtype, channels = LAYOUT[mode]
     shape = (37, 41) + ((channels,) if channels else ())
     rng = np.random.default_rng(zlib.crc32(f"{kind}/{mode}".encode()))
