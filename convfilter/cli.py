@@ -45,7 +45,20 @@ class CommandError(click.ClickException):
         self.exit_code = exit_code
 
     def show(self, file=None) -> None:  # noqa: ARG002 - Click's signature
-        click.echo(f"convfilter: error: {self.format_message()}", err=True)
+        click.echo(f"convfilter: error: {one_line(self.format_message())}", err=True)
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped, so a file name holding a
+    newline cannot split an error message over two lines.
+
+    >>> one_line("'a\\nb.png': no such file")
+    "'a\\\\nb.png': no such file"
+    """
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in text
+    )
 
 
 class ConvfilterGroup(click.Group):
@@ -58,7 +71,7 @@ class ConvfilterGroup(click.Group):
             )
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            click.echo(f"convfilter: error: {exc.format_message()}{hint}", err=True)
+            click.echo(f"convfilter: error: {one_line(exc.format_message())}{hint}", err=True)
             code = EXIT_USAGE
         except click.ClickException as exc:
             exc.show()

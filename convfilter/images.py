@@ -518,6 +518,8 @@ def output_format(path: str | os.PathLike | None, fmt: str | None, *, fallback: 
         if fallback:
             return fallback
         raise OutputError("give --format to write to standard output")
+    if os.path.isdir(path) and not os.path.islink(path):  # a link is replaced, not followed
+        raise OutputError(f"'{os.fsdecode(os.fspath(path))}' is a directory; give a file name")
     ext = Path(os.fspath(path)).suffix.lower()
     found = Image.registered_extensions().get(ext)
     if not ext or found is None or found not in Image.SAVE:
