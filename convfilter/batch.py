@@ -60,13 +60,15 @@ __all__ = [
     "process_one",
     "run_batch",
     "default_jobs",
+    "require_dask",
+    "is_scheduler_address",
 ]
 
 #: The placeholders a ``--name`` template may use.
 PLACEHOLDERS: tuple[str, ...] = ("stem", "suffix", "name", "kernel", "index")
 
 #: How many entries an error lists before saying "and N more".
-_LISTED = 20
+_LISTED = 10
 
 #: The file suffix written for a ``--format`` (other formats: their first extension).
 _PREFERRED_SUFFIX = {"JPEG": ".jpg", "TIFF": ".tif", "PNG": ".png", "PPM": ".ppm"}
@@ -551,10 +553,9 @@ def _entry(path: str) -> str:
 
 
 def _listing(lines: list[str]) -> str:
-    shown = [f"  {line}" for line in lines[:_LISTED]]
-    if len(lines) > _LISTED:
-        shown.append(f"  ... and {len(lines) - _LISTED} more")
-    return "\n".join(shown)
+    """The first entries of a refusal, on the error's one line."""
+    more = f"; and {len(lines) - _LISTED} more" if len(lines) > _LISTED else ""
+    return "; ".join(lines[:_LISTED]) + more
 
 
 def _some(names: Iterable[str], shown: int = 5) -> str:
@@ -572,7 +573,7 @@ def _check_collisions(tasks: list[Task]) -> None:
         lines = [f"{group[0].output} <- {_some(t.input for t in group)}" for group in clashes]
         raise PlanError(
             f"{len(clashes)} output{'s' if len(clashes) > 1 else ''} would be written by more "
-            "than one input (change --name, e.g. add {index} or {kernel}, or use -r):\n"
+            "than one input (change --name, e.g. add {index} or {kernel}, or use -r): "
             + _listing(lines)
         )
 
@@ -609,12 +610,12 @@ def _check_overwrites(
         hint = "" if in_place else " (--in-place allows an output to replace its own input)"
         raise PlanError(
             f"{len(replaced_inputs)} output{'s' if len(replaced_inputs) > 1 else ''} would "
-            f"overwrite an input{hint}:\n" + _listing(replaced_inputs)
+            f"overwrite an input{hint}: " + _listing(replaced_inputs)
         )
     if existing:
         raise PlanError(
             f"{len(existing)} output{'s' if len(existing) > 1 else ''} exist already "
-            "(use --overwrite to replace or --skip-existing to leave them):\n" + _listing(existing)
+            "(use --overwrite to replace or --skip-existing to leave them): " + _listing(existing)
         )
     return keep
 
@@ -719,8 +720,13 @@ class BatchSummary:
         if self.failed:
             lines.append("failed:")
             for outcome in sorted(self.failed, key=lambda o: (o.index is None, o.index or 0)):
-                lines.append(f"  {outcome.input}: {outcome.error}")
+                lines.append(_printable(f"  {outcome.input}: {outcome.error}"))
         return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped: a file name cannot split a summary line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class _Interrupted(BaseException):
@@ -825,19 +831,24 @@ def run_batch(
             summary.failed.append(outcome)
         report(outcome)
 
-    for outcome in plan.skipped + plan.failed:
-        record(outcome)
-    failed_before = len(summary.failed)
+    session = _DaskSession(scheduler, jobs) if scheduler is not None else None
     control = _Control(summary, fail_fast)
-    with _signals_to(control, enabled=handle_signals):
-        if scheduler is not None:
-            _run_dask(plan.tasks, settings, output, scheduler, jobs, record, control)
-        elif jobs <= 1 or len(plan.tasks) <= 1:
-            _run_here(plan.tasks, settings, output, record, control)
-        else:
-            threads = 1 if settings.threads is None else settings.threads
-            _run_pool(plan.tasks, dataclasses.replace(settings, threads=threads), output,
-                      min(jobs, len(plan.tasks)), record, control)  # fmt: skip
+    try:
+        for outcome in plan.skipped + plan.failed:
+            record(outcome)
+        failed_before = len(summary.failed)
+        with _signals_to(control, enabled=handle_signals):
+            if session is not None:
+                _run_dask(plan.tasks, settings, output, session, record, control)
+            elif jobs <= 1 or len(plan.tasks) <= 1:
+                _run_here(plan.tasks, settings, output, record, control)
+            else:
+                threads = 1 if settings.threads is None else settings.threads
+                _run_pool(plan.tasks, dataclasses.replace(settings, threads=threads), output,
+                          min(jobs, len(plan.tasks)), record, control)  # fmt: skip
+    finally:
+        if session is not None:
+            session.close()
     finished = summary.processed + len(summary.failed) - failed_before
     summary.unfinished = max(0, len(plan.tasks) - finished)
     if control.signalled:
@@ -1059,37 +1070,61 @@ def _sweep_temporary_files(tasks: Iterable[Task]) -> None:
 # --- Dask --------------------------------------------------------------------
 
 
-def _run_dask(tasks, settings, output, address: str, jobs: int, record, control: _Control) -> None:
-    """The same tasks on Dask: ``address`` of a running scheduler, or ``"local"``.
+class _DaskSession:
+    """A Dask client, and the LocalCluster it started for ``"local"``.
 
-    ``"local"`` starts a LocalCluster of ``jobs`` single-threaded worker
-    processes on 127.0.0.1 without a dashboard. At most twice as many tasks
-    as the cluster has threads are submitted at a time. Workers must see
-    the same paths (a shared file system); tasks carry absolute paths.
+    ``"local"`` runs ``jobs`` single-threaded worker processes on 127.0.0.1;
+    its HTTP server takes any free port (``dashboard_address=None`` would
+    still try 8787, and warn when another cluster has it).
+
+    Raises
+    ------
+    SchedulerError
+        Dask missing, a malformed address, or a scheduler that cannot be reached.
     """
-    try:
-        import distributed
-    except ImportError:
-        raise SchedulerError(
-            "--scheduler needs Dask's distributed scheduler; install it with "
-            "pip install 'convfilter[dask]'"
-        ) from None
-    import logging
 
-    cluster = None
-    client = None
+    def __init__(self, address: str, jobs: int) -> None:
+        require_dask(address)
+        import logging
+
+        import distributed
+
+        self.cluster = None
+        self.client = None
+        if address == "local":
+            try:
+                self.cluster = distributed.LocalCluster(
+                    n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=":0", silence_logs=logging.ERROR,
+                )  # fmt: skip
+            except Exception as exc:  # distributed raises RuntimeError, OSError, ...
+                raise SchedulerError(f"cannot start a local Dask cluster: {_first_line(exc)}") from None
+            address = self.cluster.scheduler_address
+        try:
+            self.client = distributed.Client(address, timeout="10s", set_as_default=False)
+        except Exception as exc:
+            self.close()
+            raise SchedulerError(f"cannot reach the Dask scheduler at {address}: {_first_line(exc)}") from None
+
+    def close(self) -> None:
+        client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _run_dask(tasks, settings, output, session: _DaskSession, record, control: _Control) -> None:
+    """The tasks on Dask, at most twice as many at a time as the cluster has threads.
+
+    Workers must see the same paths (a shared file system): tasks carry
+    absolute paths. On a signal, waiting tasks are cancelled, the session is
+    closed (a local cluster's workers end with it), and temporary files of
+    the tasks that were running are removed.
+    """
+    client = session.client
     running: dict[str, tuple[object, Task]] = {}
     try:
-        try:
-            if address == "local":
-                cluster = distributed.LocalCluster(
-                    n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=None, silence_logs=logging.ERROR,
-                )  # fmt: skip
-                address = cluster.scheduler_address
-            client = distributed.Client(address, timeout="10s", set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise SchedulerError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         threads = 1 if settings.threads is None else settings.threads
         shared = client.scatter([dataclasses.replace(settings, threads=threads), output], broadcast=True)
         window = max(2, 2 * sum(client.nthreads().values()))
@@ -1115,13 +1150,15 @@ def _run_dask(tasks, settings, output, address: str, jobs: int, record, control:
                 record(_dask_outcome(future, entry[1]))
     finally:
         in_flight = [task for _, task in running.values()]
-        if client is not None:
-            if running:
-                client.cancel([future for future, _ in running.values()])
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        if running:
+            client.cancel([future for future, _ in running.values()])
+        session.close()
         _settle(in_flight, record)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
 
 
 def _dask_outcome(future, task: Task) -> Outcome:
@@ -1135,8 +1172,28 @@ def _dask_outcome(future, task: Task) -> Outcome:
     return Outcome(task.input, task.output, "failed", error=f"Dask task failed: {reason}", index=task.index)
 
 
-def require_dask() -> None:
-    """Raise :class:`SchedulerError` saying what to install when Dask's scheduler is missing."""
+_ADDRESS = re.compile(r"^(?:[a-z]+://)?[^\s/]+:\d+$")
+
+
+def is_scheduler_address(text: str) -> bool:
+    """True for ``"local"`` and ``[PROTOCOL://]HOST:PORT``.
+
+    >>> is_scheduler_address("tcp://10.0.0.5:8786"), is_scheduler_address("10.0.0.5")
+    (True, False)
+    """
+    return text == "local" or bool(_ADDRESS.match(text))
+
+
+def require_dask(address: str = "local") -> None:
+    """Check that Dask's scheduler is installed and ``address`` looks like one.
+
+    ``address`` is ``"local"`` or ``[PROTOCOL://]HOST:PORT``.
+
+    Raises
+    ------
+    SchedulerError
+        Saying what to install, or what an address looks like.
+    """
     try:
         import distributed  # noqa: F401
     except ImportError:
@@ -1144,3 +1201,8 @@ def require_dask() -> None:
             "--scheduler needs Dask's distributed scheduler; install it with "
             "pip install 'convfilter[dask]'"
         ) from None
+    if not is_scheduler_address(address):
+        raise SchedulerError(
+            f"--scheduler {address!r} is not a scheduler address; give tcp://HOST:PORT "
+            "(e.g. tcp://10.0.0.5:8786) or 'local'"
+        )
