@@ -256,6 +256,7 @@ def load_image(
 
 def _decode(handle: BinaryIO, label: str, max_pixels: int, formats: tuple[str, ...]) -> LoadedImage:
     allowed = tuple(f.upper() for f in formats)
+    _silence_libtiff()
     stage = "read image header"
     with _pillow_pixel_limit(max_pixels), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's warnings on odd files are not ours to print
@@ -277,6 +278,53 @@ def _decode(handle: BinaryIO, label: str, max_pixels: int, formats: tuple[str, .
             ) from None
         except Exception as exc:  # Pillow plugins raise many kinds on bad files
             raise ImageError(f"{label}: cannot {stage}: {_reason(exc)}") from None
+
+
+_libtiff_silenced: list[bool] = []
+
+
+def _silence_libtiff() -> None:
+    """Stop libtiff printing its own error lines on the process's stderr.
+
+    Pillow installs a libtiff warning handler but keeps libtiff's default
+    error handler, which writes straight to file descriptor 2: a corrupt TIFF
+    then printed lines such as "LZWDecode: Not enough data at scanline 0"
+    before convfilter's one-line error. Pillow still reports the failure
+    itself. Done once per process, where libtiff can be found (Linux reads
+    /proc/self/maps; elsewhere Pillow's bundled library folder is searched).
+    """
+    if _libtiff_silenced:
+        return
+    _libtiff_silenced.append(True)
+    try:
+        import ctypes
+
+        for path in _libtiff_paths():
+            library = ctypes.CDLL(path)
+            library.TIFFSetErrorHandler.restype = ctypes.c_void_p
+            library.TIFFSetErrorHandler.argtypes = [ctypes.c_void_p]
+            library.TIFFSetErrorHandler(None)
+    except Exception:  # noqa: BLE001 - cosmetic; decoding works the same without it
+        pass
+
+
+def _libtiff_paths() -> list[str]:
+    found: list[str] = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.split(maxsplit=5)[-1].strip()
+                if "libtiff" in os.path.basename(path) and path.startswith("/") and path not in found:
+                    found.append(path)
+    except OSError:
+        pass
+    if not found:
+        import glob
+
+        pil_dir = os.path.dirname(Image.__file__)
+        for pattern in ("../pillow.libs/libtiff*", ".dylibs/libtiff*"):
+            found += sorted(glob.glob(os.path.join(pil_dir, pattern)))
+    return found
 
 
 # Pillow checks sizes itself, in places convfilter cannot reach (while opening
