@@ -459,3 +459,236 @@ def diff(first, second, diff_image, as_json, quiet, max_pixels, allow_formats, d
         verdict = "identical" if report.identical else "differ"
         _echo(f"{first} and {second}: {verdict}\n" + _diff_table(report), to_stderr=False)
     click.get_current_context().exit(EXIT_OK if report.identical else EXIT_ERROR)
+
+
+# --- batch ------------------------------------------------------------------------------
+
+#: Exit code after SIGTERM (128 + 15, as a shell reports a process killed by it).
+EXIT_TERMINATED = 143
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, metavar="INPUTS...")
+@click.option("-d", "--output-dir", "out_dir", required=True, metavar="OUT_DIR",
+              type=click.Path(file_okay=False), help="Write the outputs here (created if missing).")
+@_kernel_options
+@_filter_options
+@click.option("--format", "fmt", metavar="FORMAT", default=None,
+              help="Convert every output to this format; {suffix} follows.")
+@click.option("--quality", type=click.IntRange(1, 100), default=None,
+              help="JPEG/WebP quality, 1-100.")
+@click.option("--strip-metadata", is_flag=True,
+              help="Write no ICC profile, EXIF or DPI (for publishing).")
+@_input_options
+@click.option("-r", "--recursive", is_flag=True,
+              help="Walk sub-folders of directories and recreate them under OUT_DIR.")
+@click.option("--from-file", "from_file", metavar="LIST", default=None,
+              type=click.Path(dir_okay=False, allow_dash=True),
+              help="Also read input paths from LIST, one a line ('-': standard input).")
+@click.option("-0", "--null", is_flag=True, help="Paths in LIST are NUL-separated (find -print0).")
+@click.option("--name", "name_template", metavar="TEMPLATE", default="{stem}{suffix}",
+              show_default=True,
+              help="Output name: {stem} {suffix} {name} {kernel} {index}; '/' makes folders.")
+@click.option("--in-place", is_flag=True, help="Allow an output to replace its own input.")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
+@click.option("--skip-existing", is_flag=True, help="Leave outputs that exist already; skip their inputs.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Worker processes [default: one per CPU].")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar on stderr [default: when stderr is a terminal].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON line per file and a summary line.")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Run on a Dask cluster: tcp://HOST:8786, or 'local' (needs convfilter[dask]).")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat, border, cval,
+          absolute, channels, alpha, method, threads, fmt, quality, strip_metadata, max_pixels,
+          allow_formats, recursive, from_file, null, name_template, in_place, overwrite,
+          skip_existing, jobs, fail_fast, progress, as_json, scheduler, debug):
+    """Filter many images into OUT_DIR, in parallel.
+
+    INPUTS are image files, directories (their images; sub-folders with -r)
+    and glob patterns, quoted so that convfilter expands them ('**' too).
+    Nothing is written unless every output name is free: two inputs that
+    would write one output, an output that would replace an input, or
+    outputs that exist already stop the batch before it starts.
+
+    \b
+    Examples:
+      convfilter batch photos/ -d out/ -k sharpen
+      convfilter batch 'shots/**/*.jpg' -r -d web/ -k gaussian:1 --format webp
+      convfilter batch in/ -d out/ -k sobel-x --abs --name '{stem}-{kernel}{suffix}'
+      find . -name '*.png' -print0 | convfilter batch --from-file - -0 -d out/ -k blur
+      convfilter batch photos/ -d out/ -k blur --scheduler tcp://10.0.0.5:8786
+    """
+    import time
+
+    started = time.perf_counter()
+    if not inputs and from_file is None:
+        raise click.UsageError("give at least one input (file, directory or pattern) or --from-file")
+    if overwrite and skip_existing:
+        raise click.UsageError("give either --overwrite or --skip-existing, not both")
+    with reported_errors(debug):
+        kernels = build_kernels(kernel_specs, scale, offset, normalize, flip)
+        settings = build_settings(kernels, repeat, border, cval, absolute, channels, alpha,
+                                  method, threads)  # fmt: skip
+        output = output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats)
+        from . import batch as batching
+
+        try:
+            batching.NameTemplate(name_template)
+        except batching.TemplateError as exc:
+            raise click.UsageError(str(exc)) from None
+        if scheduler is not None:
+            batching.require_dask()
+            if not batching.is_scheduler_address(scheduler):
+                raise click.BadParameter(f"{scheduler!r} is not 'local' or tcp://HOST:PORT",
+                                         param_hint="--scheduler")  # fmt: skip
+        with _path_list(from_file) as stream:
+            paths = batching.read_path_list(stream, null=null) if stream is not None else ()
+            plan = batching.plan_batch(
+                inputs, out_dir, path_list=paths, recursive=recursive, template=name_template,
+                kernel_specs=kernel_specs, fmt=fmt, formats=output.formats, in_place=in_place,
+                overwrite=overwrite, skip_existing=skip_existing,
+            )  # fmt: skip
+        show_progress = sys.stderr.isatty() if progress is None else progress
+        report = _BatchReport(len(plan.tasks) + len(plan.failed), as_json=as_json,
+                              progress=show_progress)  # fmt: skip
+        try:
+            summary = batching.run_batch(
+                plan, settings, output, jobs=jobs or batching.default_jobs(),
+                fail_fast=fail_fast, scheduler=scheduler, on_outcome=report, started=started,
+            )  # fmt: skip
+        finally:
+            report.close()
+    if as_json:
+        _echo(json.dumps(summary.to_dict()), to_stderr=False)
+    else:
+        _echo(summary.to_text(), to_stderr=False)
+    if summary.interrupted == "SIGINT":
+        code = EXIT_INTERRUPTED
+    elif summary.interrupted == "SIGTERM":
+        code = EXIT_TERMINATED
+    else:
+        code = EXIT_ERROR if summary.failed else EXIT_OK
+    click.get_current_context().exit(code)
+
+
+@contextlib.contextmanager
+def _path_list(path: str | None):
+    """The --from-file LIST as a binary stream (standard input for '-'), or None."""
+    if path is None:
+        yield None
+    elif path == "-":
+        yield sys.stdin.buffer
+    else:
+        try:
+            stream = open(path, "rb")
+        except OSError as exc:
+            raise CommandError(f"cannot read --from-file list: {_message(exc)}") from None
+        with stream:
+            yield stream
+
+
+class _BatchReport:
+    """Each file as it finishes: a JSON line on stdout, and a progress bar on stderr."""
+
+    def __init__(self, total: int, *, as_json: bool, progress: bool) -> None:
+        import shutil
+        import time
+
+        self._clock = time.monotonic
+        self.total = total
+        self.as_json = as_json
+        self.progress = progress
+        self.done = 0
+        self.failed = 0
+        self.started = self._clock()
+        self.drawn_at = 0.0
+        self.width = max(40, min(100, shutil.get_terminal_size((80, 24)).columns - 1))
+        self.stderr = sys.stderr
+
+    def __call__(self, outcome) -> None:
+        if self.as_json:
+            _echo(json.dumps(outcome.to_dict()), to_stderr=False)
+        if outcome.status == "skipped":
+            return
+        self.done += 1
+        if outcome.status == "failed":
+            self.failed += 1
+            if self.progress:
+                self._clear()
+                self.stderr.write(one_line(f"failed: {outcome.input}: {outcome.error}") + "\n")
+                self.drawn_at = 0.0
+        if self.progress and (self.done == self.total or self._clock() - self.drawn_at >= 0.1):
+            self._draw()
+
+    def _draw(self) -> None:
+        self.drawn_at = self._clock()
+        elapsed = self.drawn_at - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else 0.0
+        failed = f" {self.failed} failed" if self.failed else ""
+        text = (f" {self.done}/{self.total} {100 * self.done // max(1, self.total):3d}%"
+                f" {rate:.1f} img/s ETA {int(left) // 60}:{int(left) % 60:02d}{failed}")  # fmt: skip
+        room = max(10, self.width - len(text) - 2)
+        filled = room * self.done // max(1, self.total)
+        self.stderr.write("\r[" + "#" * filled + "." * (room - filled) + "]" + text)
+        self.stderr.flush()
+
+    def _clear(self) -> None:
+        self.stderr.write("\r" + " " * self.width + "\r")
+
+    def close(self) -> None:
+        if self.progress:
+            self._clear()
+            self.stderr.flush()
+
+
+# --- gallery ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("image_path", metavar="IMAGE")
+@click.option("-o", "--output", "sheet_path", required=True, metavar="SHEET",
+              help="Write the contact sheet here (format from its extension).")
+@click.option("-k", "--kernel", "kernel_specs", multiple=True, metavar="SPEC",
+              help="A kernel to show; repeat [default: every preset, box:5, gaussian:2].")
+@click.option("--tile-size", type=click.IntRange(16, 4096), default=256, show_default=True, metavar="N",
+              help="Largest side of each tile, in pixels.")
+@click.option("--columns", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Tiles per row [default: about square].")
+@_filter_options
+@_input_options
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+def gallery(image_path, sheet_path, kernel_specs, tile_size, columns, repeat, border, cval,
+            absolute, channels, alpha, method, threads, max_pixels, allow_formats, quiet, debug):
+    """Write a contact sheet of IMAGE through many kernels, to choose one.
+
+    The original comes first, then one tile per kernel, each labelled with
+    its spec. Every kernel filters the full-size image; tiles are then
+    scaled down to --tile-size.
+
+    \b
+    Examples:
+      convfilter gallery photo.jpg -o sheet.png
+      convfilter gallery photo.jpg -o edges.png -k sobel-x -k sobel-y -k laplacian --abs
+    """
+    with reported_errors(debug):
+        from . import gallery as galleries
+
+        specs = list(kernel_specs) or galleries.default_specs()
+        entries = []
+        for spec in specs:
+            kernels = build_kernels((spec,), None, None, False, False)
+            entries.append((spec, build_settings(kernels, repeat, border, cval, absolute, channels,
+                                                 alpha, method, threads)))  # fmt: skip
+        output = output_settings(None, None, False, max_pixels, allow_formats)
+        sheet = galleries.write_gallery(image_path, sheet_path, entries, tile_size=tile_size,
+                                        columns=columns, output=output)  # fmt: skip
+    if not quiet:
+        width, height = sheet.image.size
+        _echo(f"{image_path} -> {sheet_path}: {len(sheet.tiles)} tiles "
+              f"(original and {len(entries)} kernels), {width}x{height}", to_stderr=False)  # fmt: skip

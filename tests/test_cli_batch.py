@@ -1,0 +1,404 @@
+"""`convfilter batch`: inputs, names, safety rules, parallel runs, reports, interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageFilter
+
+from convfilter import cli
+
+EXECUTABLE = shutil.which("convfilter", path=os.path.dirname(sys.executable)) or shutil.which("convfilter")
+
+
+def run(*args, input: bytes | None = None):
+    return CliRunner().invoke(cli.main, [str(a) for a in args], input=input, prog_name="convfilter")
+
+
+def picture(path: Path, rng, size=(20, 14), mode="RGB") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], len(mode))
+    Image.fromarray(rng.integers(0, 256, shape).astype(np.uint8), mode).save(path)
+    return path
+
+
+def files(root: Path) -> dict[str, bytes]:
+    if not root.exists():
+        return {}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def one_error(result, code: int, *fragments: str) -> str:
+    assert result.exit_code == code, (result.exit_code, result.output, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("convfilter: error: "), lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def photos(tmp_path, rng) -> Path:
+    root = tmp_path / "photos"
+    picture(root / "a.png", rng)
+    picture(root / "b.jpg", rng, mode="L")
+    picture(root / "2024" / "c.png", rng, mode="RGBA")
+    picture(root / "2024" / "may" / "d.png", rng)
+    (root / "README.txt").write_text("not an image")
+    (root / "2024" / "thumbs.db").write_bytes(b"\0\1")
+    return root
+
+
+# --- inputs ----------------------------------------------------------------------------
+
+
+def test_a_directory_gives_its_images_and_counts_the_other_files(photos, tmp_path):
+    out = tmp_path / "out"
+    result = run("batch", photos, "-d", out, "-k", "blur")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert sorted(files(out)) == ["a.png", "b.jpg"]
+    assert "processed 2, skipped 1 (1 not an image file), failed 0" in result.output
+    assert result.stderr == ""
+
+
+def test_recursive_recreates_the_folders(photos, tmp_path):
+    out = tmp_path / "out"
+    result = run("batch", photos, "-r", "-d", out, "-k", "blur")
+    assert result.exit_code == 0, result.output
+    assert sorted(files(out)) == ["2024/c.png", "2024/may/d.png", "a.png", "b.jpg"]
+    assert "skipped 2" in result.output
+
+
+def test_quoted_glob_and_double_star_are_expanded_by_convfilter(photos, tmp_path):
+    out = tmp_path / "out"
+    result = run("batch", f"{photos}/**/*.png", "-d", out, "-k", "smooth", "--border", "keep")
+    assert result.exit_code == 0, result.output
+    assert sorted(files(out)) == ["a.png", "c.png", "d.png"]
+    with Image.open(photos / "2024" / "may" / "d.png") as source, Image.open(out / "d.png") as got:
+        assert np.array_equal(np.asarray(got), np.asarray(source.filter(ImageFilter.SMOOTH)))
+    nested = run("batch", f"{photos}/*/**/*.png", "-r", "-d", tmp_path / "nested", "-k", "blur")
+    assert sorted(files(tmp_path / "nested")) == ["2024/c.png", "2024/may/d.png"], nested.output
+
+
+def test_a_pattern_matching_nothing_is_a_failure_not_a_crash(photos, tmp_path):
+    result = run("batch", f"{photos}/*.gif", photos / "a.png", "-d", tmp_path / "out", "-k", "blur")
+    assert result.exit_code == 1
+    assert sorted(files(tmp_path / "out")) == ["a.png"]
+    assert f"{photos}/*.gif: no files match this pattern" in result.output
+
+
+def test_from_file_with_nul_separators(photos, tmp_path):
+    odd = picture(photos / "new\nline.png", np.random.default_rng(1))
+    listing = tmp_path / "list"
+    listing.write_bytes(b"\0".join(os.fsencode(p) for p in (photos / "a.png", odd)) + b"\0")
+    out = tmp_path / "out"
+    result = run("batch", "--from-file", listing, "-0", "-d", out, "-k", "blur")
+    assert result.exit_code == 0, result.output + result.stderr
+    # Control characters never reach an output name.
+    assert sorted(files(out)) == ["a.png", "new_line.png"]
+
+
+def test_from_file_on_stdin_one_a_line_together_with_arguments(photos, tmp_path):
+    out = tmp_path / "out"
+    stdin = f"{photos / 'b.jpg'}\n{photos / '2024' / 'c.png'}\n".encode()
+    result = run("batch", photos / "a.png", "--from-file", "-", "-d", out, "-k", "blur", input=stdin)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert sorted(files(out)) == ["a.png", "b.jpg", "c.png"]
+
+
+def test_an_explicitly_named_non_image_is_an_error_for_that_file(photos, tmp_path):
+    out = tmp_path / "out"
+    result = run("batch", photos / "a.png", photos / "README.txt", "-d", out, "-k", "blur", "--format", "png")
+    assert result.exit_code == 1
+    assert sorted(files(out)) == ["a.png"]
+    assert f"{photos / 'README.txt'}: " in result.output and "not an image" in result.output
+
+
+def test_no_inputs_is_a_usage_error(tmp_path):
+    one_error(run("batch", "-d", tmp_path / "out", "-k", "blur"), 2, "give at least one input")
+
+
+def test_a_missing_list_file_is_an_error(tmp_path):
+    one_error(run("batch", "--from-file", tmp_path / "nope", "-d", tmp_path / "out", "-k", "blur"), 1,
+              "--from-file")  # fmt: skip
+
+
+# --- names -----------------------------------------------------------------------------
+
+
+def test_name_template_with_kernel_index_and_format(photos, tmp_path):
+    out = tmp_path / "out"
+    result = run("batch", photos / "a.png", photos / "b.jpg", "-d", out, "-k", "gaussian:1", "-k", "sharpen",
+                 "--name", "{index:03d}-{stem}-{kernel}{suffix}", "--format", "webp")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(files(out)) == ["001-a-gaussian-1+sharpen.webp", "002-b-gaussian-1+sharpen.webp"]
+    with Image.open(out / "001-a-gaussian-1+sharpen.webp") as im:
+        assert im.format == "WEBP"
+
+
+def test_name_may_make_sub_folders(photos, tmp_path):
+    out = tmp_path / "out"
+    result = run("batch", photos, "-d", out, "-k", "emboss", "--name", "{kernel}/{name}")
+    assert result.exit_code == 0
+    assert sorted(files(out)) == ["emboss/a.png", "emboss/b.jpg"]
+
+
+@pytest.mark.parametrize(
+    "template", ["../{stem}{suffix}", "{stem}/../../{name}", "/tmp/{name}", "..", "{stem}/"]
+)
+def test_templates_cannot_leave_the_output_directory(photos, tmp_path, template):
+    result = run("batch", photos, "-d", tmp_path / "out", "-k", "blur", "--name", template)
+    one_error(result, 2, "--name")
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+def test_unknown_placeholder_is_a_usage_error(photos, tmp_path):
+    one_error(run("batch", photos, "-d", tmp_path / "out", "-k", "blur", "--name", "{width}{suffix}"), 2,
+              "unknown placeholder {width}")  # fmt: skip
+
+
+def test_placeholder_values_are_sanitised(tmp_path, rng):
+    odd = picture(tmp_path / "in" / "back\\slash.png", rng)
+    out = tmp_path / "out"
+    result = run("batch", odd, "-d", out, "-k", "blur", "--name", "x-{stem}{suffix}")
+    assert result.exit_code == 0, result.output
+    assert sorted(files(out)) == ["x-back_slash.png"]
+
+
+def test_a_symlink_inside_out_dir_cannot_take_outputs_elsewhere(photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (out / "2024").symlink_to(outside)
+    one_error(run("batch", photos, "-r", "-d", out, "-k", "blur"), 1, "outside")
+    assert files(outside) == {} and files(out) == {}
+
+
+# --- safety rules: nothing is written when refused ------------------------------------------
+
+
+def test_two_inputs_with_one_output_are_refused_and_listed(photos, tmp_path, rng):
+    picture(tmp_path / "more" / "a.png", rng)
+    out = tmp_path / "out"
+    line = one_error(run("batch", photos, tmp_path / "more", "-d", out, "-k", "blur"), 1, "more than one input")
+    assert str(photos / "a.png") in line and str(tmp_path / "more" / "a.png") in line
+    assert not out.exists()
+
+
+def test_refusing_to_overwrite_an_input_unless_in_place(photos, rng):
+    before = files(photos)
+    one_error(run("batch", photos, "-d", photos, "-k", "blur"), 1, "would replace its input", "--in-place")
+    assert files(photos) == before
+    result = run("batch", photos, "-d", photos, "-k", "blur", "--in-place")
+    assert result.exit_code == 0, result.output
+    after = files(photos)
+    assert after["a.png"] != before["a.png"] and after["README.txt"] == before["README.txt"]
+    assert sorted(after) == sorted(before)
+
+
+def test_existing_outputs_are_refused_and_listed(photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.jpg").write_bytes(b"keep me")
+    line = one_error(run("batch", photos, "-d", out, "-k", "blur"), 1, "exist already", "--overwrite",
+                     "--skip-existing")  # fmt: skip
+    assert str(out / "b.jpg") in line
+    assert files(out) == {"b.jpg": b"keep me"}
+
+
+def test_skip_existing_leaves_them_and_counts_them(photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.jpg").write_bytes(b"keep me")
+    result = run("batch", photos, "-d", out, "-k", "blur", "--skip-existing", "--json")
+    assert result.exit_code == 0, result.output
+    assert files(out)["b.jpg"] == b"keep me" and "a.png" in files(out)
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    skipped = [(line["input"], line["reason"]) for line in lines if line.get("status") == "skipped"]
+    assert sorted(skipped) == [(str(photos / "README.txt"), "not an image file"),
+                               (str(photos / "b.jpg"), "output exists")]  # fmt: skip
+    assert lines[-1]["skipped"] == 2  # README.txt and b.jpg
+
+
+def test_overwrite_replaces_them(photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.jpg").write_bytes(b"old")
+    result = run("batch", photos, "-d", out, "-k", "blur", "--overwrite")
+    assert result.exit_code == 0
+    with Image.open(out / "b.jpg") as im:
+        assert im.format == "JPEG"
+
+
+def test_overwrite_and_skip_existing_together_is_a_usage_error(photos, tmp_path):
+    one_error(run("batch", photos, "-d", tmp_path / "o", "-k", "blur", "--overwrite", "--skip-existing"), 2,
+              "not both")  # fmt: skip
+
+
+def test_bad_kernel_fails_before_anything_is_read(photos, tmp_path):
+    one_error(run("batch", photos, "-d", tmp_path / "out", "-k", "blurr"), 1, "did you mean")
+    assert not (tmp_path / "out").exists()
+
+
+# --- failures, jobs, reports --------------------------------------------------------------
+
+
+def test_one_corrupt_file_among_good_ones(photos, tmp_path):
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    out = tmp_path / "out"
+    result = run("batch", photos, "-r", "-d", out, "-k", "blur", "-j", "2")
+    assert result.exit_code == 1
+    assert sorted(files(out)) == ["2024/c.png", "2024/may/d.png", "a.png", "b.jpg"]
+    assert "processed 4, skipped 2 (2 not an image file), failed 1" in result.output
+    failures = result.output.split("failed:\n", 1)[1].splitlines()
+    assert len(failures) == 1 and failures[0].startswith(f"  {photos / 'broken.png'}: ")
+    assert not any(p.name.endswith(".part") for p in out.rglob("*"))
+
+
+def test_fail_fast(photos, tmp_path):
+    (photos / "0-broken.png").write_bytes(b"junk")
+    result = run("batch", photos, "-d", tmp_path / "out", "-k", "blur", "-j", "1", "--fail-fast")
+    assert result.exit_code == 1
+    assert "stopped after the first failure" in result.output and "processed 0" in result.output
+    assert files(tmp_path / "out") == {}
+
+
+def test_jobs_1_and_jobs_2_write_byte_identical_outputs(tmp_path, rng):
+    for i in range(10):
+        picture(tmp_path / "in" / f"p{i}.png", rng, size=(37, 29), mode=("RGB", "L", "RGBA")[i % 3])
+    picture(tmp_path / "in" / "q.jpg", rng, size=(40, 40))
+    trees = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        result = run("batch", tmp_path / "in", "-d", out, "-k", "gaussian:1.5", "-k", "edge_enhance",
+                     "--border", "reflect", "--jobs", jobs)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        trees[jobs] = files(out)
+    assert len(trees["1"]) == 11 and trees["1"] == trees["2"]
+
+
+def test_json_lines(photos, tmp_path):
+    (photos / "broken.png").write_bytes(b"junk")
+    result = run("batch", photos, "-d", tmp_path / "out", "-k", "blur", "--json", "-j", "2")
+    assert result.exit_code == 1
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    per_file, summary = lines[:-1], lines[-1]
+    assert all({"input", "output", "status", "error", "milliseconds"} <= set(line) for line in per_file)
+    by_status = {}
+    for line in per_file:
+        by_status.setdefault(line["status"], []).append(Path(line["input"]).name)
+    assert sorted(by_status["ok"]) == ["a.png", "b.jpg"]
+    assert by_status["failed"] == ["broken.png"] and by_status["skipped"] == ["README.txt"]
+    ok = [line for line in per_file if line["status"] == "ok"]
+    assert all(line["error"] is None and line["milliseconds"] > 0 for line in ok)
+    assert summary["type"] == "summary"
+    assert (summary["processed"], summary["skipped"], summary["failed"]) == (2, 1, 1)
+    assert summary["failures"][0]["input"] == str(photos / "broken.png")
+    assert summary["images_per_second"] > 0
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(photos, tmp_path):
+    quiet = run("batch", photos, "-d", tmp_path / "a", "-k", "blur")
+    assert quiet.stderr == ""
+    shown = run("batch", photos, "-d", tmp_path / "b", "-k", "blur", "--progress")
+    assert "2/2 100%" in shown.stderr and "img/s" in shown.stderr
+    assert "processed 2" in shown.output
+    hidden = run("batch", photos, "-d", tmp_path / "c", "-k", "blur", "--no-progress")
+    assert hidden.stderr == ""
+
+
+def test_progress_reports_failures_as_they_happen(photos, tmp_path):
+    (photos / "broken.png").write_bytes(b"junk")
+    result = run("batch", photos, "-d", tmp_path / "out", "-k", "blur", "--progress")
+    assert f"failed: {photos / 'broken.png'}: " in result.stderr
+
+
+def test_filter_and_output_options_reach_every_file(photos, tmp_path):
+    out = tmp_path / "out"
+    result = run("batch", photos / "a.png", "-d", out, "-k", "sobel-x", "--abs", "--channels", "R",
+                 "--border", "constant", "--cval", "9", "--format", "tiff", "--strip-metadata")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with Image.open(photos / "a.png") as source, Image.open(out / "a.tif") as got:
+        a, b = np.asarray(source), np.asarray(got)
+    assert np.array_equal(a[..., 1:], b[..., 1:]) and not np.array_equal(a[..., 0], b[..., 0])
+
+
+def test_scheduler_without_dask_says_what_to_install(photos, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    one_error(run("batch", photos, "-d", tmp_path / "out", "-k", "blur", "--scheduler", "local"), 1,
+              "pip install 'convfilter[dask]'")  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+# --- interruption of the installed executable ------------------------------------------------
+
+
+def make_slow_batch(tmp_path: Path, count: int = 120) -> Path:
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 256, (160, 200, 3)).astype(np.uint8)
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(count):
+        Image.fromarray(np.roll(base, i, axis=1)).save(root / f"p{i:03d}.png", compress_level=0)
+    return root
+
+
+@pytest.mark.skipif(EXECUTABLE is None, reason="convfilter is not installed (pip install -e .)")
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_run_stops_cleanly(tmp_path, signum, code):
+    root = make_slow_batch(tmp_path)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [EXECUTABLE, "batch", str(root), "-d", str(out), "-k", "box:21", "--method", "direct",
+         "--repeat", "2", "-j", "2", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (out.exists() and any(p.suffix == ".png" for p in out.iterdir())):
+        assert process.poll() is None and time.monotonic() < deadline, "the batch never got going"
+        time.sleep(0.05)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    lines = [json.loads(line) for line in stdout.decode().splitlines()]
+    summary = lines[-1]
+    assert summary["interrupted"] == signal.Signals(signum).name
+    assert 0 < summary["processed"] < 120 and summary["unfinished"] == 120 - summary["processed"]
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(Path(line["output"]).name for line in lines[:-1] if line["status"] == "ok")
+    assert not any(name.endswith(".part") for name in written)
+    for name in written:
+        with Image.open(out / name) as im:
+            im.load()  # complete files only
+    assert b"Traceback" not in stderr
+
+
+@pytest.mark.skipif(EXECUTABLE is None, reason="convfilter is not installed (pip install -e .)")
+def test_interrupted_summary_in_words(tmp_path):
+    root = make_slow_batch(tmp_path, count=60)
+    out = tmp_path / "out"
+    process = subprocess.Popen([EXECUTABLE, "batch", str(root), "-d", str(out), "-k", "box:21",
+                                "--method", "direct", "--repeat", "2", "-j", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (out.exists() and any(p.suffix == ".png" for p in out.iterdir())):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    text = stdout.decode()
+    assert "interrupted by SIGINT;" in text and "not processed" in text and "processed " in text
+    assert not any(p.name.endswith(".part") for p in out.iterdir())
