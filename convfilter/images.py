@@ -752,8 +752,28 @@ def save_image(
         raise
     data = buffer.getbuffer()
     if isinstance(destination, (str, os.PathLike)):
-        write_atomically(destination, lambda stream: stream.write(data))
+        write_atomically(destination, lambda stream: _write_all(stream, data))
     else:
-        destination.write(data)
-        destination.flush()
+        try:
+            _write_all(destination, data)
+            destination.flush()
+        except OSError as exc:
+            raise OutputError(f"cannot write to {_stream_name(destination)}: {_os_reason(exc)}") from None
     return len(data)
+
+
+def _write_all(stream: BinaryIO, data: memoryview) -> None:
+    """Write every byte: a buffered write interrupted by a signal can return short."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if written is None:  # a non-blocking stream that is full
+            raise OSError(errno.EAGAIN, "the output stream is not accepting data")
+        view = view[written:]
+
+
+def _stream_name(stream: BinaryIO) -> str:
+    name = getattr(stream, "name", None)
+    if name in ("<stdout>", 1):
+        return "standard output"
+    return f"'{name}'" if isinstance(name, str) else "the output stream"
