@@ -241,7 +241,7 @@ def image_extensions(formats: Sequence[str] = images.DEFAULT_FORMATS) -> frozens
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Found:
     path: str
     folder: str  # sub-folder recreated under OUT_DIR with -r ("" for none)
@@ -357,22 +357,33 @@ def _folder(path: str, base: str) -> str:
 
 
 def _walk(top, base, result, *, recursive, extensions, exclude) -> None:
-    """Images under ``top`` in name order; hidden entries and ``exclude`` are left out."""
-
-    def failed(error: OSError) -> None:
-        result.failed.append((error.filename or top, _os_reason(error)))
-
-    for directory, subdirs, files in os.walk(top, onerror=failed):
-        subdirs[:] = sorted(
-            d for d in subdirs
-            if not d.startswith(".") and not _same_place(os.path.join(directory, d), exclude)
-        )  # fmt: skip
-        if not recursive:
-            subdirs[:] = []
+    """Images under ``top``, depth first in name order (a folder's files before its
+    sub-folders). Hidden entries, ``exclude`` and symbolic links to folders are not
+    walked. Each folder is read once with ``os.scandir``: no ``stat`` per file."""
+    stack = [top]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as error:
+            result.failed.append((directory, _os_reason(error)))
+            continue
         folder = _folder(os.path.join(directory, "x"), base) if recursive else ""
-        for name in sorted(files):
-            if not name.startswith("."):
-                _add_walked(os.path.join(directory, name), folder, result, extensions)
+        subdirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if recursive and not entry.is_symlink() and not _same_place(entry.path, exclude):
+                    subdirs.append(entry.path)
+                continue
+            _add_walked(entry.path, folder, result, extensions, entry)
+        stack.extend(reversed(subdirs))
 
 
 def _same_place(path: str, other: str | None) -> bool:
@@ -381,13 +392,19 @@ def _same_place(path: str, other: str | None) -> bool:
     return os.path.realpath(path) == other
 
 
-def _add_walked(path: str, folder: str, result: _Expansion, extensions: frozenset[str]) -> None:
+def _add_walked(path: str, folder: str, result: _Expansion, extensions: frozenset[str],
+                entry: os.DirEntry | None = None) -> None:  # fmt: skip
     if os.path.splitext(path)[1].lower() not in extensions:
         result.skipped.append((path, "not an image file"))
-    elif not os.path.isfile(path):
-        result.skipped.append((path, "not a regular file"))
-    else:
+        return
+    try:
+        regular = entry.is_file() if entry is not None else os.path.isfile(path)
+    except OSError:
+        regular = False
+    if regular:
         result.found.append(_Found(path, folder))
+    else:
+        result.skipped.append((path, "not a regular file"))
 
 
 def _os_reason(error: OSError) -> str:
@@ -440,6 +457,33 @@ class Outcome:
             "reason": self.reason,
             "milliseconds": round(self.milliseconds, 3),
         }
+
+
+class _Paths:
+    """Path look-ups for planning, each folder resolved once (a million files share
+    a few folders; ``os.path.realpath`` costs a system call per path component)."""
+
+    def __init__(self) -> None:
+        self.cwd = os.getcwd()
+        self._real: dict[str, str] = {}
+
+    def absolute(self, path: str) -> str:
+        return os.path.normpath(os.path.join(self.cwd, path))
+
+    def real_folder(self, folder: str) -> str:
+        found = self._real.get(folder)
+        if found is None:
+            found = self._real[folder] = os.path.realpath(folder)
+        return found
+
+    def entry(self, absolute: str) -> str:
+        """The directory entry an absolute path names: its folder resolved, its name kept."""
+        folder, name = os.path.split(absolute)
+        return os.path.normcase(os.path.join(self.real_folder(folder), name))
+
+    def inside(self, absolute: str, folder_real: str) -> bool:
+        parent = self.real_folder(os.path.dirname(absolute))
+        return parent == folder_real or parent.startswith(folder_real.rstrip(os.sep) + os.sep)
 
 
 @dataclass
@@ -501,10 +545,13 @@ def plan_batch(
     plan = Plan(out_dir=out_text, tasks=[])
     plan.skipped = [Outcome(p, None, "skipped", reason=r) for p, r in expansion.skipped]
     plan.failed = [Outcome(p, None, "failed", error=r) for p, r in expansion.failed]
+    paths = _Paths()
+    writable: dict[str, str | None] = {}  # output suffix -> why Pillow cannot write it
     seen: set[str] = set()
     planned: list[Task] = []
     for found in expansion.found:
-        key = os.path.normcase(os.path.abspath(found.path))
+        source = paths.absolute(found.path)
+        key = os.path.normcase(source)
         if key in seen:
             continue
         seen.add(key)
@@ -516,21 +563,30 @@ def plan_batch(
         rendered = name_template.render(stem=stem, suffix=suffix, name=name, kernel=label, index=index)
         relative = _check_relative(os.path.join(found.folder, rendered), f"the name of '{found.path}'")
         output = os.path.join(out_text, relative)
-        destination = os.path.abspath(output)
-        if not _inside(destination, out_real):
+        destination = paths.absolute(output)
+        if not paths.inside(destination, out_real):
             raise PlanError(
                 f"output '{output}' of '{found.path}' would be written outside '{out_text}' "
                 "(through a symbolic link)"
             )
         if not fmt:
-            try:
-                images.output_format(output, None)
-            except images.OutputError as exc:
-                plan.failed.append(Outcome(found.path, output, "failed", error=str(exc), index=index))
+            suffix = os.path.splitext(output)[1].lower()
+            if suffix not in writable:
+                try:
+                    images.output_format(output, None)
+                    writable[suffix] = None
+                except images.OutputError:
+                    writable[suffix] = (
+                        f"unknown output extension {suffix or '(none)'!r}; "
+                        "use .png, .jpg, .tif, .webp, ... or give --format"
+                    )
+            if writable[suffix] is not None:
+                plan.failed.append(Outcome(found.path, output, "failed", error=writable[suffix], index=index))
                 continue
-        planned.append(Task(index, found.path, output, os.path.abspath(found.path), destination))
-    _check_collisions(planned)
-    plan.tasks = _check_overwrites(planned, in_place=in_place, overwrite=overwrite,
+        planned.append(Task(index, found.path, output, source, destination))
+    del expansion, seen
+    _check_collisions(planned, paths)
+    plan.tasks = _check_overwrites(planned, paths, in_place=in_place, overwrite=overwrite,
                                    skip_existing=skip_existing, skipped=plan.skipped)  # fmt: skip
     return plan
 
@@ -540,16 +596,6 @@ def _inode(path: str) -> int | None:
         return os.lstat(path).st_ino
     except OSError:
         return None
-
-
-def _inside(path: str, directory_real: str) -> bool:
-    parent = os.path.realpath(os.path.dirname(path))
-    return parent == directory_real or parent.startswith(directory_real.rstrip(os.sep) + os.sep)
-
-
-def _entry(path: str) -> str:
-    """The directory entry a path names: its folder resolved, its last part kept."""
-    return os.path.normcase(os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path)))
 
 
 def _listing(lines: list[str]) -> str:
@@ -564,11 +610,20 @@ def _some(names: Iterable[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + more
 
 
-def _check_collisions(tasks: list[Task]) -> None:
-    by_output: dict[str, list[Task]] = {}
+def _check_collisions(tasks: list[Task], paths: _Paths) -> None:
+    by_output: dict[str, Task | list[Task]] = {}
+    clashing: list[str] = []
     for task in tasks:
-        by_output.setdefault(_entry(task.destination), []).append(task)
-    clashes = [group for group in by_output.values() if len(group) > 1]
+        key = paths.entry(task.destination)
+        earlier = by_output.get(key)
+        if earlier is None:
+            by_output[key] = task  # a single task, not a list: a million of them stay small
+        elif isinstance(earlier, list):
+            earlier.append(task)
+        else:
+            by_output[key] = [earlier, task]
+            clashing.append(key)
+    clashes = [by_output[key] for key in clashing]
     if clashes:
         lines = [f"{group[0].output} <- {_some(t.input for t in group)}" for group in clashes]
         raise PlanError(
@@ -579,14 +634,15 @@ def _check_collisions(tasks: list[Task]) -> None:
 
 
 def _check_overwrites(
-    tasks: list[Task], *, in_place: bool, overwrite: bool, skip_existing: bool, skipped: list[Outcome]
+    tasks: list[Task], paths: _Paths, *, in_place: bool, overwrite: bool, skip_existing: bool,
+    skipped: list[Outcome],
 ) -> list[Task]:
-    inputs = {_entry(t.source): t for t in tasks}
+    inputs = {paths.entry(t.source): t for t in tasks}
     replaced_inputs = []
     existing = []
     keep = []
     for task in tasks:
-        target = _entry(task.destination)
+        target = paths.entry(task.destination)
         victim = inputs.get(target)
         if victim is not None:
             if victim is not task:

@@ -175,6 +175,16 @@ def test_hidden_files_are_left_out_of_walks(tree, tmp_path):
     assert not any(".hidden" in o.input for o in plan.skipped)
 
 
+def test_links_to_folders_are_not_walked_and_special_files_are_skipped(tree, tmp_path):
+    (tree / "sub" / "loop").symlink_to(tree, target_is_directory=True)
+    os.mkfifo(tree / "pipe.png")
+    plan = batch.plan_batch([str(tree)], tmp_path / "out", recursive=True)
+    assert len(plan.tasks) == 4
+    assert [(Path(o.input).name, o.reason) for o in plan.skipped if o.reason != "not an image file"] == [
+        ("pipe.png", "not a regular file"),
+    ]  # fmt: skip
+
+
 def test_glob_patterns_with_double_star(tree, tmp_path):
     out = tmp_path / "out"
     flat = batch.plan_batch([str(tree / "**" / "*.png")], out)
