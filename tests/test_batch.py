@@ -393,7 +393,12 @@ def test_a_worker_that_dies_fails_only_its_own_file(many, tmp_path):
     victim = plan.tasks[3]
     plan.tasks[3] = batch.Task(victim.index, victim.input, victim.output,
                                KillsItsWorker(victim.source), victim.destination)  # fmt: skip
+    # What a worker killed in the middle of writing leaves beside its output.
+    left_behind = Path(victim.destination).parent / f".{Path(victim.destination).name}.deadbeef.part"
+    left_behind.parent.mkdir(parents=True)
+    left_behind.write_bytes(b"half a PNG")
     summary = batch.run_batch(plan, settings("smooth"), jobs=2)
+    assert not left_behind.exists()
     assert summary.processed == 8
     assert [o.input for o in summary.failed] == [victim.input]
     assert "SIGKILL" in summary.failed[0].error
@@ -439,6 +444,22 @@ def test_sweep_removes_only_the_temporary_files_of_the_given_outputs(tmp_path):
     task = batch.Task(1, "in.png", "a.png", str(tmp_path / "in.png"), str(tmp_path / "a.png"))
     batch._sweep_temporary_files([task])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
+
+
+def test_settling_after_a_stop_sweeps_and_counts_outputs_renamed_into_place(tmp_path):
+    (tmp_path / "done.png").write_bytes(b"complete")  # renamed into place, never reported
+    (tmp_path / "old.png").write_bytes(b"from before")  # existed before: not this batch's
+    (tmp_path / ".half.png.1234abcd.part").write_bytes(b"partial")
+    tasks = [
+        batch.Task(1, "a.png", "done.png", "/in/a.png", str(tmp_path / "done.png")),
+        batch.Task(2, "b.png", "old.png", "/in/b.png", str(tmp_path / "old.png"),
+                   replaces=os.lstat(tmp_path / "old.png").st_ino),
+        batch.Task(3, "c.png", "half.png", "/in/c.png", str(tmp_path / "half.png")),
+    ]  # fmt: skip
+    recorded = []
+    batch._settle(tasks, recorded.append)
+    assert [(o.input, o.status) for o in recorded] == [("a.png", "ok")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done.png", "old.png"]
 
 
 def test_summary_dict_and_rate():
