@@ -1,0 +1,483 @@
+"""Ways of computing one strip of a correlation, for :mod:`convfilter.engine`.
+
+Everything here works on a *padded strip*: a 2-D array ``src`` of ``n + h - 1``
+rows holding the image rows that ``n`` output rows need, border padding
+included, with the channels of each row interleaved. One pixel to the right
+is therefore ``channels`` elements to the right, and the tap ``(r, c)`` of an
+h x w kernel, for all ``n`` output rows at once, is the view
+``src[r : r + n, c * channels : c * channels + m]`` where ``m`` is the number
+of output columns times ``channels``. Each strategy writes the ``n`` x ``m``
+sums into ``out``. Buffers are allocated once per worker thread by
+:class:`Scratch` and reused strip after strip.
+
+The strategies:
+
+* :func:`lincomb` -- the building block: a weighted sum of views, grouping
+  equal weights so that each distinct weight costs one multiply and every
+  other term one add or subtract.
+* :class:`IntegerDirect` -- exact integer sums for integer matrices
+  (int16 or int32), rows with the same pattern of weights combined first.
+* :func:`pillow_direct` -- float sums in Pillow's order (see the engine's
+  module docstring); :func:`pillow_at` repeats that arithmetic for a few
+  chosen pixels.
+* :func:`separable_direct` and :class:`SeparableGemm` -- two 1-D passes, as
+  weighted views or as banded matrix products.
+* :class:`FourierTiles` -- overlap-save FFTs on tiles.
+
+This module needs nothing but NumPy; it uses ``scipy.fft`` for the FFTs
+when SciPy is installed (same results, several times faster).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:  # optional: scipy's FFT transforms many rows at once, several times faster
+    import scipy.fft as _scipy_fft
+except ImportError:  # numpy.fft does the same job
+    _scipy_fft = None
+
+
+class Scratch:
+    """Named buffers of one worker thread, grown on demand and reused.
+
+    ``get(name, shape, dtype)`` returns a C-contiguous array of that shape,
+    a view of the largest buffer of that name asked for so far. Contents
+    are whatever the last user left, except for buffers created by
+    ``zeros``, which start zeroed.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype, *, zeros: bool = False) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        size = math.prod(shape)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.dtype != dtype or buffer.size < size:
+            buffer = (np.zeros if zeros else np.empty)(max(size, 1), dtype)
+            self._buffers[name] = buffer
+        return buffer[:size].reshape(shape)
+
+
+# ---------------------------------------------------------------------------
+# Weighted sums of views
+# ---------------------------------------------------------------------------
+
+
+def lincomb(out: np.ndarray, terms, scratch: np.ndarray, *, accumulate: bool = False) -> None:
+    """``out = sum(coef * view)`` (``+=`` with ``accumulate``), in out's dtype.
+
+    Terms with equal ``abs(coef)`` are added (or subtracted) first and then
+    multiplied once; terms of weight 1 are plain adds. Zero weights are
+    skipped. ``scratch`` has out's shape and must not overlap any view.
+
+    >>> a = np.arange(4.0); out = np.empty(3); tmp = np.empty(3)
+    >>> lincomb(out, [(2, a[:3]), (-1, a[1:]), (2, a[1:])], tmp); out.tolist()
+    [1.0, 4.0, 7.0]
+    """
+    groups: dict[float, list[tuple[bool, np.ndarray]]] = {}
+    for coef, view in terms:
+        if coef != 0:
+            groups.setdefault(abs(coef), []).append((coef > 0, view))
+    fresh = not accumulate
+    if not groups:
+        if fresh:
+            out.fill(0)
+        return
+    kind = out.dtype.type
+    # Weight-1 groups go last: out is then first written by a multiply,
+    # which absorbs any sign, and the unit terms become plain adds.
+    for magnitude in sorted(groups, key=lambda m: m == 1):
+        members = sorted(groups[magnitude], key=lambda member: not member[0])
+        if magnitude == 1 and not fresh:
+            for positive, view in members:
+                (np.add if positive else np.subtract)(out, view, out=out)
+            continue
+        if magnitude == 1:  # the only group, and out is still unwritten
+            if _signed_sum(out, members) < 0:
+                np.negative(out, out=out)
+            fresh = False
+            continue
+        if len(members) == 1:
+            positive, total = members[0]
+            sign = 1 if positive else -1
+        else:
+            sign = _signed_sum(scratch, members)
+            total = scratch
+        factor = kind(sign * magnitude)
+        if fresh:
+            np.multiply(total, factor, out=out)
+            fresh = False
+        else:
+            np.multiply(total, factor, out=scratch)
+            np.add(out, scratch, out=out)
+
+
+def _signed_sum(target: np.ndarray, members) -> int:
+    """target = +-sum of the members' views; returns the sign still to apply."""
+    (first_positive, first), rest = members[0], members[1:]
+    sign = 1 if first_positive else -1
+    if not rest:
+        np.copyto(target, first)
+        return sign
+    positive, second = rest[0]
+    (np.add if positive == first_positive else np.subtract)(first, second, out=target)
+    for positive, view in rest[1:]:
+        (np.add if positive == first_positive else np.subtract)(target, view, out=target)
+    return sign
+
+
+def count_lincomb_ops(coefs) -> int:
+    """Array operations :func:`lincomb` spends on these weights (for the cost model)."""
+    magnitudes = [abs(c) for c in coefs if c != 0]
+    distinct = {m for m in magnitudes if m != 1}
+    return max(1, len(magnitudes) - 1 + 2 * len(distinct))
+
+
+# ---------------------------------------------------------------------------
+# Exact integer sums
+# ---------------------------------------------------------------------------
+
+
+class IntegerDirect:
+    """Exact sums for an integer matrix, in an integer dtype.
+
+    Rows whose weights are multiples of one pattern (``[-1, -1, -1]`` and
+    ``[1, 1, 1]``, say) are combined vertically first, then the pattern is
+    applied across once: an h x w kernel with few distinct rows costs far
+    fewer than h * w operations.
+    """
+
+    def __init__(self, matrix: np.ndarray, channels: int) -> None:
+        matrix = np.asarray(matrix, dtype=np.int64)
+        self.shape = matrix.shape
+        self.channels = channels
+        patterns: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+        for r, row in enumerate(matrix):
+            nonzero = row[row != 0]
+            if nonzero.size == 0:
+                continue
+            step = int(np.gcd.reduce(np.abs(nonzero))) * (1 if nonzero[0] > 0 else -1)
+            patterns.setdefault(tuple(int(v) for v in row // step), []).append((step, r))
+        self.groups = []
+        for pattern, rows in patterns.items():
+            steps = [s for s, _ in rows]
+            common = int(np.gcd.reduce(np.abs(steps))) * (1 if steps[0] > 0 else -1)
+            vertical = [(s // common, r) for s, r in rows]
+            across = [common * p for p in pattern]
+            self.groups.append((vertical, across))
+        # Start with a group whose first write needs no negation: one with
+        # a weight other than +-1 (a multiply absorbs the sign) or a +1.
+        self.groups.sort(key=lambda g: not any(abs(a) != 1 or a == 1 for a in g[1] if a))
+
+    def ops(self) -> int:
+        """Array operations per strip (for the cost model)."""
+        total = 0
+        for vertical, across in self.groups:
+            if len(vertical) > 1 or vertical[0][0] != 1:
+                total += count_lincomb_ops([a for a, _ in vertical])
+            total += count_lincomb_ops(across)
+        return total + len(self.groups) - 1
+
+    def run(self, src: np.ndarray, out: np.ndarray, scratch: Scratch) -> None:
+        n, m = out.shape
+        c = self.channels
+        if not self.groups:
+            out.fill(0)
+            return
+        wide = scratch.get("integer-wide", (n, src.shape[1]), out.dtype)
+        tmp = scratch.get("integer-tmp", (n, src.shape[1]), out.dtype)
+        for index, (vertical, across) in enumerate(self.groups):
+            if len(vertical) == 1 and vertical[0][0] == 1:
+                rows = src[vertical[0][1] : vertical[0][1] + n]
+            else:
+                lincomb(wide, [(a, src[r : r + n]) for a, r in vertical], tmp)
+                rows = wide
+            terms = [(p, rows[:, j * c : j * c + m]) for j, p in enumerate(across)]
+            lincomb(out, terms, tmp[:, :m], accumulate=index > 0)
+
+
+# ---------------------------------------------------------------------------
+# Pillow's float order
+# ---------------------------------------------------------------------------
+
+
+def pillow_direct(
+    src: np.ndarray,
+    weights: np.ndarray,
+    start: float,
+    out: np.ndarray,
+    channels: int,
+    scratch: Scratch,
+) -> None:
+    """out = start + kernel rows bottom-first, each summed left to right.
+
+    The same float operations, in the same order, as Pillow's C loops, so
+    the rounding is identical. Zero weights are skipped (adding an exact
+    zero changes nothing) and weights of +-1 become adds and subtracts
+    (``x * -1 == -x`` and ``a + -x == a - x`` exactly).
+    """
+    h, w = weights.shape
+    n, m = out.shape
+    kind = out.dtype.type
+    row_sum = scratch.get("row-sum", out.shape, out.dtype)
+    term = scratch.get("term", out.shape, out.dtype)
+    started = False
+    for r in range(h - 1, -1, -1):
+        acc = None
+        for c in range(w):
+            weight = weights[r, c]
+            if weight == 0:
+                continue
+            window = src[r : r + n, c * channels : c * channels + m]
+            if acc is None:
+                if weight == 1:
+                    acc = window
+                else:
+                    if weight == -1:
+                        np.negative(window, out=row_sum)
+                    else:
+                        np.multiply(window, kind(weight), out=row_sum)
+                    acc = row_sum
+                continue
+            if weight == 1:
+                np.add(acc, window, out=row_sum)
+            elif weight == -1:
+                np.subtract(acc, window, out=row_sum)
+            else:
+                np.multiply(window, kind(weight), out=term)
+                np.add(acc, term, out=row_sum)
+            acc = row_sum
+        if acc is None:
+            continue
+        if started:
+            np.add(out, acc, out=out)
+        else:
+            np.add(acc, kind(start), out=out)
+            started = True
+    if not started:
+        out.fill(start)
+
+
+def pillow_at(
+    flat_src: np.ndarray,
+    base: np.ndarray,
+    pitch: int,
+    channels: int,
+    weights: np.ndarray,
+    start: float,
+) -> np.ndarray:
+    """:func:`pillow_direct`'s float32 result for chosen pixels only.
+
+    ``base`` holds, per pixel, the index in ``flat_src`` (the strip
+    flattened, ``pitch`` elements a row) of the value under tap (0, 0).
+    """
+    h, w = weights.shape
+    kind = np.float32
+    total = None
+    for r in range(h - 1, -1, -1):
+        acc = None
+        for c in range(w):
+            weight = weights[r, c]
+            if weight == 0:
+                continue
+            values = flat_src[base + (r * pitch + c * channels)].astype(kind)
+            term = values * kind(weight)
+            acc = term if acc is None else acc + term
+        if acc is None:
+            continue
+        total = kind(start) + acc if total is None else total + acc
+    if total is None:
+        total = np.full(base.shape, start, kind)
+    return total
+
+
+# ---------------------------------------------------------------------------
+# Separable kernels
+# ---------------------------------------------------------------------------
+
+
+def separable_direct(
+    src: np.ndarray,
+    column: np.ndarray,
+    row: np.ndarray,
+    out: np.ndarray,
+    channels: int,
+    scratch: Scratch,
+) -> None:
+    """out = row-pass(column-pass(src)) with weighted views (exact for integers)."""
+    n, m = out.shape
+    wide = scratch.get("separable-wide", (n, src.shape[1]), out.dtype)
+    tmp = scratch.get("separable-tmp", (n, src.shape[1]), out.dtype)
+    lincomb(wide, [(coef, src[r : r + n]) for r, coef in enumerate(column)], tmp)
+    terms = [(coef, wide[:, j * channels : j * channels + m]) for j, coef in enumerate(row)]
+    lincomb(out, terms, tmp[:, :m])
+
+
+def _toeplitz(n: int, taps: np.ndarray, dtype) -> np.ndarray:
+    """The n x (n + k - 1) matrix whose row i holds ``taps`` from column i."""
+    k = len(taps)
+    matrix = np.zeros((n, n + k - 1), dtype)
+    for i in range(n):
+        matrix[i, i : i + k] = taps
+    return matrix
+
+
+class SeparableGemm:
+    """Two 1-D passes as batches of small matrix products, for long factors.
+
+    The column pass multiplies the strip, transposed, by the banded
+    (Toeplitz) matrix of the column factor, ``chunk`` pixels at a time; its
+    result holds each pixel's column of sums contiguously, so the row pass
+    is the same kind of product on overlapping windows of ``block`` pixels.
+    BLAS does the arithmetic several times faster per tap than one array
+    operation per tap. Each product is kept small, which also keeps BLAS
+    from starting threads of its own inside the engine's workers.
+    """
+
+    rows = 16  # output rows per strip
+    block = 16  # output pixels per product of the row pass
+
+    def __init__(self, column, row, channels: int, out_cols: int, dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        self.channels = channels
+        self.h, self.w = len(column), len(row)
+        self.out_cols = out_cols
+        self.chunk = 32 * channels  # elements per product of the column pass
+        column = np.asarray(column, dtype=self.dtype)
+        self.vertical = np.ascontiguousarray(_toeplitz(self.rows, column, self.dtype).T)
+        self.across = _toeplitz(self.block, np.asarray(row, dtype=self.dtype), self.dtype)
+        self.blocks = -(-out_cols // self.block)
+
+    def pitch(self, width: int) -> int:
+        """Row length (elements) of the strip buffer for ``width`` elements."""
+        pixels = max(width // self.channels, self.blocks * self.block + self.w - 1)
+        return -(-pixels * self.channels // self.chunk) * self.chunk
+
+    def run(self, buffer: np.ndarray, n: int, scratch: Scratch) -> np.ndarray:
+        """Sums for ``n`` rows of the zero-tailed strip ``buffer``, as n x cols x C."""
+        rows, pitch = buffer.shape
+        c = self.channels
+        size = self.dtype.itemsize
+        chunks = pitch // self.chunk
+        windows = np.lib.stride_tricks.as_strided(
+            buffer, (chunks, self.chunk, rows), (self.chunk * size, size, pitch * size)
+        )
+        columns = scratch.get("gemm-columns", (chunks, self.chunk, n), self.dtype)
+        np.matmul(windows, self.vertical[:rows, :n], out=columns)
+        line = c * n  # one pixel's sums: channel-major, then row
+        across = np.lib.stride_tricks.as_strided(
+            columns, (self.blocks, self.block + self.w - 1, line),
+            (self.block * line * size, line * size, size),
+        )  # fmt: skip
+        result = scratch.get("gemm-result", (self.blocks, self.block, line), self.dtype)
+        np.matmul(self.across, across, out=result)
+        pixels = result.reshape(self.blocks * self.block, c, n)[: self.out_cols]
+        return pixels.transpose(2, 0, 1)
+
+
+# ---------------------------------------------------------------------------
+# Fourier tiles
+# ---------------------------------------------------------------------------
+
+#: FFT lengths pocketfft handles well (products of 2, 3 and 5).
+_FAST_LENGTHS = sorted(
+    {2**a * 3**b * 5**c for a in range(13) for b in range(6) for c in range(5)}
+    & set(range(16, 4097))
+)
+
+#: Which library does the FFTs.
+FFT_LIBRARY = "numpy" if _scipy_fft is None else "scipy"
+
+
+def fft_length(k: int) -> int:
+    """Tile side for a kernel side of ``k``: a fast length near ``max(192, 6 k)``.
+
+    Smaller tiles waste work on their overlap and on per-call costs; larger
+    ones leave the cache. Timings are flat from about 160 to 320 for small
+    kernels, and tiles stay within 4096 (or ``2 k``) for huge ones.
+
+    >>> fft_length(3), fft_length(31), fft_length(101)
+    (192, 192, 625)
+    """
+    return fast_length_at_least(min(max(192, 6 * k), max(2 * k, 4096)))
+
+
+def fast_length_at_least(length: int) -> int:
+    """The smallest good FFT length >= ``length`` (``length`` itself beyond the table)."""
+    for candidate in _FAST_LENGTHS:
+        if candidate >= length:
+            return candidate
+    return length
+
+
+class FourierTiles:
+    """Overlap-save correlation by FFT on (fh x fw) tiles.
+
+    Each tile's channels are transformed together; the kernel's spectrum
+    is computed once. With ``exact=True`` (integer matrices on integer
+    images) the float64 results are rounded to the exact integer sums.
+    """
+
+    def __init__(
+        self,
+        weights: np.ndarray,
+        channels: int,
+        dtype,
+        *,
+        exact: bool = False,
+        extent: tuple[int, int] | None = None,
+    ) -> None:
+        self.h, self.w = weights.shape
+        self.fh, self.fw = fft_length(self.h), fft_length(self.w)
+        if extent is not None:  # a small image needs no tile larger than itself
+            self.fh = min(self.fh, fast_length_at_least(extent[0]))
+            self.fw = min(self.fw, fast_length_at_least(extent[1]))
+        self.channels = channels
+        self.dtype = np.dtype(np.float64 if exact else dtype)
+        self.exact = exact
+        flipped = np.asarray(weights, dtype=np.float64)[::-1, ::-1]
+        spectrum = np.fft.rfft2(flipped, s=(self.fh, self.fw))
+        complex_type = np.complex128 if self.dtype == np.float64 else np.complex64
+        self.spectrum = spectrum.astype(complex_type)
+
+    @property
+    def rows(self) -> int:
+        """Output rows per strip."""
+        return self.fh - self.h + 1
+
+    def run(self, src: np.ndarray, n: int, out_cols: int, sum_dtype, scratch: Scratch):
+        """Sums for ``n`` rows of ``src``, as an n x out_cols x channels view."""
+        c = self.channels
+        rows = src.shape[0]
+        source = src.reshape(rows, -1, c)
+        planes = scratch.get("fft-planes", (c, n, out_cols), sum_dtype)
+        across = self.fw - self.w + 1
+        tile = scratch.get("fft-tile", (c, self.fh, self.fw), self.dtype)
+        spec = scratch.get("fft-spec", (c,) + self.spectrum.shape, self.spectrum.dtype)
+        full = scratch.get("fft-full", (c, self.fh, self.fw), self.dtype)
+        for x0 in range(0, out_cols, across):
+            x1 = min(out_cols, x0 + across)
+            width = x1 - x0 + self.w - 1
+            if width < self.fw or rows < self.fh:
+                tile.fill(0)
+            np.copyto(tile[:, :rows, :width], source[:, x0 : x0 + width].transpose(2, 0, 1),
+                      casting="unsafe")  # fmt: skip
+            if _scipy_fft is not None:
+                spectrum = _scipy_fft.rfft2(tile, overwrite_x=True)
+                np.multiply(spectrum, self.spectrum, out=spectrum)
+                full = _scipy_fft.irfft2(spectrum, s=(self.fh, self.fw), overwrite_x=True)
+            else:
+                np.fft.rfft2(tile, out=spec)
+                np.multiply(spec, self.spectrum, out=spec)
+                # irfft2 ignores `out`; its two stages written out honour it.
+                np.fft.ifft(spec, axis=-2, out=spec)
+                np.fft.irfft(spec, n=self.fw, axis=-1, out=full)
+            valid = full[:, self.h - 1 : self.h - 1 + n, self.w - 1 : self.w - 1 + x1 - x0]
+            if self.exact:
+                np.rint(valid, out=valid)
+            np.copyto(planes[:, :, x0:x1], valid, casting="unsafe")
+        return planes.transpose(1, 2, 0)
