@@ -329,7 +329,8 @@ def _expand_glob(pattern, result, *, recursive, extensions, exclude) -> None:
         return
     for path in matches:
         if os.path.isdir(path):
-            _walk(path, base, result, recursive=recursive, extensions=extensions, exclude=exclude)
+            if not _same_place(path, exclude):  # OUT_DIR itself may match
+                _walk(path, base, result, recursive=recursive, extensions=extensions, exclude=exclude)
         else:
             folder = _folder(path, base) if recursive else ""
             _add_walked(path, folder, result, extensions)

@@ -654,7 +654,8 @@ class _BatchReport:
 @click.option("-o", "--output", "sheet_path", required=True, metavar="SHEET",
               help="Write the contact sheet here (format from its extension).")
 @click.option("-k", "--kernel", "kernel_specs", multiple=True, metavar="SPEC",
-              help="A kernel to show; repeat [default: every preset, box:5, gaussian:2].")
+              help="A kernel to show; repeat [default: every preset, box:5, gaussian:2]; "
+                   "a bare 'box' or 'gaussian' gets that parameter.")
 @click.option("--tile-size", type=click.IntRange(16, 4096), default=256, show_default=True, metavar="N",
               help="Largest side of each tile, in pixels.")
 @click.option("--columns", type=click.IntRange(min=1), default=None, metavar="N",
@@ -679,7 +680,7 @@ def gallery(image_path, sheet_path, kernel_specs, tile_size, columns, repeat, bo
     with reported_errors(debug):
         from . import gallery as galleries
 
-        specs = list(kernel_specs) or galleries.default_specs()
+        specs = galleries.gallery_specs(kernel_specs)
         entries = []
         for spec in specs:
             kernels = build_kernels((spec,), None, None, False, False)

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import images
-from .kernels import PRESETS
+from .kernels import PRESETS, preset_key
 from .pipeline import FilterSettings, OutputSettings, filter_image
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Tile",
     "ContactSheet",
     "default_specs",
+    "gallery_specs",
     "tile_shape",
     "sheet_size",
     "contact_sheet",
@@ -66,6 +67,19 @@ class ContactSheet:
 def default_specs() -> list[str]:
     """Every fixed preset, then :data:`DEFAULT_PARAMETRIC`."""
     return [preset.name for preset in PRESETS.values()] + list(DEFAULT_PARAMETRIC)
+
+
+def gallery_specs(specs: Sequence[str]) -> list[str]:
+    """The specs to show: :func:`default_specs` when none are given; a parametric
+    preset named without parameters gets its default from :data:`DEFAULT_PARAMETRIC`.
+
+    >>> gallery_specs(["sharpen", "Gaussian", "box:3"])
+    ['sharpen', 'gaussian:2', 'box:3']
+    """
+    if not specs:
+        return default_specs()
+    defaults = {spec.split(":")[0]: spec for spec in DEFAULT_PARAMETRIC}
+    return [defaults.get(preset_key(spec), spec) for spec in specs]
 
 
 def tile_shape(size: tuple[int, int], tile_size: int) -> tuple[int, int]:

@@ -233,6 +233,12 @@ def test_the_output_directory_is_not_walked(tree, tmp_path, rng):
     assert not any("old.png" in t.input for t in plan.tasks)
 
 
+def test_a_pattern_matching_the_output_directory_does_not_walk_it(tree, rng):
+    picture(tree / "out" / "old.png", rng)
+    plan = batch.plan_batch([str(tree / "*")], tree / "out")
+    assert "old.png" not in {Path(t.input).name for t in plan.tasks}
+
+
 def test_path_list_entries_are_literal_and_named(tree, tmp_path):
     star = tree / "*.png"
     plan = batch.plan_batch([], tmp_path / "out", path_list=[str(tree / "a.png"), str(star)])

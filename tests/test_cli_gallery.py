@@ -75,6 +75,14 @@ def test_tiles_are_pillow_filters_scaled_down(photo, tmp_path):
             assert np.array_equal(tile(sheet, i, 2, cell), want), f"tile {i}"
 
 
+def test_bare_parametric_presets_get_a_sensible_parameter(photo, tmp_path):
+    result = run("gallery", photo, "-o", tmp_path / "sheet.png", "-k", "box", "-k", "gaussian")
+    assert result.exit_code == 0, result.stderr
+    assert "3 tiles" in result.output
+    assert gallery.gallery_specs(["box", "GAUSSIAN", "box:3"]) == ["box:5", "gaussian:2", "box:3"]
+    assert gallery.gallery_specs([]) == gallery.default_specs()
+
+
 def test_each_tile_has_a_label(photo, tmp_path):
     sheet_path = tmp_path / "sheet.png"
     assert run("gallery", photo, "-o", sheet_path, "-k", "sharpen", "-k", "smooth", "--tile-size", "64").exit_code == 0
