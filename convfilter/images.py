@@ -628,7 +628,7 @@ def encode_image(
 
 
 def _cannot_store(fmt: str, mode: str, exc: BaseException) -> str:
-    hint = "" if fmt in ("PNG", "TIFF") else "; try PNG or TIFF"
+    hint = {"TIFF": "", "PNG": "; try TIFF"}.get(fmt, "; try PNG or TIFF")
     return f"{fmt} cannot store this image (mode {mode}): {_reason(exc)}{hint}"
 
 

@@ -335,3 +335,66 @@ def test_a_short_write_to_a_stream_is_completed():
     size = images.save_image([Image.new("L", (5, 5), 3)], stream, fmt="PNG")
     assert len(stream.getvalue()) == size
     assert Image.open(io.BytesIO(stream.getvalue())).getpixel((2, 2)) == 3
+
+
+# --- signals during a batch of good and hostile files ----------------------------------
+
+
+def _mixed_batch(root: Path) -> list[Path]:
+    """Slow good images with hostile files between them (named explicitly, in order)."""
+    from test_hostile_files import hostile_cases, materialise  # tests/ is on sys.path under pytest
+
+    hostile = [c for fmt in ("PNG", "GIF", "TIFF") for c in hostile_cases(fmt)
+               if c.kind in ("bomb", "zero bytes", "fifo", "text") or c.detail in ("at 7", "at 33")]  # fmt: skip
+    rng = np.random.default_rng(11)
+    base = rng.integers(0, 256, (160, 200, 3)).astype(np.uint8)
+    paths = []
+    for index in range(48):
+        good = root / f"good{index:02d}.png"
+        Image.fromarray(np.roll(base, index, axis=1)).save(good, compress_level=0)
+        paths.append(good)
+        if index % 2 == 0 and hostile:
+            paths.append(materialise(hostile.pop(), root, index))
+    return paths
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_batch_of_hostile_files_cleanly(signum, jobs, tmp_path):
+    import hashlib
+    import json
+
+    root = tmp_path / "in"
+    root.mkdir()
+    paths = _mixed_batch(root)
+    digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.is_file()}
+    listing = tmp_path / "list"
+    listing.write_bytes(b"".join(os.fsencode(p) + b"\0" for p in paths))
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [str(EXECUTABLE), "batch", "--from-file", str(listing), "-0", "-d", str(out), "-k", "box:21",
+         "--method", "direct", "--repeat", "2", "-j", str(jobs), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (out.exists() and sum(p.suffix == ".png" for p in out.iterdir()) >= 3):
+        assert process.poll() is None and time.monotonic() < deadline, "the batch never got going"
+        time.sleep(0.02)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == {signal.SIGTERM: 143, signal.SIGINT: 130}[signum], stderr
+    assert b"Traceback" not in stderr
+    lines = [json.loads(line) for line in stdout.decode().splitlines()]
+    summary = lines[-1]
+    assert summary["interrupted"] == signal.Signals(signum).name and summary["unfinished"] > 0
+    ok = {Path(line["output"]).name for line in lines if line.get("status") == "ok"}
+    failed = [line for line in lines if line.get("status") == "failed"]
+    assert all(line["error"] and "internal error" not in line["error"] for line in failed)
+    written = {p.name for p in out.iterdir()}
+    assert not [name for name in written if name.endswith(".part")]
+    assert written == ok  # every output on disk was reported finished, and is complete:
+    for name in written:
+        with Image.open(out / name) as image:
+            image.load()
+    for path, before in digests.items():
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == before

@@ -443,6 +443,102 @@ def test_corrupt_tiffs_through_the_executable_print_one_line(tmp_path):
     assert outcomes[1] >= 1  # the LZW case at least
 
 
+# --- the same corpus through `convfilter batch` -------------------------------------------
+
+
+def run_batch_on(cases: list[Case], directory: Path, *, jobs: int = 1, executable: bool = False):
+    """Name every case explicitly (a NUL-separated --from-file list) and run one batch.
+
+    Returns (exit code, {input path: JSON line}, summary line, stderr, {input path: case}).
+    """
+    inputs = directory / "in"
+    inputs.mkdir()
+    by_path = {}
+    for index, case in enumerate(cases):
+        path = materialise(case, inputs, index)
+        by_path[str(path)] = case
+    listing = directory / "list"
+    listing.write_bytes(b"".join(os.fsencode(p) + b"\0" for p in by_path))
+    out = directory / "out"
+    args = ["batch", "--from-file", str(listing), "-0", "-d", str(out), "-k", "blur", "--json", "-j", str(jobs)]
+    if executable:
+        done = subprocess.run([str(EXECUTABLE), *args], capture_output=True, text=True, timeout=120)
+        code, stdout, stderr = done.returncode, done.stdout, done.stderr
+    else:
+        result = CliRunner().invoke(cli.main, args, prog_name="convfilter")
+        code, stdout, stderr = result.exit_code, result.stdout, result.stderr
+        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    import json
+
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    files = {line["input"]: line for line in lines if line["type"] == "file"}
+    summary = lines[-1]
+    assert summary["type"] == "summary"
+    return code, files, summary, stderr, by_path
+
+
+def check_batch(code, files, summary, stderr, by_path, out: Path) -> Counter:
+    assert "Traceback" not in stderr and stderr.strip() == "", stderr
+    outcomes = Counter()
+    for path, case in by_path.items():
+        where = f"{case.fmt} {case.kind} {case.detail}"
+        if case.kind == "directory":  # a directory named explicitly is walked: it is empty
+            assert path not in files, where
+            continue
+        line = files[path]
+        assert line["status"] in ("ok", "failed"), (where, line)
+        assert line["milliseconds"] < SECONDS_PER_RUN * 1000, (where, line)
+        output = Path(line["output"]) if line["output"] else None
+        if line["status"] == "failed":
+            assert case.expect != "ok", (where, line)
+            assert line["error"] and "internal error" not in line["error"], (where, line)
+            assert case.message in line["error"], (where, line)
+            assert output is None or not output.exists(), where
+        else:
+            assert case.expect != "error", (where, line)
+            with Image.open(output) as written:
+                written.load()
+        outcomes[line["status"]] += 1
+    assert summary["processed"] == outcomes["ok"] and summary["failed"] == outcomes["failed"]
+    assert code == (1 if outcomes["failed"] else 0)
+    if out.exists():
+        assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+    return outcomes
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_batch_on_hostile_files_agrees_with_apply(fmt, tmp_path, capfd):
+    cases = hostile_cases(fmt)
+    digests = {}
+    capfd.readouterr()
+    code, files, summary, stderr, by_path = run_batch_on(cases, tmp_path)
+    assert capfd.readouterr().err == ""
+    check_batch(code, files, summary, stderr, by_path, tmp_path / "out")
+    for path in by_path:
+        digests[path] = digest(Path(path))
+    # Every file gets the verdict apply gives it.
+    apply_dir = tmp_path / "apply"
+    apply_dir.mkdir()
+    for index, (path, case) in enumerate(by_path.items()):
+        if case.kind in ("directory", "fifo"):
+            continue
+        expected = run_apply(case, apply_dir, index)["exit"]
+        assert files[path]["status"] == ("ok" if expected == 0 else "failed"), (case.kind, case.detail)
+    for path, before in digests.items():
+        assert digest(Path(path)) == before
+
+
+def test_batch_executable_with_workers_on_a_mixed_hostile_corpus(tmp_path):
+    cases = [case for fmt in FORMATS for case in hostile_cases(fmt)
+             if case.kind in ("bomb", "valid", "zero bytes", "fifo", "text")
+             or (case.kind == "truncated" and case.detail.endswith(("0", "5")))]  # fmt: skip
+    started = time.perf_counter()
+    code, files, summary, stderr, by_path = run_batch_on(cases, tmp_path, jobs=2, executable=True)
+    assert time.perf_counter() - started < 60
+    outcomes = check_batch(code, files, summary, stderr, by_path, tmp_path / "out")
+    assert outcomes["ok"] >= len(FORMATS) and outcomes["failed"] > 20
+
+
 # --- properties -------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,93 @@ def test_undecodable_bytes_in_names_through_the_executable(tmp_path):
     assert missing.returncode == 1
     lines = missing.stderr.decode("utf-8", "replace").splitlines()
     assert len(lines) == 1 and lines[0].startswith("convfilter: error: ") and "gone" in lines[0]
+
+
+# --- batch ------------------------------------------------------------------------------
+
+BATCH_NAMES = [n for n in NAMES if not n.endswith(".") and len(n) < 200]
+
+
+def _batch_lines(result) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("how", ["directory", "arguments", "nul-list", "nul-list-on-stdin"])
+def test_batch_handles_awkward_names(how, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    source = Path("in")
+    source.mkdir()
+    originals = {name: picture(source / name) for name in BATCH_NAMES}
+    args = ["batch", "-d", "out", "-k", "blur", "--json"]
+    stdin = None
+    if how == "directory":
+        args += ["in"]
+    elif how == "arguments":
+        args += ["--", *[str(source / name) for name in BATCH_NAMES]]
+    else:
+        listing = b"".join(os.fsencode(source / name) + b"\0" for name in BATCH_NAMES)
+        if how == "nul-list":
+            Path("list").write_bytes(listing)
+            args += ["--from-file", "list", "-0"]
+        else:
+            args += ["--from-file", "-", "-0"]
+            stdin = listing
+    result = run(*args, input=stdin)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    lines = _batch_lines(result)
+    assert lines[-1]["processed"] == len(BATCH_NAMES) and lines[-1]["failed"] == 0
+    # Output names keep everything but separators and control characters, which become '_'.
+    expected = {name: re.sub(r"[\\/\x00-\x1f\x7f]", "_", name) for name in BATCH_NAMES}
+    assert sorted(os.listdir("out")) == sorted(expected.values())
+    for name, output in expected.items():
+        with Image.open(Path("out") / output) as written:
+            assert written.size == (16, 12)
+        assert (source / name).read_bytes() == originals[name]
+
+
+def test_batch_failure_lines_escape_newlines_in_names(tmp_path):
+    broken = tmp_path / "bad\nname.png"
+    broken.write_bytes(b"not an image")
+    result = run("batch", broken, "-d", tmp_path / "out", "-k", "blur")
+    assert result.exit_code == 1
+    failed_lines = [line for line in result.stdout.splitlines() if "bad" in line]
+    assert len(failed_lines) == 1 and "bad\\nname.png" in failed_lines[0], result.stdout
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{stem}{suffix}", "{name}", "x-{stem}-{kernel}{suffix}", "{index:04d}-{stem}{suffix}", "sub/{stem}{suffix}"],
+)
+def test_batch_templates_with_awkward_stems_stay_inside_the_output_directory(template, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("in").mkdir()
+    for name in ["..x.png", "a\\..\\b.png", "-dash.png", "new\nline.png", "é é.png"]:
+        picture(Path("in") / name)
+    result = run("batch", "-d", "out", "-k", "blur", "--name", template, "--", "in/..x.png", "in/a\\..\\b.png",
+                 "in/-dash.png", "in/new\nline.png", "in/é é.png")  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    written = [p for p in Path("out").rglob("*") if p.is_file()]
+    assert len(written) == 5
+    for path in written:
+        resolved = path.resolve()
+        assert str(resolved).startswith(str((tmp_path / "out").resolve()) + os.sep)
+        assert "\n" not in path.name and "\\" not in path.name
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"]
+
+
+def test_batch_output_on_a_planted_symlink_replaces_the_link(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("in").mkdir()
+    picture(Path("in") / "a.png")
+    Path("out").mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"never written through")
+    (Path("out") / "a.png").symlink_to(victim)
+    result = run("batch", "in", "-d", "out", "-k", "blur", "--overwrite")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert victim.read_bytes() == b"never written through"
+    assert not (Path("out") / "a.png").is_symlink()
+    with Image.open(Path("out") / "a.png") as written:
+        assert written.size == (16, 12)
