@@ -528,11 +528,25 @@ def _read_metadata(image: Image.Image) -> Metadata:
     return Metadata(icc_profile=icc, exif=exif_bytes, dpi=dpi)
 
 
+_COPY_STRIP_BYTES = 4 << 20
+
+
 def to_array(image: Image.Image) -> np.ndarray:
     """Pixels as an H x W (one band) or H x W x C array in the mode's dtype."""
     if image.mode not in FILTERABLE_MODES:
         raise UnsupportedModeError(f"image mode {image.mode} cannot be filtered")
-    return np.asarray(image)
+    width, height = image.size
+    rows = max(1, _COPY_STRIP_BYTES // max(1, width * 4))
+    if rows >= height:
+        return np.asarray(image)
+    # In strips: converting a whole large image at once holds two extra copies
+    # of it for a moment (Pillow joins its encoded chunks).
+    first = np.asarray(image.crop((0, 0, width, rows)))
+    array = np.empty((height,) + first.shape[1:], first.dtype)
+    array[:rows] = first
+    for top in range(rows, height, rows):
+        array[top : top + rows] = np.asarray(image.crop((0, top, width, min(height, top + rows))))
+    return array
 
 
 def from_array(array: np.ndarray, mode: str) -> Image.Image:

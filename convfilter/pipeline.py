@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageMode
 
 from . import compare, engine, images
 from .kernels import Kernel
@@ -25,6 +25,7 @@ __all__ = [
     "FileResult",
     "SettingsError",
     "filter_image",
+    "filter_pixels",
     "pillow_reference",
     "process_file",
 ]
@@ -111,16 +112,16 @@ class FileResult:
         }
 
 
-def _band_indices(image: Image.Image, settings: FilterSettings) -> tuple[list[int], int | None]:
+def _band_indices(mode: str, settings: FilterSettings) -> tuple[list[int], int | None]:
     """(indices of bands to filter, index of the alpha band or None)."""
-    bands = list(image.getbands())
-    alpha = bands.index("A") if image.mode in ("LA", "RGBA") else None
+    bands = list(ImageMode.getmode(mode).bands)
+    alpha = bands.index("A") if mode in ("LA", "RGBA") else None
     if settings.channels is not None:
         wanted = []
         for name in settings.channels:
             if name.upper() not in bands:
                 raise SettingsError(
-                    f"mode {image.mode} has no band {name!r} (its bands: {','.join(bands)})"
+                    f"mode {mode} has no band {name!r} (its bands: {','.join(bands)})"
                 )
             wanted.append(bands.index(name.upper()))
         selected = sorted(set(wanted))
@@ -129,7 +130,7 @@ def _band_indices(image: Image.Image, settings: FilterSettings) -> tuple[list[in
         if alpha is not None and settings.alpha == "keep":
             selected.remove(alpha)
     if settings.alpha != "keep" and alpha is None and settings.alpha == "premultiply":
-        raise SettingsError(f"--alpha premultiply needs an image with alpha, not mode {image.mode}")
+        raise SettingsError(f"--alpha premultiply needs an image with alpha, not mode {mode}")
     if settings.alpha == "filter" and alpha is not None and alpha not in selected:
         selected = sorted(selected + [alpha])
     return selected, alpha
@@ -197,8 +198,12 @@ def filter_image(image: Image.Image, settings: FilterSettings) -> Image.Image:
     engine.FilterError
         From the engine (e.g. ``valid`` on an image smaller than the kernel).
     """
-    selected, alpha = _band_indices(image, settings)
-    array = images.to_array(image)
+    return images.from_array(filter_pixels(images.to_array(image), image.mode, settings), image.mode)
+
+
+def filter_pixels(array: np.ndarray, mode: str, settings: FilterSettings) -> np.ndarray:
+    """:func:`filter_image` on the pixel array of a ``mode`` image (H x W or H x W x C)."""
+    selected, alpha = _band_indices(mode, settings)
     single_band = array.ndim == 2
     if single_band:
         array = array[:, :, np.newaxis]
@@ -218,9 +223,7 @@ def filter_image(image: Image.Image, settings: FilterSettings) -> Image.Image:
             if selected:
                 result[:, :, selected] = _step(array[:, :, selected], kernel, settings)
         array = result
-    if single_band:
-        array = array[:, :, 0]
-    return images.from_array(array, image.mode)
+    return array[:, :, 0] if single_band else array
 
 
 def pillow_reference(
@@ -246,7 +249,7 @@ def pillow_reference(
         label = "Pillow " + " then ".join(_pillow_label(k) for k in settings.kernels)
         if settings.repeat > 1:
             label += f" (x{settings.repeat})"
-    selected, _ = _band_indices(image, settings)
+    selected, _ = _band_indices(image.mode, settings)
     result = image
     try:
         for pillow_filter in filters:
@@ -304,20 +307,23 @@ def process_file(
     fmt = images.output_format(out_path, output.fmt, fallback=loaded.format)
     timings["load"] = _ms_since(start)
     t = time.perf_counter()
-    filtered = [filter_image(frame, settings) for frame in loaded.frames]
+    comparing = bool(diff_pil or diff_filter)
+    mode = loaded.mode
+    first_input = loaded.frames[0] if comparing else None
+    filtered = [_filter_frame(loaded.frames, i, settings) for i in range(len(loaded.frames))]
     timings["filter"] = _ms_since(t)
     result = FileResult(
         input=in_name,
         output=out_name,
-        mode=loaded.mode,
+        mode=mode,
         size=filtered[0].size,
         frames=len(filtered),
         format=fmt,
         notes=list(loaded.notes),
     )
-    if diff_pil or diff_filter:
+    if comparing:
         t = time.perf_counter()
-        reference, result.reference = pillow_reference(loaded.frames[0], settings, diff_filter)
+        reference, result.reference = pillow_reference(first_input, settings, diff_filter)
         if reference.size != filtered[0].size:
             raise compare.CompareError(
                 "border 'valid' changes the size, so there is nothing to compare with Pillow; "
@@ -328,7 +334,7 @@ def process_file(
         timings["pillow"] = _ms_since(t)
         if diff_image is not None:
             picture = compare.diff_picture(
-                [("input", loaded.frames[0]), ("convfilter", filtered[0]), (result.reference, reference)],
+                [("input", first_input), ("convfilter", filtered[0]), (result.reference, reference)],
                 filtered[0],
                 reference,
             )
@@ -343,6 +349,21 @@ def process_file(
     timings["total"] = _ms_since(start)
     result.timings_ms = timings
     return result
+
+
+def _filter_frame(frames: list, index: int, settings: FilterSettings) -> Image.Image:
+    """Filter ``frames[index]``, letting go of each copy as soon as it is used.
+
+    The decoded frame is dropped from ``frames`` once its pixels are in an
+    array, and that array once the result exists, so a large image is held
+    about twice, not four times.
+    """
+    mode = frames[index].mode
+    array = images.to_array(frames[index])
+    frames[index] = None
+    result = filter_pixels(array, mode, settings)
+    del array
+    return images.from_array(result, mode)
 
 
 def _ms_since(start: float) -> float:

@@ -68,3 +68,22 @@ def test_process_file_reports_and_writes(tmp_path, rng):
     result = pipeline.process_file(source, out, settings("sharpen", border="keep"), diff_pil=True)
     assert result.format == "WEBP" and result.diff.identical and out.exists()
     assert result.to_dict()["diff"]["identical"] is True
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "I;16", "F"])
+def test_large_images_convert_to_arrays_exactly(rng, mode):
+    # Wide enough that to_array copies in strips (a few MB at a time).
+    base = Image.fromarray(rng.integers(0, 256, (300, 5000, 3)).astype(np.uint8))
+    image = base.convert(mode) if mode != "I;16" else Image.fromarray(
+        rng.integers(0, 65536, (300, 5000)).astype(np.uint16))
+    from convfilter import images
+
+    assert np.array_equal(images.to_array(image), np.asarray(image))
+
+
+def test_process_file_compares_with_the_input_it_let_go_of(tmp_path, rng):
+    source = tmp_path / "in.png"
+    Image.fromarray(rng.integers(0, 256, (40, 30)).astype(np.uint8)).save(source)
+    result = pipeline.process_file(source, tmp_path / "o.png", settings("smooth", border="keep"),
+                                   diff_pil=True, diff_image=tmp_path / "d.png")  # fmt: skip
+    assert result.diff.identical and result.mode == "L" and (tmp_path / "d.png").exists()
