@@ -443,6 +443,7 @@ def _separable_factors(kernel: Kernel) -> tuple[np.ndarray, np.ndarray] | None:
 _OP_SECONDS = {2: 0.08e-9, 4: 0.12e-9, 8: 0.25e-9}
 _FFT_SECONDS = {4: 0.5e-9, 8: 0.8e-9} if methods.FFT_LIBRARY == "scipy" else {4: 1.2e-9, 8: 2e-9}
 _GEMM_FLOPS = 40e9
+_TIE_SECONDS = 8e-9  # per tap of one tie recomputed in float32
 
 #: Estimated single-core seconds above which a method is refused (issue 6).
 MAX_SECONDS = 300.0
@@ -478,11 +479,7 @@ def estimate_seconds(
     rule = _integer_rule(kernel, dtype, start=start, absolute=False, cval=None)
     fixed = 5  # gather, convert, round, store
     if method == "direct":
-        if rule is not None:
-            ops = methods.IntegerDirect(rule.matrix, channels).ops()
-            return samples * (ops + fixed) * _OP_SECONDS[rule.dtype.itemsize]
-        taps = int(np.count_nonzero(kernel.matrix))
-        return samples * (2 * taps + h + fixed) * per_op
+        return samples * min(_direct_seconds(kernel, rule, channels, work.itemsize))
     if method == "separable":
         factors = _separable_factors(kernel)
         if factors is None:
@@ -508,6 +505,27 @@ def estimate_seconds(
         transform = _FFT_SECONDS[8 if exact else _fft_dtype(dtype).itemsize]
         return samples * (overlap * math.log2(fh * fw) * transform + fixed * per_op)
     raise FilterError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def _direct_seconds(kernel: Kernel, rule: _IntegerRule | None, channels: int, item: int):
+    """Seconds per output element of direct sums: (integer path, Pillow's float order).
+
+    The integer path pays for recomputing ties in float32: about one pixel
+    in D (the scale) for every tap, which makes DETAIL (D = 6) cheaper in
+    float32 while SMOOTH_MORE (D = 100) is cheaper in integers.
+    """
+    h, w = kernel.shape
+    fixed = 5  # gather, convert, round, store
+    taps = int(np.count_nonzero(kernel.matrix))
+    floats = (2 * taps + h + fixed) * _OP_SECONDS[item]
+    if rule is None:
+        return math.inf, floats
+    ops = methods.IntegerDirect(rule.matrix, channels).ops() + fixed
+    integers = ops * _OP_SECONDS[rule.dtype.itemsize]
+    if rule.ties:
+        share = rule.multiplier / rule.denominator
+        integers += 4 * _OP_SECONDS[rule.dtype.itemsize] + share * h * w * _TIE_SECONDS
+    return integers, floats
 
 
 def choose_method(
@@ -566,8 +584,10 @@ def _fft_is_exact(rule: _IntegerRule, tile_area: int) -> bool:
 # Strategies: one padded strip in, its sums out
 # ---------------------------------------------------------------------------
 
-#: Bytes of padded strip worked on at once: a few of these stay in L2.
-_STRIP_BYTES = 1 << 18
+#: Bytes of padded strip worked on at once. Smaller strips stay in L2 but
+#: spend more time in Python (holding the GIL, which threads then wait
+#: for); 2 MiB (85 rows of a 4000-pixel RGB image in int16) measured best.
+_STRIP_BYTES = 1 << 21
 #: Array operations of the two 1-D passes above which they become matrix products.
 _GEMM_MIN_OPS = 16
 
@@ -671,7 +691,9 @@ def _strategy(
     c = layout.channels
     if method == "direct":
         if rule is not None:
-            return _DirectInteger(rule, c)
+            integers, floats = _direct_seconds(kernel, rule, c, work.itemsize)
+            if integers <= floats:
+                return _DirectInteger(rule, c)
         weights = kernel.weights_float32 if work == np.float32 else kernel.weights
         return _DirectFloat(weights, start, c, work)
     if method == "separable":
@@ -804,9 +826,12 @@ def _filter(
 
     width = layout.width
     pitch = strategy.pitch(width)
-    step = max(1, min(strategy.strip_rows(width), layout.out_rows))
-    starts = range(0, layout.out_rows, step)
     m = layout.out_cols * layout.channels
+    workers = _worker_count(threads, layout.out_rows * m * h * w)
+    # At least two strips per worker, so that one slow thread cannot hold all back.
+    step = min(strategy.strip_rows(width), -(-layout.out_rows // (2 * workers)))
+    starts = range(0, layout.out_rows, max(1, step))
+    workers = min(workers, len(starts))
     weights32 = kernel.weights_float32
     local = threading.local()
 
@@ -827,7 +852,6 @@ def _filter(
             _finish_float(sums, target, start=0.0 if strategy.has_start else start,
                           absolute=absolute, integer_output=integer_output)  # fmt: skip
 
-    workers = _worker_count(threads, len(starts), layout.out_rows * m * h * w)
     if workers == 1:
         for y0 in starts:
             strip(y0)
@@ -838,16 +862,14 @@ def _filter(
     return out
 
 
-def _worker_count(threads: int | None, strips: int, work: int) -> int:
-    """Threads to use: as asked (None: one per CPU), but no more than is useful."""
+def _worker_count(threads: int | None, work: int) -> int:
+    """Threads to use: as asked (None: one per CPU), one for small work."""
     if threads is None:
         try:
             threads = len(os.sched_getaffinity(0))
         except AttributeError:  # not on every platform
             threads = os.cpu_count() or 1
-    if work < 1 << 18:
-        return 1
-    return max(1, min(threads, strips))
+    return 1 if work < 1 << 18 else threads
 
 
 def _copy_frame(out, array, ay, ax, out_rows, out_cols) -> None:

@@ -274,25 +274,29 @@ def pillow_at(
 
     ``base`` holds, per pixel, the index in ``flat_src`` (the strip
     flattened, ``pitch`` elements a row) of the value under tap (0, 0).
+    Every tap is gathered for all pixels at once (tap-major, so each tap's
+    values are contiguous); then the same float32 operations in the same
+    order as :func:`pillow_direct`. Zero weights are included: adding an
+    exact zero changes no sum.
     """
     h, w = weights.shape
     kind = np.float32
-    total = None
-    for r in range(h - 1, -1, -1):
-        acc = None
-        for c in range(w):
-            weight = weights[r, c]
-            if weight == 0:
-                continue
-            values = flat_src[base + (r * pitch + c * channels)].astype(kind)
-            term = values * kind(weight)
-            acc = term if acc is None else acc + term
-        if acc is None:
-            continue
-        total = kind(start) + acc if total is None else total + acc
-    if total is None:
-        total = np.full(base.shape, start, kind)
-    return total
+    offsets = np.arange(h)[:, None, None] * pitch + np.arange(w)[None, :, None] * channels
+    weights = weights.astype(kind)[:, :, None]
+    result = np.empty(base.shape, kind)
+    step = max(1, (1 << 20) // (h * w))
+    for i in range(0, base.size, step):
+        chunk = base[i : i + step]
+        products = np.take(flat_src, offsets + chunk).astype(kind)
+        products *= weights
+        rows = products[:, 0].copy()
+        for c in range(1, w):
+            rows += products[:, c]
+        total = np.full(chunk.shape, start, kind)
+        for r in range(h - 1, -1, -1):
+            total += rows[r]
+        result[i : i + step] = total
+    return result
 
 
 # ---------------------------------------------------------------------------
