@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import logging
 import math
 import os
 import re
@@ -41,6 +42,12 @@ __all__ = [
     "write_atomically",
     "save_image",
 ]
+
+# Pillow logs some refusals (a TIFF claiming 32771 samples per pixel) at ERROR level
+# before raising. With logging unconfigured, Python's last-resort handler printed
+# them on stderr next to convfilter's own one-line error; a NullHandler keeps them
+# quiet unless an application configures logging itself.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
 
 #: Formats decoded unless ``--allow-format`` widens the list. None of them
 #: runs an external program (EPS/PostScript would start Ghostscript).
@@ -390,7 +397,9 @@ def _unidentified_message(handle: BinaryIO, label: str, allowed: tuple[str, ...]
     if not prefix:
         return f"{label}: empty file, not an image"
     found = _format_by_signature(prefix)
-    if found and found not in allowed:
+    if found in allowed:
+        return f"{label}: a damaged or unsupported {found} file (its header cannot be read)"
+    if found:
         return (
             f"{label}: the file is in {found} format, which is not decoded by default "
             f"(allowed: {', '.join(allowed)}); add --allow-format {found} to read it"

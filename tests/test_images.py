@@ -407,7 +407,7 @@ def test_eps_never_starts_ghostscript_unless_allowed(monkeypatch):
 
 @pytest.mark.parametrize(
     ("data", "message"),
-    [(b"", "empty file"), (b"hello\n", "not an image"), (b"\x89PNG\r\n\x1a\n", "not an image")],
+    [(b"", "empty file"), (b"hello\n", "not an image"), (b"\x89PNG\r\n\x1a\n", "a damaged or unsupported PNG file")],
 )
 def test_not_images(data, message):
     with pytest.raises(images.ImageError, match=message):
