@@ -492,7 +492,7 @@ def estimate_seconds(
         ops = methods.count_lincomb_ops(column) + methods.count_lincomb_ops(row)
         elementwise = samples * (ops + fixed) * per_op
         gemm = methods.SeparableGemm
-        flops = 2 * (gemm.rows + h - 1) + 2 * (gemm.block + w - 1)
+        flops = 2 * (gemm.batch + h - 1) + 2 * (gemm.block + w - 1)
         products = samples * (flops * work.itemsize / 4 / _GEMM_FLOPS + (fixed + 3) * per_op)
         return elementwise if ops <= _GEMM_MIN_OPS else products
     if method == "fft":
@@ -606,7 +606,8 @@ class _Strategy:
     def pitch(self, width: int) -> int:
         return width
 
-    def compute(self, src, buffer, n, m, scratch) -> np.ndarray:
+    def compute(self, src, buffer, n, m, scratch):
+        """Sums of the strip: an iterable of (first row, n' x m or n' x cols x C sums)."""
         raise NotImplementedError
 
 
@@ -620,7 +621,7 @@ class _DirectInteger(_Strategy):
     def compute(self, src, buffer, n, m, scratch):
         out = scratch.get("sums", (n, m), self.sum_dtype)
         self.plan.run(src, out, scratch)
-        return out
+        return [(0, out)]
 
 
 class _DirectFloat(_Strategy):
@@ -635,7 +636,7 @@ class _DirectFloat(_Strategy):
     def compute(self, src, buffer, n, m, scratch):
         out = scratch.get("sums", (n, m), self.sum_dtype)
         methods.pillow_direct(src, self.weights, self.start, out, self.channels, scratch)
-        return out
+        return [(0, out)]
 
 
 class _SeparableDirect(_Strategy):
@@ -648,7 +649,7 @@ class _SeparableDirect(_Strategy):
     def compute(self, src, buffer, n, m, scratch):
         out = scratch.get("sums", (n, m), self.sum_dtype)
         methods.separable_direct(src, self.column, self.row, out, self.channels, scratch)
-        return out
+        return [(0, out)]
 
 
 class _SeparableGemm(_Strategy):
@@ -676,7 +677,7 @@ class _Fourier(_Strategy):
         return self.plan.rows
 
     def compute(self, src, buffer, n, m, scratch):
-        return self.plan.run(src, n, m // self.plan.channels, self.sum_dtype, scratch)
+        return [(0, self.plan.run(src, n, m // self.plan.channels, self.sum_dtype, scratch))]
 
 
 def _strategy(
@@ -844,13 +845,14 @@ def _filter(
         buffer = scratch.get("strip", (n + h - 1, pitch), strategy.work_dtype, zeros=True)
         src = buffer[:, :width]
         _gather(image, layout, layout.rows[y0 : y1 + h - 1], src, cval)
-        sums = strategy.compute(src, buffer, n, m, scratch)
-        target = dest[y0:y1]
-        if rule is not None:
-            _finish_integer(sums, rule, buffer, layout.channels, weights32, target, scratch)
-        else:
-            _finish_float(sums, target, start=0.0 if strategy.has_start else start,
-                          absolute=absolute, integer_output=integer_output)  # fmt: skip
+        for first, sums in strategy.compute(src, buffer, n, m, scratch):
+            target = dest[y0 + first : y0 + first + sums.shape[0]]
+            if rule is not None:
+                _finish_integer(sums, rule, buffer[first:], layout.channels, weights32, target,
+                                scratch)  # fmt: skip
+            else:
+                _finish_float(sums, target, start=0.0 if strategy.has_start else start,
+                              absolute=absolute, integer_output=integer_output)  # fmt: skip
 
     if workers == 1:
         for y0 in starts:

@@ -342,7 +342,8 @@ class SeparableGemm:
     from starting threads of its own inside the engine's workers.
     """
 
-    rows = 16  # output rows per strip
+    rows = 64  # output rows per strip (converted to float once)
+    batch = 16  # output rows per product of the column pass
     block = 16  # output pixels per product of the row pass
 
     def __init__(self, column, row, channels: int, out_cols: int, dtype) -> None:
@@ -352,7 +353,7 @@ class SeparableGemm:
         self.out_cols = out_cols
         self.chunk = 32 * channels  # elements per product of the column pass
         column = np.asarray(column, dtype=self.dtype)
-        self.vertical = np.ascontiguousarray(_toeplitz(self.rows, column, self.dtype).T)
+        self.vertical = np.ascontiguousarray(_toeplitz(self.batch, column, self.dtype).T)
         self.across = _toeplitz(self.block, np.asarray(row, dtype=self.dtype), self.dtype)
         self.blocks = -(-out_cols // self.block)
 
@@ -361,26 +362,33 @@ class SeparableGemm:
         pixels = max(width // self.channels, self.blocks * self.block + self.w - 1)
         return -(-pixels * self.channels // self.chunk) * self.chunk
 
-    def run(self, buffer: np.ndarray, n: int, scratch: Scratch) -> np.ndarray:
-        """Sums for ``n`` rows of the zero-tailed strip ``buffer``, as n x cols x C."""
-        rows, pitch = buffer.shape
+    def run(self, buffer: np.ndarray, n: int, scratch: Scratch):
+        """Sums for ``n`` rows of the zero-tailed strip ``buffer``.
+
+        Yields ``(first row, sums)`` for each batch of rows, the sums an
+        (rows x cols x C) view of a buffer the next batch reuses.
+        """
+        pitch = buffer.shape[1]
         c = self.channels
         size = self.dtype.itemsize
         chunks = pitch // self.chunk
-        windows = np.lib.stride_tricks.as_strided(
-            buffer, (chunks, self.chunk, rows), (self.chunk * size, size, pitch * size)
-        )
-        columns = scratch.get("gemm-columns", (chunks, self.chunk, n), self.dtype)
-        np.matmul(windows, self.vertical[:rows, :n], out=columns)
-        line = c * n  # one pixel's sums: channel-major, then row
-        across = np.lib.stride_tricks.as_strided(
-            columns, (self.blocks, self.block + self.w - 1, line),
-            (self.block * line * size, line * size, size),
-        )  # fmt: skip
-        result = scratch.get("gemm-result", (self.blocks, self.block, line), self.dtype)
-        np.matmul(self.across, across, out=result)
-        pixels = result.reshape(self.blocks * self.block, c, n)[: self.out_cols]
-        return pixels.transpose(2, 0, 1)
+        for first in range(0, n, self.batch):
+            count = min(self.batch, n - first)
+            rows = count + self.h - 1
+            windows = np.lib.stride_tricks.as_strided(
+                buffer[first:], (chunks, self.chunk, rows), (self.chunk * size, size, pitch * size)
+            )
+            columns = scratch.get("gemm-columns", (chunks, self.chunk, count), self.dtype)
+            np.matmul(windows, self.vertical[:rows, :count], out=columns)
+            line = c * count  # one pixel's sums: channel-major, then row
+            across = np.lib.stride_tricks.as_strided(
+                columns, (self.blocks, self.block + self.w - 1, line),
+                (self.block * line * size, line * size, size),
+            )  # fmt: skip
+            result = scratch.get("gemm-result", (self.blocks, self.block, line), self.dtype)
+            np.matmul(self.across, across, out=result)
+            pixels = result.reshape(self.blocks * self.block, c, count)[: self.out_cols]
+            yield first, pixels.transpose(2, 0, 1)
 
 
 # ---------------------------------------------------------------------------
