@@ -207,9 +207,15 @@ def build_settings(kernels, repeat, border, cval, absolute, channels, alpha, met
 
 
 def output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats):
-    from .images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS
+    from .images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, readable_formats
     from .pipeline import OutputSettings
 
+    unknown = [f for f in allow_formats if f.upper() not in readable_formats()]
+    if unknown:
+        raise click.BadParameter(
+            f"{unknown[0]!r} is not a format Pillow reads here ({', '.join(readable_formats())})",
+            param_hint="--allow-format",
+        )
     formats = tuple(dict.fromkeys(list(DEFAULT_FORMATS) + [f.upper() for f in allow_formats]))
     return OutputSettings(
         fmt=fmt, quality=quality, strip_metadata=strip_metadata,

@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_FORMATS",
     "FILTERABLE_MODES",
     "DEFAULT_MAX_PIXELS",
+    "readable_formats",
     "load_image",
     "to_array",
     "from_array",
@@ -192,6 +193,12 @@ class LoadedImage:
 
 def _describe(source: str | os.PathLike | None) -> str:
     return "standard input" if source in (None, "-") else f"'{os.fsdecode(source)}'"
+
+
+def readable_formats() -> tuple[str, ...]:
+    """Every format name Pillow can decode here (what ``formats`` may list)."""
+    Image.init()
+    return tuple(sorted(Image.OPEN))
 
 
 def _open_input(source: str | os.PathLike) -> BinaryIO:

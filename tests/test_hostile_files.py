@@ -374,6 +374,49 @@ def test_libtiff_never_prints_on_stderr_itself(capfd):
     assert capfd.readouterr().err == ""
 
 
+# --- formats outside the allow-list ----------------------------------------------------
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 6 4\n0 setgray showpage\n%%EOF\n"
+
+
+def _not_allowed(fmt: str) -> bytes:
+    if fmt == "EPS":
+        return EPS
+    buffer = io.BytesIO()
+    Image.new("RGB", (6, 4), (10, 20, 30)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PCX", "SGI", "DDS", "QOI", "EPS"])
+def test_formats_outside_the_list_are_refused_by_name_until_allowed(fmt, tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    started = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript",  # no external program in tests
+                        lambda tile, size, fp, scale=1, transparency=False:
+                        started.append(size) or Image.new("RGB", size, (9, 9, 9)).im)  # fmt: skip
+    case = Case(fmt, "not allowed", fmt, _not_allowed(fmt), "error",
+                f"the file is in {fmt} format, which is not decoded by default")  # fmt: skip
+    outcome = run_apply(case, tmp_path, 0)
+    assert f"add --allow-format {fmt} to read it" in outcome["stderr"]
+    assert started == []  # Ghostscript was never asked
+    output = tmp_path / "allowed.png"
+    result = CliRunner().invoke(cli.main, ["apply", str(tmp_path / f"in0 not allowed{case.suffix}"),
+                                           str(output), "-k", "blur", "--allow-format", fmt.lower()])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    with Image.open(output) as written:
+        assert written.size == (6, 4)
+    assert bool(started) == (fmt == "EPS")
+
+
+def test_an_unknown_allow_format_name_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli.main, ["apply", "x.png", str(tmp_path / "o.png"), "-k", "blur",
+                                           "--allow-format", "NOPE"])  # fmt: skip
+    assert result.exit_code == 2
+    assert "--allow-format: 'NOPE' is not a format Pillow reads here" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 # --- through the installed executable, with a memory limit ------------------------------
 
 MEMORY_LIMIT = 1536 * 1024 * 1024  # far below what any of these bombs would need decoded
