@@ -486,15 +486,15 @@ def estimate_seconds(
             return math.inf
         if rule is not None and _integer_factors(rule.matrix) is not None:
             column, row = _integer_factors(rule.matrix)
-            ops = methods.count_lincomb_ops(column) + methods.count_lincomb_ops(row)
+            ops = methods.pass_ops(column) + methods.pass_ops(row)
             return samples * (ops + fixed) * _OP_SECONDS[rule.dtype.itemsize]
         column, row = factors
-        ops = methods.count_lincomb_ops(column) + methods.count_lincomb_ops(row)
+        ops = methods.pass_ops(column) + methods.pass_ops(row)
         elementwise = samples * (ops + fixed) * per_op
         gemm = methods.SeparableGemm
         flops = 2 * (gemm.batch + h - 1) + 2 * (gemm.block + w - 1)
         products = samples * (flops * work.itemsize / 4 / _GEMM_FLOPS + (fixed + 3) * per_op)
-        return elementwise if ops <= _GEMM_MIN_OPS else products
+        return float(elementwise if ops <= _GEMM_MIN_OPS else products)
     if method == "fft":
         fh = methods.fft_length(h)
         fw = methods.fft_length(w)
@@ -703,7 +703,7 @@ def _strategy(
             if factors is not None:
                 return _SeparableDirect(*factors, c, rule.dtype, integer=True)
         column, row = _separable_factors(kernel)
-        ops = methods.count_lincomb_ops(column) + methods.count_lincomb_ops(row)
+        ops = methods.pass_ops(column) + methods.pass_ops(row)
         if ops > _GEMM_MIN_OPS:
             return _SeparableGemm(column, row, c, layout.out_cols, work)
         kind = work.type

@@ -21,7 +21,8 @@ The strategies:
   module docstring); :func:`pillow_at` repeats that arithmetic for a few
   chosen pixels.
 * :func:`separable_direct` and :class:`SeparableGemm` -- two 1-D passes, as
-  weighted views or as banded matrix products.
+  weighted views (box factors summed by doubling) or as banded matrix
+  products.
 * :class:`FourierTiles` -- overlap-save FFTs on tiles.
 
 This module needs nothing but NumPy; it uses ``scipy.fft`` for the FFTs
@@ -314,11 +315,79 @@ def separable_direct(
 ) -> None:
     """out = row-pass(column-pass(src)) with weighted views (exact for integers)."""
     n, m = out.shape
-    wide = scratch.get("separable-wide", (n, src.shape[1]), out.dtype)
-    tmp = scratch.get("separable-tmp", (n, src.shape[1]), out.dtype)
-    lincomb(wide, [(coef, src[r : r + n]) for r, coef in enumerate(column)], tmp)
-    terms = [(coef, wide[:, j * channels : j * channels + m]) for j, coef in enumerate(row)]
-    lincomb(out, terms, tmp[:, :m])
+    width = src.shape[1]
+    wide = scratch.get("separable-wide", (n, width), out.dtype)
+    factor_pass(wide, src, column, 0, scratch)
+    factor_pass(out.reshape(n, -1, channels), wide.reshape(n, -1, channels), row, 1, scratch)
+
+
+def _cut(array: np.ndarray, axis: int, start: int, count: int) -> np.ndarray:
+    index = [slice(None)] * array.ndim
+    index[axis] = slice(start, start + count)
+    return array[tuple(index)]
+
+
+def box_run(coefs) -> tuple[int, int, float] | None:
+    """``(first, length, weight)`` when the non-zero weights are one run of
+    at least 4 equal values (a box factor), else None.
+
+    >>> box_run([0, 2, 2, 2, 2, 0]), box_run([1, 2, 1])
+    ((1, 4, 2), None)
+    """
+    nonzero = [i for i, c in enumerate(coefs) if c != 0]
+    if len(nonzero) < 4 or nonzero[-1] - nonzero[0] + 1 != len(nonzero):
+        return None
+    weight = coefs[nonzero[0]]
+    if any(coefs[i] != weight for i in nonzero):
+        return None
+    return nonzero[0], len(nonzero), weight
+
+
+def pass_ops(coefs) -> int:
+    """Array operations :func:`factor_pass` spends on a factor (for the cost model)."""
+    run = box_run(coefs)
+    if run is None:
+        return count_lincomb_ops(coefs)
+    length = run[1]
+    return length.bit_length() + bin(length).count("1") + (run[2] != 1)
+
+
+def factor_pass(out: np.ndarray, source: np.ndarray, coefs, axis: int, scratch: Scratch) -> None:
+    """One 1-D pass: out = sum(coefs[k] * source shifted by k along ``axis``).
+
+    A box factor (equal weights in a run) is summed by doubling, in about
+    2 log2(length) operations whatever its length; any other by
+    :func:`lincomb`.
+    """
+    count = out.shape[axis]
+    run = box_run(list(coefs))
+    if run is None:
+        tmp = scratch.get("pass-tmp", out.shape, out.dtype)
+        lincomb(out, [(c, _cut(source, axis, k, count)) for k, c in enumerate(coefs)], tmp)
+        return
+    first, length, weight = run
+    current = _cut(source, axis, first, count + length - 1)
+    extent = current.shape[axis]
+    buffers = [scratch.get(name, current.shape, out.dtype) for name in ("slide-a", "slide-b")]
+    span, offset, fresh = 1, 0, True
+    while span <= length:
+        if length & span:  # add the sums of `span` values starting at `offset`
+            piece = _cut(current, axis, offset, count)
+            if fresh:
+                np.copyto(out, piece)
+                fresh = False
+            else:
+                np.add(out, piece, out=out)
+            offset += span
+        if 2 * span <= length:  # sums of `span` values -> sums of 2 * `span`
+            extent -= span
+            doubled = _cut(buffers[0], axis, 0, extent)
+            np.add(_cut(current, axis, 0, extent), _cut(current, axis, span, extent), out=doubled)
+            current = doubled
+            buffers.reverse()
+        span *= 2
+    if weight != 1:
+        np.multiply(out, out.dtype.type(weight), out=out)
 
 
 def _toeplitz(n: int, taps: np.ndarray, dtype) -> np.ndarray:

@@ -355,6 +355,30 @@ def test_separable_kernels_in_every_method(kernel, border, dtype, rng):
         check_contract(got, array, kernel, border, 5.0, False)
 
 
+@pytest.mark.parametrize("size", [4, 5, 7, 8, 15, 16, 17, 31, 40])
+def test_box_factors_summed_by_doubling_are_exact(size, rng):
+    # Every length exercises a different set of binary digits. Where the
+    # integer rule holds (Pillow's float32 provably recovered) the bytes
+    # equal direct's; for larger boxes (scale size**2 too fine for float32's
+    # error) both are within 1 of the exact rounding.
+    kernel = box_kernel(size)
+    array = image(rng, np.uint8, (50, 61, 3))
+    exact = engine._integer_rule(kernel, np.dtype(np.uint8), start=0.5, absolute=False,
+                                 cval=None) is not None  # fmt: skip
+    assert exact == (size in (4, 5, 7, 8, 16))
+    for border in BORDER_MODES:
+        direct = filter_array(array, kernel, border=border, method="direct")
+        got = filter_array(array, kernel, border=border, method="separable")
+        if exact:
+            np.testing.assert_array_equal(got, direct)
+        else:
+            check_contract(got, array, kernel, border, 0.0, False)
+    floats = image(rng, np.float32, (50, 61))
+    tall = Kernel(np.full((size, 1), 2.0))  # one factor a box of weight 2, the other a single tap
+    got = filter_array(floats, tall, border="wrap", method="separable")
+    check_contract(got, floats, tall, "wrap", 0.0, False)
+
+
 @pytest.mark.parametrize("method", EXPLICIT)
 @pytest.mark.parametrize("border", BORDER_MODES)
 def test_correlate_by_every_method_matches_float64(method, border, rng):
