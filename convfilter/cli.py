@@ -305,8 +305,18 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
         click.get_current_context().exit(EXIT_ERROR)
 
 
+#: The most standard input `apply -` reads (an endless stream must not exhaust memory).
+STDIN_LIMIT = 1 << 30
+
+
 def _read_stdin() -> io.BytesIO:
-    return io.BytesIO(sys.stdin.buffer.read())
+    data = sys.stdin.buffer.read(STDIN_LIMIT + 1)
+    if len(data) > STDIN_LIMIT:
+        raise CommandError(
+            f"standard input holds more than {STDIN_LIMIT >> 20} MiB; save the image to a file "
+            "and give its name"
+        )
+    return io.BytesIO(data)
 
 
 def _kernel_summary(kernel) -> dict:

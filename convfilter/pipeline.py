@@ -302,7 +302,7 @@ def process_file(
     out_path = destination if isinstance(destination, (str, os.PathLike)) else None
     loaded = images.load_image(
         source, max_pixels=output.max_pixels, formats=output.formats,
-        name=None if source_name is None else f"'{source_name}'",
+        name=None if source_name is None else "standard input" if source_name == "-" else f"'{source_name}'",
     )  # fmt: skip
     fmt = images.output_format(out_path, output.fmt, fallback=loaded.format)
     timings["load"] = _ms_since(start)

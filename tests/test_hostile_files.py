@@ -417,6 +417,40 @@ def test_an_unknown_allow_format_name_is_a_usage_error(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+# --- standard input ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_hostile_bytes_on_standard_input(fmt, tmp_path):
+    cases = [c for c in hostile_cases(fmt) if c.data is not None and c.kind != "valid"][::4]
+    for case in cases:
+        output = tmp_path / "out.png"
+        result = CliRunner().invoke(cli.main, ["apply", "-", str(output), "-k", "blur"], input=case.data)
+        where = (case.kind, case.detail)
+        assert result.exit_code in (0, 1) and "Traceback" not in result.output, where
+        if result.exit_code == 1:
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("convfilter: error: standard input: "), where
+            assert case.message in lines[0] and not output.exists(), where
+        else:
+            assert case.expect != "error", where
+            output.unlink()
+
+
+def test_an_endless_standard_input_is_refused_in_bounded_memory(tmp_path):
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    with open("/dev/zero", "rb") as zeros:
+        done = subprocess.run([str(EXECUTABLE), "apply", "-", str(tmp_path / "o.png"), "-k", "blur"],
+                              stdin=zeros, capture_output=True, text=True, timeout=60, preexec_fn=limit,
+                              env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "convfilter: error: standard input holds more than 1024 MiB; save the image to a file and give its name"
+    )
+
+
 # --- through the installed executable, with a memory limit ------------------------------
 
 MEMORY_LIMIT = 1536 * 1024 * 1024  # far below what any of these bombs would need decoded

@@ -22,7 +22,6 @@ not collect this file (tests/fuzz/conftest.py).
 from __future__ import annotations
 
 import io
-import logging
 import os
 import sys
 import warnings
@@ -40,31 +39,18 @@ BORDERS = ("nearest", "reflect", "mirror", "wrap", "constant", "keep")
 KERNELS = tuple(parse_kernel(spec) for spec in ("blur", "sobel-x", "1 2 1; 2 4 2; 1 2 1", "emboss"))
 
 
-class _Noise(logging.Handler):
-    """Pillow logging at WARNING or above would reach a user's terminal: a finding."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record.getMessage())
-
-
-NOISE = _Noise()
-logging.getLogger("PIL").addHandler(NOISE)
-
-
 def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris and libFuzzer expect
-    """Load ``data`` as an image, filter it, round-trip it through TIFF; no warning, no log."""
-    NOISE.records.clear()
+    """Load ``data`` as an image, filter it, round-trip it through TIFF; no warning escapes.
+
+    (Pillow's log records need no check: ``convfilter.images`` gives Pillow's logger a
+    NullHandler, so they are never printed unless an application configures logging.)
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning escaping convfilter is a finding
         # Known and reported: the engine's float32 overflow warnings (strict xfail in
         # tests/test_hostile_files.py); remove this line once the engine is fixed.
         warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"convfilter\.(engine|methods)")
         _load_filter_save(data)
-    assert not NOISE.records, NOISE.records
 
 
 def _load_filter_save(data: bytes) -> None:
