@@ -531,34 +531,39 @@ class FourierTiles:
         return self.fh - self.h + 1
 
     def run(self, src: np.ndarray, n: int, out_cols: int, sum_dtype, scratch: Scratch):
-        """Sums for ``n`` rows of ``src``, as an n x out_cols x channels view."""
+        """Sums for ``n`` rows of ``src``, as an n x out_cols x channels array.
+
+        Tiles keep the channels interleaved (the FFTs run over axes 0 and
+        1, the channels being a batch), so no data is ever transposed.
+        """
         c = self.channels
         rows = src.shape[0]
         source = src.reshape(rows, -1, c)
-        planes = scratch.get("fft-planes", (c, n, out_cols), sum_dtype)
+        sums = scratch.get("fft-sums", (n, out_cols, c), sum_dtype)
         across = self.fw - self.w + 1
-        tile = scratch.get("fft-tile", (c, self.fh, self.fw), self.dtype)
-        spec = scratch.get("fft-spec", (c,) + self.spectrum.shape, self.spectrum.dtype)
-        full = scratch.get("fft-full", (c, self.fh, self.fw), self.dtype)
+        tile = scratch.get("fft-tile", (self.fh, self.fw, c), self.dtype)
+        spectrum = self.spectrum[:, :, None]
+        spec = scratch.get("fft-spec", spectrum.shape[:2] + (c,), self.spectrum.dtype)
+        full = scratch.get("fft-full", (self.fh, self.fw, c), self.dtype)
         for x0 in range(0, out_cols, across):
             x1 = min(out_cols, x0 + across)
             width = x1 - x0 + self.w - 1
             if width < self.fw or rows < self.fh:
                 tile.fill(0)
-            np.copyto(tile[:, :rows, :width], source[:, x0 : x0 + width].transpose(2, 0, 1),
-                      casting="unsafe")  # fmt: skip
+            np.copyto(tile[:rows, :width], source[:, x0 : x0 + width], casting="unsafe")
             if _scipy_fft is not None:
-                spectrum = _scipy_fft.rfft2(tile, overwrite_x=True)
-                np.multiply(spectrum, self.spectrum, out=spectrum)
-                full = _scipy_fft.irfft2(spectrum, s=(self.fh, self.fw), overwrite_x=True)
+                transform = _scipy_fft.rfft2(tile, axes=(0, 1), overwrite_x=True)
+                np.multiply(transform, spectrum, out=transform)
+                full = _scipy_fft.irfft2(transform, s=(self.fh, self.fw), axes=(0, 1),
+                                         overwrite_x=True)  # fmt: skip
             else:
-                np.fft.rfft2(tile, out=spec)
-                np.multiply(spec, self.spectrum, out=spec)
+                np.fft.rfft2(tile, axes=(0, 1), out=spec)
+                np.multiply(spec, spectrum, out=spec)
                 # irfft2 ignores `out`; its two stages written out honour it.
-                np.fft.ifft(spec, axis=-2, out=spec)
-                np.fft.irfft(spec, n=self.fw, axis=-1, out=full)
-            valid = full[:, self.h - 1 : self.h - 1 + n, self.w - 1 : self.w - 1 + x1 - x0]
+                np.fft.ifft(spec, axis=0, out=spec)
+                np.fft.irfft(spec, n=self.fw, axis=1, out=full)
+            valid = full[self.h - 1 : self.h - 1 + n, self.w - 1 : self.w - 1 + x1 - x0]
             if self.exact:
                 np.rint(valid, out=valid)
-            np.copyto(planes[:, :, x0:x1], valid, casting="unsafe")
-        return planes.transpose(1, 2, 0)
+            np.copyto(sums[:, x0:x1], valid, casting="unsafe")
+        return sums
