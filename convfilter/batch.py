@@ -132,6 +132,11 @@ class NameTemplate:
                     )
                 if conversion is not None or "{" in (spec or ""):
                     raise TemplateError(f"placeholder {{{field_name}}} in --name {text!r} takes no '!' or nested braces")
+                if any(int(n) > _MAX_NAME_LENGTH for n in re.findall(r"\d+", spec or "")):
+                    raise TemplateError(
+                        f"format {{{field_name}:{spec}}} in --name {text!r} asks for a name longer "
+                        f"than {_MAX_NAME_LENGTH} characters"
+                    )
             self._parts.append((literal, field_name, spec or ""))
         sample = self.render(stem="stem", suffix=".png", name="stem.png", kernel="k", index=1)
         _check_relative(sample, f"--name {text!r}")
@@ -157,6 +162,9 @@ class NameTemplate:
                     ) from None
         return "".join(pieces)
 
+
+#: Longest file name most file systems allow; a format width beyond it is refused.
+_MAX_NAME_LENGTH = 255
 
 _SEPARATORS = re.compile(r"[/\\\x00-\x1f\x7f]")
 

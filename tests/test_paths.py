@@ -212,8 +212,6 @@ def test_batch_output_on_a_planted_symlink_replaces_the_link(tmp_path, monkeypat
         assert written.size == (16, 12)
 
 
-@pytest.mark.xfail(strict=True, reason="batch: a --name width such as {index:>300000000} is not capped "
-                                       "(3.8 GB and over a minute for two files; reported to the lead)")
 def test_a_template_making_absurdly_long_names_is_refused_up_front(tmp_path):
     import resource
 
