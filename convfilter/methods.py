@@ -6,9 +6,10 @@ included, with the channels of each row interleaved. One pixel to the right
 is therefore ``channels`` elements to the right, and the tap ``(r, c)`` of an
 h x w kernel, for all ``n`` output rows at once, is the view
 ``src[r : r + n, c * channels : c * channels + m]`` where ``m`` is the number
-of output columns times ``channels``. Each strategy writes the ``n`` x ``m``
-sums into ``out``. Buffers are allocated once per worker thread by
-:class:`Scratch` and reused strip after strip.
+of output columns times ``channels``. Each strategy produces the ``n`` x
+``m`` sums (some as n x columns x channels views of their own buffers).
+Buffers are allocated once per worker thread by :class:`Scratch` and reused
+strip after strip.
 
 The strategies:
 

@@ -402,6 +402,20 @@ def test_large_kernel_larger_than_the_image(method, rng):
         check_contract(got, array, kernel, border, 0.0, False)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float64])
+def test_fft_without_scipy_uses_numpy_alike(dtype, rng, monkeypatch):
+    kernel = Kernel(rng.normal(size=(7, 6)))
+    array = image(rng, dtype, (70, 90, 3))
+    with_scipy = filter_array(array, kernel, border="reflect", method="fft")
+    monkeypatch.setattr(methods, "_scipy_fft", None)
+    with_numpy = filter_array(array, kernel, border="reflect", method="fft")
+    check_contract(with_numpy, array, kernel, "reflect", 0.0, False)
+    if dtype == np.uint8:
+        assert np.abs(as_int(with_numpy) - as_int(with_scipy)).max() <= 1
+    else:
+        np.testing.assert_allclose(with_numpy, with_scipy, atol=1e-9 * np.abs(array).max())
+
+
 def test_exact_fft_for_integer_kernels_matches_direct_bytes(rng):
     kernel = Kernel(rng.integers(-3, 4, (11, 13)).astype(float), scale=9, offset=100)
     array = image(rng, np.uint8, (90, 120, 3))
