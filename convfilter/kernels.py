@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -680,11 +682,12 @@ def _parse_file(path_text: str) -> Kernel:
     path = Path(path_text)
     try:
         if path.suffix.lower() == ".npy":
-            with open(path, "rb") as fh:
+            with _open_regular(path) as fh:
+                _check_npy_header(fh, path)
                 array = np.load(fh, allow_pickle=False)
             matrix = _npy_matrix(array, path)
         else:
-            with open(path, "rb") as fh:
+            with _open_regular(path) as fh:
                 raw = fh.read(16 * 1024 * 1024 + 1)
             if len(raw) > 16 * 1024 * 1024:
                 raise KernelSpecError(f"kernel file {str(path)!r} is too large")
@@ -709,6 +712,40 @@ def _parse_file(path_text: str) -> Kernel:
     except (OSError, ValueError, EOFError) as exc:
         raise KernelSpecError(f"cannot read kernel file {str(path)!r}: {exc}") from None
     return Kernel(matrix, name=f"@{path.name}")
+
+
+def _open_regular(path: Path):
+    """Open a kernel file for reading without blocking on a FIFO; refuse non-files."""
+    fh = open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK))
+    try:
+        mode = os.fstat(fh.fileno()).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(mode):
+            raise KernelSpecError(f"kernel file {str(path)!r} is not a regular file")
+        os.set_blocking(fh.fileno(), True)
+        return fh
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _check_npy_header(fh, path: Path) -> None:
+    """Refuse a .npy whose header claims more than a kernel can be, before reading it."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, _ = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, _, _ = np.lib.format.read_array_header_2_0(fh)
+    except ValueError as exc:
+        raise KernelSpecError(f"kernel file {str(path)!r} is not a valid .npy file: {exc}") from None
+    if any(int(n) > MAX_KERNEL_SIDE for n in shape):
+        raise KernelSpecError(
+            f"kernel file {str(path)!r} holds a {'x'.join(map(str, shape))} array; "
+            f"the largest side allowed is {MAX_KERNEL_SIDE}"
+        )
+    fh.seek(0)
 
 
 def _npy_matrix(array: np.ndarray, path: Path) -> np.ndarray:

@@ -661,3 +661,20 @@ def test_permission_error_is_reported(tmp_path, monkeypatch, name):
     with pytest.raises(KernelSpecError, match="permission denied") as info:
         parse_kernel(f"@{path}")
     assert str(path) in str(info.value)
+
+
+def test_kernel_file_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "k.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(KernelSpecError, match="not a regular file"):
+        parse_kernel(f"@{fifo}")
+
+
+def test_npy_header_claiming_a_huge_array_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.npy"
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<f8", "fortran_order": False, "shape": (100000, 100000)}
+        )
+    with pytest.raises(KernelSpecError, match="100000x100000"):
+        parse_kernel(f"@{path}")
