@@ -155,7 +155,7 @@ def competitors(image: np.ndarray, kernel: Kernel, border: str, pillow_filter, s
 def measure(runs: dict, repeats: int, budget: float) -> dict[str, list[float]]:
     """Milliseconds of each run, round-robin; a run slower than budget/repeats stops early."""
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(repeats):
+    for _ in range(repeats):
         for name, run in runs.items():
             spent = sum(times[name]) / 1000
             if times[name] and spent + times[name][-1] / 1000 > budget:

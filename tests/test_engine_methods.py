@@ -521,8 +521,8 @@ def test_lincomb_is_the_weighted_sum(coefs, accumulate):
     views = [rng.integers(-50, 50, 6) for _ in coefs]
     out = np.full(6, 7, np.int64)
     scratch = np.empty(6, np.int64)
-    methods.lincomb(out, list(zip(coefs, views)), scratch, accumulate=accumulate)
-    expected = sum(c * v for c, v in zip(coefs, views)) + (7 if accumulate else 0)
+    methods.lincomb(out, list(zip(coefs, views, strict=True)), scratch, accumulate=accumulate)
+    expected = sum(c * v for c, v in zip(coefs, views, strict=True)) + (7 if accumulate else 0)
     np.testing.assert_array_equal(out, expected)
 
 
