@@ -133,7 +133,8 @@ def round_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype.kind == "f":
         return values.astype(dtype, copy=False)
     out = np.empty(np.shape(values), dtype)
-    _round_into(values, out)
+    # As before: 8- and 16-bit results are clipped in ``values`` itself.
+    _round_into(values if dtype != np.int32 else values.copy(), out)
     return out
 
 
@@ -208,7 +209,10 @@ def correlate(
         Fill value for ``constant``.
     method : str
         One of :data:`METHODS`; ``auto`` chooses the fastest that keeps the
-        accuracy contract (see :func:`choose_method`).
+        accuracy contract (see :func:`choose_method`), and ``direct`` for a
+        float image holding NaN or infinity: ``fft`` and the matrix products
+        of ``separable`` would spread one such value over a whole tile or
+        column of sums.
     threads : int or None
         Worker threads; None means one per CPU.
 
@@ -687,6 +691,8 @@ def _strategy(
     dtype: np.dtype,
     rule: _IntegerRule | None,
     start: float,
+    *,
+    wide_fft: bool = False,
 ) -> _Strategy:
     work = accumulator_dtype(dtype)
     c = layout.channels
@@ -716,7 +722,8 @@ def _strategy(
         if _fft_is_exact(rule, fh * fw):
             return _Fourier(rule.matrix, c, np.float64, exact=True, extent=extent,
                             sum_dtype=rule.dtype)  # fmt: skip
-    return _Fourier(kernel.weights, c, _fft_dtype(dtype), exact=False, extent=extent,
+    fft_dtype = np.dtype(np.float64) if wide_fft else _fft_dtype(dtype)
+    return _Fourier(kernel.weights, c, fft_dtype, exact=False, extent=extent,
                     sum_dtype=work)  # fmt: skip
 
 
@@ -804,12 +811,23 @@ def _filter(
         return array.astype(out_dtype)  # Pillow returns such an image unchanged
     layout = _layout(array.shape, kernel, mode)
     chosen = choose_method(array.shape, kernel, dtype=dtype, method=method)
+    wide_fft = False
+    if dtype.kind == "f" and chosen in ("fft", "separable"):
+        # Matrix products and FFTs mix every value of a tile or column into
+        # every sum: one NaN or infinity would spoil them all, and values
+        # near float32's limit overflow an FFT's intermediate sums.
+        if not np.isfinite(array).all():
+            if method == "auto" and estimate_seconds("direct", array.shape, kernel,
+                                                     dtype=dtype) <= MAX_SECONDS:  # fmt: skip
+                chosen = "direct"
+        elif chosen == "fft" and float(np.abs(array).max(initial=0)) > 1e30:
+            wide_fft = True
     rule = None
     if not raw:
         uses_cval = mode is BorderMode.CONSTANT
         rule = _integer_rule(kernel, dtype, start=start, absolute=absolute,
                              cval=cval if uses_cval else None)  # fmt: skip
-    strategy = _strategy(chosen, kernel, layout, dtype, rule, start)
+    strategy = _strategy(chosen, kernel, layout, dtype, rule, start, wide_fft=wide_fft)
     if not strategy.integer:
         rule = None
 

@@ -416,6 +416,27 @@ def test_fft_without_scipy_uses_numpy_alike(dtype, rng, monkeypatch):
         np.testing.assert_allclose(with_numpy, with_scipy, atol=1e-9 * np.abs(array).max())
 
 
+@pytest.mark.parametrize("kernel", [Kernel(np.arange(1.0, 82.0).reshape(9, 9)), gaussian_kernel(4.0)],
+                         ids=["dense", "separable"])  # fmt: skip
+def test_auto_keeps_infinity_and_nan_local(kernel):
+    array = np.ones((1200, 1500), np.float32)
+    array[100, 100], array[900, 1300] = np.inf, np.nan
+    assert choose_method(array.shape, kernel, dtype=array.dtype) in ("fft", "separable")
+    got = correlate(array, kernel)
+    direct = correlate(array, kernel, method="direct")
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(direct))
+    assert np.isfinite(got).mean() > 0.9
+
+
+def test_fft_of_huge_float32_values_does_not_overflow(rng):
+    kernel = Kernel(rng.uniform(0.1, 1, (9, 9))).normalized()  # the sums stay in range
+    array = (rng.uniform(-1, 1, (200, 240)) * 3e37).astype(np.float32)
+    with np.errstate(over="raise", invalid="raise"):
+        got = correlate(array, kernel, method="fft")
+    expected = correlate(array.astype(np.float64), kernel, method="direct")
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * 3e37 * kernel.weights.sum())
+
+
 def test_exact_fft_for_integer_kernels_matches_direct_bytes(rng):
     kernel = Kernel(rng.integers(-3, 4, (11, 13)).astype(float), scale=9, offset=100)
     array = image(rng, np.uint8, (90, 120, 3))
