@@ -168,6 +168,22 @@ def _filter_options(function):
     return function
 
 
+def _output_options(function):
+    """How results are written: format, quality, metadata."""
+    options = [
+        click.option("--format", "fmt", metavar="FORMAT", default=None,
+                     help="Output format (PNG, JPEG, TIFF, WEBP, ...) instead of the extension's; "
+                          "for batch, {suffix} follows it."),
+        click.option("--quality", type=click.IntRange(1, 100), default=None, metavar="Q",
+                     help="JPEG/WebP quality, 1-100."),
+        click.option("--strip-metadata", is_flag=True,
+                     help="Write no ICC profile, EXIF or DPI (for publishing)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 def _input_options(function):
     options = [
         click.option("--max-pixels", type=click.IntRange(min=0), default=None, metavar="N",
@@ -241,12 +257,7 @@ def main() -> None:
 @click.argument("output_path", metavar="OUTPUT")
 @_kernel_options
 @_filter_options
-@click.option("--format", "fmt", metavar="FORMAT", default=None,
-              help="Output format (PNG, JPEG, TIFF, WEBP, ...) instead of OUTPUT's extension.")
-@click.option("--quality", type=click.IntRange(1, 100), default=None, metavar="Q",
-              help="JPEG/WebP quality, 1-100.")
-@click.option("--strip-metadata", is_flag=True,
-              help="Write no ICC profile, EXIF or DPI (for publishing).")
+@_output_options
 @_input_options
 @click.option("--diff-pil", "diff_pil", is_flag=False, flag_value="", default=None, metavar="[FILTER]",
               help="Also run Pillow and report the difference; FILTER names a Pillow filter.")
@@ -489,12 +500,7 @@ EXIT_TERMINATED = 143
               type=click.Path(file_okay=False), help="Write the outputs here (created if missing).")
 @_kernel_options
 @_filter_options
-@click.option("--format", "fmt", metavar="FORMAT", default=None,
-              help="Convert every output to this format; {suffix} follows.")
-@click.option("--quality", type=click.IntRange(1, 100), default=None,
-              help="JPEG/WebP quality, 1-100.")
-@click.option("--strip-metadata", is_flag=True,
-              help="Write no ICC profile, EXIF or DPI (for publishing).")
+@_output_options
 @_input_options
 @click.option("-r", "--recursive", is_flag=True,
               help="Walk sub-folders of directories and recreate them under OUT_DIR.")
