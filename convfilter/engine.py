@@ -26,6 +26,7 @@ integer arithmetic; where that cannot be proved identical (see
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -339,7 +340,14 @@ def _integer_rule(
     """The rule for this kernel and image dtype, or None to use float32.
 
     ``cval`` is the fill value when the border mode uses one, else None.
+    Cached: small images would otherwise spend more time planning than
+    filtering.
     """
+    return _cached_rule(kernel, np.dtype(dtype), start, absolute, cval)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_rule(kernel, dtype, start, absolute, cval) -> _IntegerRule | None:
     if dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)) or not kernel.is_integer():
         return None
     matrix = kernel.matrix
@@ -455,6 +463,8 @@ MAX_SECONDS = 300.0
 #: is estimated to take less than this fraction of its time.
 _SMALL_SECONDS = 0.02
 _PREFER_DIRECT = 0.7
+#: Estimated single-core seconds below which one thread does the work.
+_THREAD_SECONDS = 0.02
 
 
 def estimate_seconds(
@@ -524,12 +534,19 @@ def _direct_seconds(kernel: Kernel, rule: _IntegerRule | None, channels: int, it
     floats = (2 * taps + h + fixed) * _OP_SECONDS[item]
     if rule is None:
         return math.inf, floats
-    ops = methods.IntegerDirect(rule.matrix, channels).ops() + fixed
+    ops = _integer_direct(kernel, channels).ops() + fixed
     integers = ops * _OP_SECONDS[rule.dtype.itemsize]
     if rule.ties:
         share = rule.multiplier / rule.denominator
         integers += 4 * _OP_SECONDS[rule.dtype.itemsize] + share * h * w * _TIE_SECONDS
     return integers, floats
+
+
+@functools.lru_cache(maxsize=64)
+def _integer_direct(kernel: Kernel, channels: int) -> methods.IntegerDirect:
+    """The integer plan of an integer kernel (negated for a negative scale), cached."""
+    sign = 1 if kernel.scale > 0 else -1
+    return methods.IntegerDirect(sign * np.round(kernel.matrix).astype(np.int64), channels)
 
 
 def choose_method(
@@ -548,6 +565,11 @@ def choose_method(
     >>> choose_method((3000, 4000, 3), Kernel(np.ones((301, 301))))
     'fft'
     """
+    return _choose(image_shape, kernel, np.dtype(dtype), method)[0]
+
+
+def _choose(image_shape, kernel, dtype, method) -> tuple[str, float]:
+    """choose_method, also returning the chosen method's estimated seconds."""
     if method not in METHODS:
         raise FilterError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     candidates = [m for m in METHODS if m != "auto"]
@@ -574,7 +596,7 @@ def choose_method(
             f"a {w}x{h} kernel on a {image_shape[1]}x{image_shape[0]} image by method "
             f"{chosen!r} would take about {costs[chosen] / 60:.0f} minutes; {advice}"
         )
-    return chosen
+    return chosen, costs[chosen]
 
 
 def _fft_is_exact(rule: _IntegerRule, tile_area: int) -> bool:
@@ -618,8 +640,8 @@ class _Strategy:
 class _DirectInteger(_Strategy):
     integer = True
 
-    def __init__(self, rule: _IntegerRule, channels: int) -> None:
-        self.plan = methods.IntegerDirect(rule.matrix, channels)
+    def __init__(self, kernel: Kernel, rule: _IntegerRule, channels: int) -> None:
+        self.plan = _integer_direct(kernel, channels)
         self.work_dtype = self.sum_dtype = rule.dtype
 
     def compute(self, src, buffer, n, m, scratch):
@@ -700,7 +722,7 @@ def _strategy(
         if rule is not None:
             integers, floats = _direct_seconds(kernel, rule, c, work.itemsize)
             if integers <= floats:
-                return _DirectInteger(rule, c)
+                return _DirectInteger(kernel, rule, c)
         weights = kernel.weights_float32 if work == np.float32 else kernel.weights
         return _DirectFloat(weights, start, c, work)
     if method == "separable":
@@ -810,7 +832,7 @@ def _filter(
     if mode is BorderMode.KEEP and (rows < h or cols < w):
         return array.astype(out_dtype)  # Pillow returns such an image unchanged
     layout = _layout(array.shape, kernel, mode)
-    chosen = choose_method(array.shape, kernel, dtype=dtype, method=method)
+    chosen, seconds = _choose(array.shape, kernel, dtype, method)
     wide_fft = False
     if dtype.kind == "f" and chosen in ("fft", "separable"):
         # Matrix products and FFTs mix every value of a tile or column into
@@ -846,9 +868,10 @@ def _filter(
     width = layout.width
     pitch = strategy.pitch(width)
     m = layout.out_cols * layout.channels
-    workers = _worker_count(threads, layout.out_rows * m * h * w)
-    # At least two strips per worker, so that one slow thread cannot hold all back.
-    step = min(strategy.strip_rows(width), -(-layout.out_rows // (2 * workers)))
+    workers = _worker_count(threads, seconds)
+    step = strategy.strip_rows(width)
+    if workers > 1:  # at least two strips each, so that one slow thread cannot hold all back
+        step = min(step, -(-layout.out_rows // (2 * workers)))
     starts = range(0, layout.out_rows, max(1, step))
     workers = min(workers, len(starts))
     weights32 = kernel.weights_float32
@@ -882,14 +905,16 @@ def _filter(
     return out
 
 
-def _worker_count(threads: int | None, work: int) -> int:
-    """Threads to use: as asked (None: one per CPU), one for small work."""
+def _worker_count(threads: int | None, seconds: float) -> int:
+    """Threads to use: as asked (None: one per CPU), but one for work the
+    cost model puts under :data:`_THREAD_SECONDS`: starting threads and
+    handing the GIL between them costs a few milliseconds."""
     if threads is None:
         try:
             threads = len(os.sched_getaffinity(0))
         except AttributeError:  # not on every platform
             threads = os.cpu_count() or 1
-    return 1 if work < 1 << 18 else threads
+    return 1 if seconds < _THREAD_SECONDS else threads
 
 
 def _copy_frame(out, array, ay, ax, out_rows, out_cols) -> None:
