@@ -455,11 +455,19 @@ def test_exact_fft_for_integer_kernels_matches_direct_bytes(rng):
     [PRESETS["smooth_more"].kernel(), gaussian_kernel(4.0), Kernel(np.arange(81.0).reshape(9, 9))],
     ids=["integer", "separable", "dense"],
 )
-def test_threads_do_not_change_the_result(kernel, rng):
+def test_threads_do_not_change_the_result(kernel, rng, monkeypatch):
+    # Work this small runs on one thread unless told otherwise.
+    monkeypatch.setattr(engine, "_THREAD_SECONDS", 0.0)
     array = image(rng, np.uint8, (300, 257, 3))
     one = filter_array(array, kernel, threads=1)
     for threads in (2, 3, None):
         np.testing.assert_array_equal(filter_array(array, kernel, threads=threads), one)
+
+
+def test_small_work_runs_on_one_thread():
+    assert engine._worker_count(4, 0.001) == 1
+    assert engine._worker_count(4, 1.0) == 4
+    assert engine._worker_count(None, 1.0) >= 1
 
 
 # ---------------------------------------------------------------------------
