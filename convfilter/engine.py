@@ -258,9 +258,13 @@ def filter_array(
     ``Image.filter(ImageFilter.X)``. Float results are ``sum + offset``,
     unclamped. ``absolute=True`` takes ``abs(sum + offset)`` before rounding,
     which shows edges of both signs. ``method`` and ``threads`` are as for
-    :func:`correlate`; every method gives Pillow's bytes for the Pillow
-    presets, and otherwise integer results within 1 and float results
-    within 1e-4 (relative to the sums' scale) of the exact ones.
+    :func:`correlate`. On 8-bit images every method gives Pillow's bytes
+    for Pillow's presets (``auto`` does on every dtype, as it takes
+    ``direct`` for them); otherwise 8-bit results are within 1 of the
+    exactly rounded ones and float results within 1e-4 of the exact sums
+    (relative to their scale, ``sum(|weights|) * max(|image|)``). 16- and
+    32-bit images are summed in float32 as Pillow does, so beyond 1 their
+    error is float32's relative error of that scale.
 
     Examples
     --------
