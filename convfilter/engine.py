@@ -215,7 +215,9 @@ def correlate(
         of ``separable`` would spread one such value over a whole tile or
         column of sums.
     threads : int or None
-        Worker threads; None means one per CPU.
+        Worker threads at most; None means one per CPU. Work the cost model
+        estimates under 20 ms runs on one thread, as starting more costs
+        more than it saves.
 
     Returns
     -------
