@@ -32,14 +32,41 @@ when SciPy is installed (same results, several times faster).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
 
-try:  # optional: scipy's FFT transforms many rows at once, several times faster
-    import scipy.fft as _scipy_fft
-except ImportError:  # numpy.fft does the same job
-    _scipy_fft = None
+# Optional: scipy's FFT transforms many rows at once, several times faster;
+# numpy.fft does the same job without it. Imported on first use only, since
+# importing scipy.fft costs a few hundred milliseconds that most runs never need.
+_NOT_LOADED = object()
+_scipy_fft: object = _NOT_LOADED
+_scipy_available: bool | None = None
+
+
+def scipy_fft():
+    """``scipy.fft``, imported on first call, or None when SciPy is not installed."""
+    global _scipy_fft
+    if _scipy_fft is _NOT_LOADED:
+        try:
+            import scipy.fft as module
+        except ImportError:
+            module = None
+        _scipy_fft = module
+    return _scipy_fft
+
+
+def fft_library() -> str:
+    """Which library will do the FFTs, decided without importing SciPy."""
+    global _scipy_available
+    if _scipy_fft is None:
+        return "numpy"
+    if _scipy_fft is not _NOT_LOADED:
+        return "scipy"
+    if _scipy_available is None:
+        _scipy_available = importlib.util.find_spec("scipy") is not None
+    return "scipy" if _scipy_available else "numpy"
 
 
 class Scratch:
@@ -471,10 +498,6 @@ _FAST_LENGTHS = sorted(
     & set(range(16, 4097))
 )
 
-#: Which library does the FFTs.
-FFT_LIBRARY = "numpy" if _scipy_fft is None else "scipy"
-
-
 def fft_length(k: int) -> int:
     """Tile side for a kernel side of ``k``: a fast length near ``max(192, 6 k)``.
 
@@ -552,10 +575,11 @@ class FourierTiles:
             if width < self.fw or rows < self.fh:
                 tile.fill(0)
             np.copyto(tile[:rows, :width], source[:, x0 : x0 + width], casting="unsafe")
-            if _scipy_fft is not None:
-                transform = _scipy_fft.rfft2(tile, axes=(0, 1), overwrite_x=True)
+            fft = scipy_fft()
+            if fft is not None:
+                transform = fft.rfft2(tile, axes=(0, 1), overwrite_x=True)
                 np.multiply(transform, spectrum, out=transform)
-                full = _scipy_fft.irfft2(transform, s=(self.fh, self.fw), axes=(0, 1),
+                full = fft.irfft2(transform, s=(self.fh, self.fw), axes=(0, 1),
                                          overwrite_x=True)  # fmt: skip
             else:
                 np.fft.rfft2(tile, axes=(0, 1), out=spec)

@@ -734,18 +734,7 @@ def test_bad_shapes_raise(array, match):
 
 @pytest.mark.parametrize(
     "function",
-    [
-        correlate,
-        pytest.param(
-            filter_array,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AttributeError,
-                reason="engine bug: filter_array reads kernel.offset before _check runs, "
-                "so a non-Kernel raises AttributeError instead of FilterError",
-            ),
-        ),
-    ],
+    [correlate, filter_array],
     ids=lambda f: f.__name__,
 )
 def test_kernel_must_be_a_kernel(function):

@@ -47,9 +47,6 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris and libF
     """
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning escaping convfilter is a finding
-        # Known and reported: the engine's float32 overflow warnings (strict xfail in
-        # tests/test_hostile_files.py); remove this line once the engine is fixed.
-        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"convfilter\.(engine|methods)")
         _load_filter_save(data)
 
 
