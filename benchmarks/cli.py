@@ -67,10 +67,15 @@ print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(st
 """
 
 
+# Children may write bytecode (the warm-up run does), as after any normal install;
+# with PYTHONDONTWRITEBYTECODE set, an editable install would recompile every run.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run_once(command: list[str], cwd: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one run of ``command`` as a child process."""
     probe = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *command], cwd=cwd,
-                           capture_output=True, text=True)  # fmt: skip
+                           capture_output=True, text=True, env=CHILD_ENV)  # fmt: skip
     wall, rss_kib, code = probe.stdout.split()
     if int(code) != 0:
         raise RuntimeError(f"{command[0]} failed ({code}): {probe.stderr.strip()[:300]}")

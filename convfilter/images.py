@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import re
-import secrets
 import stat
 import threading
 import warnings
@@ -727,7 +726,7 @@ def _create_temporary(directory: Path, name: str) -> tuple[int, str]:
         stem = stem[: len(stem) * 3 // 4]
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        temp_name = os.path.join(directory, f".{stem}.{secrets.token_hex(4)}.part")
+        temp_name = os.path.join(directory, f".{stem}.{os.urandom(4).hex()}.part")
         try:
             return os.open(temp_name, flags, 0o666), temp_name
         except FileExistsError:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import BinaryIO, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Sequence
 
 import numpy as np
 from PIL import Image, ImageMode
 
-from . import compare, engine, images
+from . import engine, images
 from .kernels import Kernel
+
+if TYPE_CHECKING:  # compare (and Pillow's ImageDraw/ImageFilter) load only for --diff-pil
+    from . import compare
 
 __all__ = [
     "ALPHA_MODES",
@@ -241,6 +244,8 @@ def pillow_reference(
     compare.CompareError
         No Pillow equivalent, or a mode Pillow cannot filter.
     """
+    from . import compare
+
     if filter_name:
         filters = [compare.pillow_filter(filter_name)]
         label = f"Pillow {filter_name}"
@@ -322,6 +327,8 @@ def process_file(
         notes=list(loaded.notes),
     )
     if comparing:
+        from . import compare
+
         t = time.perf_counter()
         reference, result.reference = pillow_reference(first_input, settings, diff_filter)
         if reference.size != filtered[0].size:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from convfilter import pipeline
+from convfilter import compare, pipeline
 from convfilter.kernels import parse_kernel
 
 
@@ -57,7 +57,7 @@ def test_pillow_reference_keeps_unfiltered_bands(rgba):
 
 def test_pillow_reference_of_float_images_is_an_error(rng):
     image = Image.fromarray(rng.normal(size=(6, 6)).astype(np.float32))
-    with pytest.raises(pipeline.compare.CompareError, match="mode F"):
+    with pytest.raises(compare.CompareError, match="mode F"):
         pipeline.pillow_reference(image, settings("blur"))
 
 
