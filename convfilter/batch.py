@@ -39,6 +39,7 @@ from multiprocessing import connection
 from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from . import images
+from .allocator import reuse_freed_memory
 from .pipeline import FilterSettings, OutputSettings, process_file
 
 __all__ = [
@@ -647,6 +648,9 @@ def _check_overwrites(
     skipped: list[Outcome],
 ) -> list[Task]:
     inputs = {paths.entry(t.source): t for t in tasks}
+    for t in tasks:  # an input that is a link: writing over its target loses its data too
+        if os.path.islink(t.source):
+            inputs.setdefault(os.path.realpath(t.source), t)
     replaced_inputs = []
     existing = []
     keep = []
@@ -948,6 +952,7 @@ def _worker_main(conn, settings: FilterSettings, output: OutputSettings) -> None
     """A worker: ignores SIGINT (the parent decides), exits cleanly on SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    reuse_freed_memory()
     while True:
         try:
             task = conn.recv()
@@ -1111,7 +1116,6 @@ def _settle(in_flight: list[Task], record) -> None:
                            reason="finished as the batch was stopped"))  # fmt: skip
 
 
-_TEMPORARY = re.compile(r"\.(.+)\.[^./]+\.part")
 
 
 def _sweep_temporary_files(tasks: Iterable[Task]) -> None:
@@ -1123,9 +1127,7 @@ def _sweep_temporary_files(tasks: Iterable[Task]) -> None:
         except OSError:
             continue
         for entry in entries:
-            found = _TEMPORARY.fullmatch(entry)
-            # images.write_atomically may shorten a long NAME in the temporary name.
-            if found and found.group(1) and name.startswith(found.group(1)):
+            if images.is_temporary_for(entry, name):
                 try:
                     os.unlink(os.path.join(directory, entry))
                 except OSError:

@@ -279,8 +279,14 @@ def _decode(handle: BinaryIO, label: str, max_pixels: int, formats: tuple[str, .
             except Image.UnidentifiedImageError:
                 raise ImageError(_unidentified_message(handle, label, allowed)) from None
             stage = "decode image"
-            with image:
-                return _decode_frames(image, label, max_pixels)
+            try:
+                loaded = _decode_frames(image, label, max_pixels)
+            except BaseException:
+                image.close()
+                raise
+            if all(frame is not image for frame in loaded.frames):
+                image.close()  # a single frame used as it is stays open (closing frees pixels)
+            return loaded
         except ImageError:
             raise
         except Image.DecompressionBombError as exc:
@@ -465,7 +471,9 @@ def _decode_frames(image: Image.Image, label: str, max_pixels: int) -> LoadedIma
                     label, f"frames 1 to {index + 1} of {n_frames}", total, max_pixels
                 ))  # fmt: skip
             image.load()
-            frame = image.copy()
+            # A still image is used as decoded; frames of an animation are
+            # copied because seeking to the next one reuses the decoder's image.
+            frame = image if n_frames == 1 else image.copy()
         except (ImageError, Image.DecompressionBombError, MemoryError):
             raise
         except Exception as exc:
@@ -719,11 +727,30 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
-def _create_temporary(directory: Path, name: str) -> tuple[int, str]:
-    """Create ``.NAME.XXXXXXXX.part`` in ``directory`` (umask applies, like any new file)."""
+_TEMPORARY_NAME = re.compile(r"\.(.+)\.[0-9a-f]{8}\.part")
+
+
+def _temporary_stem(name: str) -> str:
+    """NAME as it appears in its temporary file: shortened when very long."""
     stem = name
     while len(os.fsencode(stem)) > 180:  # leave room in the 255-byte name limit
         stem = stem[: len(stem) * 3 // 4]
+    return stem
+
+
+def is_temporary_for(entry: str, name: str) -> bool:
+    """Whether file name ``entry`` is a temporary file that writing ``name`` creates.
+
+    >>> is_temporary_for(".a.png.0f3a9b2c.part", "a.png"), is_temporary_for(".a.png.keep.part", "a.png")
+    (True, False)
+    """
+    found = _TEMPORARY_NAME.fullmatch(entry)
+    return bool(found) and found.group(1) == _temporary_stem(name)
+
+
+def _create_temporary(directory: Path, name: str) -> tuple[int, str]:
+    """Create ``.NAME.XXXXXXXX.part`` in ``directory`` (umask applies, like any new file)."""
+    stem = _temporary_stem(name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
         temp_name = os.path.join(directory, f".{stem}.{os.urandom(4).hex()}.part")

@@ -443,8 +443,9 @@ def test_sigterm_ends_the_workers_and_leaves_no_temporary_file(many, tmp_path):
 
 
 def test_sweep_removes_only_the_temporary_files_of_the_given_outputs(tmp_path):
-    keep = [".other.png.abcd1234.part", "a.png", ".a.png.txt"]
-    swept = [".a.png.0123abcd.part", ".a.png.zz_9.part"]
+    # Only names write_atomically makes for a.png (8 hex digits) are its own.
+    keep = [".other.png.abcd1234.part", "a.png", ".a.png.txt", ".a.png.zz_9.part"]
+    swept = [".a.png.0123abcd.part"]
     for name in keep + swept:
         (tmp_path / name).write_bytes(b"x")
     task = batch.Task(1, "in.png", "a.png", str(tmp_path / "in.png"), str(tmp_path / "a.png"))
@@ -492,3 +493,24 @@ def test_run_batch_without_tasks_reports_what_was_skipped(tree, tmp_path):
     summary = batch.run_batch(plan, settings("blur"), OutputSettings(), jobs=4)
     assert summary.processed == 0 and len(summary.failed) == 2
     assert read_tree(tmp_path / "out") == {}
+
+
+def test_input_that_links_to_an_output_is_never_overwritten(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    Image.new("L", (8, 8), 77).save(out / "a.png")
+    before = (out / "a.png").read_bytes()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").symlink_to(out / "a.png")
+    with pytest.raises(batch.PlanError, match="overwrite an input"):
+        batch.plan_batch([str(tmp_path / "in")], str(out), overwrite=True)
+    assert (out / "a.png").read_bytes() == before
+
+
+def test_sweep_removes_only_this_outputs_temporary_files(tmp_path):
+    names = [".i.keep.part", ".img.png.backup.part", ".other.png.deadbeef.part", ".img.png.0badf00d.part"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    target = str(tmp_path / "img.png")
+    batch._sweep_temporary_files([batch.Task(1, "x", target, "/x", target)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[:3])
