@@ -7,6 +7,7 @@ on the arrays that :func:`to_array` returns.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import io
 import logging
@@ -102,6 +103,11 @@ _ORIENTATION_TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 _EXIF_ORIENTATION = 0x0112
+#: Orientations that turn the picture a quarter (width and height swap).
+_QUARTER_TURNS = {5, 6, 7, 8}
+
+#: Modes with more than 8 bits per sample, and the formats that hold them exactly.
+_DEEP_MODE_FORMATS = {"I;16": {"PNG", "TIFF"}, "I": {"TIFF"}, "F": {"TIFF"}}
 
 #: Tags never copied into the output's EXIF: the orientation (applied), the
 #: resolution (carried as DPI) and, since a TIFF's EXIF is its main IFD, the
@@ -454,12 +460,23 @@ def _decode_frames(image: Image.Image, label: str, max_pixels: int) -> LoadedIma
         raise ImageTooLargeError(_too_large_message(
             label, f"{n_frames} frames of {width}x{height}", n_frames * width * height, max_pixels
         ))  # fmt: skip
+    deep_colour = _sixteen_bit_colour(image)  # before getexif, which may decode the image
     orientation = _orientation(image)  # before _read_metadata drops the tag
     metadata = _read_metadata(image)
+    if orientation in _QUARTER_TURNS and metadata.dpi:
+        metadata = dataclasses.replace(metadata, dpi=metadata.dpi[::-1])
     frames: list[Image.Image] = []
     durations: list[int] = []
     target_mode: str | None = None
     notes: list[str] = []
+    if fmt == "MPO" and n_frames > 1:
+        # A camera JPEG with extra pictures (previews, other views): the
+        # first is the photograph; the others are not frames of an animation.
+        notes.append(f"kept the main picture of this MPO/JPEG; its {n_frames - 1} extra "
+                     "picture(s) (previews or other views) are not written")  # fmt: skip
+        n_frames = 1
+    if deep_colour:
+        notes.append("16-bit colour is read as 8 bits per channel (Pillow has no 16-bit RGB mode)")
     total = 0
     for index in range(n_frames):
         try:
@@ -510,6 +527,19 @@ def _loop(value: object) -> int:
     except (TypeError, ValueError, OverflowError):
         return 0
     return number if 0 <= number < 2**16 else 0
+
+
+def _sixteen_bit_colour(image: Image.Image) -> bool:
+    """True for a 16-bit-per-channel colour PNG or TIFF, which Pillow decodes to 8 bits."""
+    if image.mode not in ("RGB", "RGBA"):
+        return False
+    for tile in getattr(image, "tile", None) or ():
+        rawmode = tile[3] if len(tile) > 3 else None
+        if isinstance(rawmode, tuple):
+            rawmode = rawmode[0] if rawmode else None
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return True
+    return False
 
 
 def _filterable_mode(frame: Image.Image, label: str) -> str:
@@ -637,6 +667,12 @@ def encode_image(
     if quality is not None and fmt in _QUALITY_FORMATS:
         options["quality"] = quality
     first = frames[0]
+    if first.mode in _DEEP_MODE_FORMATS and fmt not in _DEEP_MODE_FORMATS[first.mode]:
+        holders = " or ".join(sorted(_DEEP_MODE_FORMATS[first.mode]))
+        raise OutputError(
+            f"{fmt} cannot store this image (mode {first.mode}) without losing precision; "
+            f"write {holders}"
+        )
     if len(frames) > 1:
         if fmt not in _MULTIFRAME_FORMATS:
             raise OutputError(

@@ -560,3 +560,55 @@ def test_save_image_to_a_stream_writes_the_bytes():
     stream = io.BytesIO()
     size = images.save_image([Image.new("L", (3, 3), 5)], stream, fmt="PNG")
     assert size == len(stream.getvalue()) and Image.open(stream).getpixel((1, 1)) == 5
+
+
+# --- precision, camera JPEGs, rotation (review findings) -----------------------------
+
+
+def _png_16bit_rgb(path: Path, width: int = 4, height: int = 3) -> None:
+    """A 16-bit-per-channel RGB PNG, written by hand (Pillow cannot write one)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes(range(width * 6)) for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))  # fmt: skip
+
+
+def test_sixteen_bit_colour_png_says_it_is_read_as_8_bit(tmp_path):
+    path = tmp_path / "rgb16.png"
+    _png_16bit_rgb(path)
+    loaded = images.load_image(path)
+    assert loaded.mode == "RGB"
+    assert any("16-bit colour" in note for note in loaded.notes)
+
+
+@pytest.mark.parametrize("mode, fmt", [("I;16", "WEBP"), ("I;16", "GIF"), ("F", "WEBP"), ("I", "PNG")])
+def test_deep_modes_are_never_cut_to_8_bits(mode, fmt):
+    image = Image.new(mode, (4, 4))
+    with pytest.raises(images.OutputError, match="without losing precision"):
+        images.encode_image([image], io.BytesIO(), fmt=fmt)
+
+
+def test_camera_jpeg_with_extra_pictures_keeps_the_main_one(tmp_path):
+    main_picture = Image.new("RGB", (40, 30), (200, 10, 10))
+    preview = Image.new("RGB", (8, 6), (0, 0, 255))
+    path = tmp_path / "camera.jpg"
+    main_picture.save(path, format="MPO", save_all=True, append_images=[preview])
+    loaded = images.load_image(path)
+    assert len(loaded.frames) == 1 and loaded.size == (40, 30)
+    assert any("extra picture" in note for note in loaded.notes)
+
+
+def test_quarter_turn_swaps_the_dpi(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "turned.jpg"
+    Image.new("RGB", (30, 20)).save(path, exif=exif.tobytes(), dpi=(300, 100))
+    loaded = images.load_image(path)
+    assert loaded.size == (20, 30)
+    assert tuple(round(v) for v in loaded.metadata.dpi) == (100, 300)
