@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import sys
 from typing import Iterator
 
@@ -213,7 +214,7 @@ def build_settings(kernels, repeat, border, cval, absolute, channels, alpha, met
 
     bands = None
     if channels is not None:
-        bands = tuple(b.strip().upper() for b in channels.split(",") if b.strip())
+        bands = tuple(b.upper() for b in re.split(r"[,\s]+", channels) if b)
         if not bands:
             raise click.BadParameter("name at least one band, e.g. R,G", param_hint="--channels")
     return FilterSettings(
@@ -268,7 +269,8 @@ def main() -> None:
               help="Also run Pillow and report the difference; FILTER names a Pillow filter.")
 @click.option("--diff-image", type=click.Path(dir_okay=False), default=None, metavar="PATH",
               help="Write a picture: input, convfilter, Pillow, difference (implies --diff-pil).")
-@click.option("--fail-on-diff", is_flag=True, help="Exit 1 when the result differs from Pillow's.")
+@click.option("--fail-on-diff", is_flag=True,
+              help="Exit 1 when the result differs from Pillow's (implies --diff-pil).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the report.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
@@ -300,7 +302,7 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
         destination = sys.stdout.buffer if to_stdout else output_path
         result = process_file(
             source, destination, settings, output,
-            diff_pil=diff_pil is not None or diff_image is not None,
+            diff_pil=diff_pil is not None or diff_image is not None or fail_on_diff,
             diff_filter=diff_pil or None,
             diff_image=diff_image,
             source_name="-" if input_path == "-" else None,
@@ -371,7 +373,9 @@ def _diff_table(report) -> str:
         if key == "differing":
             return f"{metrics.differing:,} of {metrics.samples:,}"
         if key == "psnr":
-            return "inf" if math.isinf(metrics.psnr) else f"{metrics.psnr:.2f} dB"
+            if math.isinf(metrics.psnr):
+                return "inf" if metrics.psnr > 0 else "-inf"
+            return f"{metrics.psnr:.2f} dB"
         return f"{getattr(metrics, key):.4g}"
 
     rows = [("identical", "identical"), ("samples differing", "differing"),
@@ -479,7 +483,7 @@ def diff(first, second, diff_image, as_json, quiet, max_pixels, allow_formats, d
         output = output_settings(None, None, False, max_pixels, allow_formats)
         a = images.load_image(first, max_pixels=output.max_pixels, formats=output.formats)
         b = images.load_image(second, max_pixels=output.max_pixels, formats=output.formats)
-        report = compare.compare_images(a.frames[0], b.frames[0])
+        report = compare.compare_frames(a.frames, b.frames)
         if diff_image is not None:
             picture = compare.diff_picture([("A", a.frames[0]), ("B", b.frames[0])],
                                            a.frames[0], b.frames[0])  # fmt: skip

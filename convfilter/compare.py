@@ -17,6 +17,7 @@ __all__ = [
     "DiffReport",
     "diff_arrays",
     "compare_images",
+    "compare_frames",
     "kernel_margin",
     "pillow_filter",
     "pillow_equivalent",
@@ -43,8 +44,11 @@ class DiffMetrics:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        if math.isinf(self.psnr):
-            data["psnr"] = None  # JSON has no infinity; identical images have no PSNR
+        if not math.isfinite(self.psnr):
+            data["psnr"] = None  # JSON has no infinity: identical, or unbounded difference
+        for key in ("max_abs", "mean_abs", "rmse"):
+            if not math.isfinite(data[key]):
+                data[key] = None
         return data
 
 
@@ -81,19 +85,31 @@ def _peak(dtype: np.dtype, reference: np.ndarray) -> float:
         return 65535.0
     if dtype == np.int32:
         return float(2**31 - 1)
-    peak = float(np.max(np.abs(reference))) if reference.size else 0.0
+    finite = np.abs(reference[np.isfinite(reference)])
+    peak = float(finite.max()) if finite.size else 0.0
     return peak if peak > 0 else 1.0
 
 
 def _metrics(a: np.ndarray, b: np.ndarray, peak: float) -> DiffMetrics:
-    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    if diff.dtype.kind == "f" and a.dtype.kind == "f":
+        # NaN in both is the same value; NaN in one only is an unbounded difference.
+        nan_a, nan_b = np.isnan(a), np.isnan(b)
+        diff[nan_a & nan_b] = 0.0
+        diff[nan_a ^ nan_b] = np.inf
     samples = int(diff.size)
     differing = int(np.count_nonzero(diff))
     if samples == 0:
         return DiffMetrics(True, 0, 0, 0.0, 0.0, 0.0, math.inf)
     mse = float(np.mean(diff * diff))
     rmse = math.sqrt(mse)
-    psnr = math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
+    if mse == 0:
+        psnr = math.inf
+    elif not math.isfinite(mse) or not math.isfinite(peak):
+        psnr = -math.inf  # an unbounded difference (NaN against a number)
+    else:
+        psnr = 10 * math.log10(peak * peak / mse)
     return DiffMetrics(
         identical=differing == 0,
         samples=samples,
@@ -138,6 +154,26 @@ def compare_images(
     if a.mode != b.mode:
         raise CompareError(f"modes differ: {a.mode} and {b.mode}")
     return diff_arrays(np.asarray(a), np.asarray(b), margin=margin)
+
+
+def compare_frames(first: Sequence[Image.Image], second: Sequence[Image.Image]) -> DiffReport:
+    """Compare every frame of two images (an animation, a multi-page TIFF).
+
+    The metrics cover all frames together. Raises :class:`CompareError` when
+    the frame counts, sizes or modes differ.
+    """
+    if len(first) != len(second):
+        raise CompareError(f"frame counts differ: {len(first)} and {len(second)}")
+    for a, b in zip(first, second):
+        if a.size != b.size:
+            raise CompareError(f"sizes differ: {a.size[0]}x{a.size[1]} and {b.size[0]}x{b.size[1]}")
+        if a.mode != b.mode:
+            raise CompareError(f"modes differ: {a.mode} and {b.mode}")
+    if len(first) == 1:
+        return compare_images(first[0], second[0])
+    stacked_a = np.concatenate([np.asarray(f) for f in first], axis=0)
+    stacked_b = np.concatenate([np.asarray(f) for f in second], axis=0)
+    return diff_arrays(stacked_a, stacked_b)
 
 
 def kernel_margin(kernels: Sequence[Kernel], repeat: int = 1) -> tuple[int, int, int, int]:

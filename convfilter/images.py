@@ -41,6 +41,7 @@ __all__ = [
     "output_format",
     "encode_image",
     "write_atomically",
+    "check_output_path",
     "save_image",
 ]
 
@@ -705,6 +706,25 @@ def _cannot_store(fmt: str, mode: str, exc: BaseException) -> str:
     return f"{fmt} cannot store this image (mode {mode}): {_reason(exc)}{hint}"
 
 
+def check_output_path(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output path that cannot be a new file.
+
+    Raises
+    ------
+    OutputError
+        ``path`` names or is a directory, or its directory does not exist.
+    """
+    text = os.fspath(path)
+    label = f"'{os.fsdecode(text)}'"
+    target = Path(text)
+    if os.fsdecode(text).endswith(("/", os.sep)) or target.name in ("", ".", ".."):
+        raise OutputError(f"{label} names a directory; give a file name")
+    if target.is_dir() and not target.is_symlink():
+        raise OutputError(f"{label} is a directory; give a file name")
+    if not target.parent.is_dir():
+        raise OutputError(f"cannot write {label}: directory '{target.parent}' does not exist")
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write a file through ``write(stream)`` so that ``path`` is never partial.
 
@@ -727,12 +747,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
     label = f"'{os.fsdecode(text)}'"
     target = Path(text)
     directory = target.parent
-    if os.fsdecode(text).endswith(("/", os.sep)) or target.name in ("", ".", ".."):
-        raise OutputError(f"{label} names a directory; give a file name")
-    if target.is_dir() and not target.is_symlink():
-        raise OutputError(f"{label} is a directory; give a file name")
-    if not directory.is_dir():
-        raise OutputError(f"cannot write {label}: directory '{directory}' does not exist")
+    check_output_path(path)
     try:
         fd, temp_name = _create_temporary(directory, target.name)
     except PermissionError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Sequence
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageMode
@@ -132,8 +132,11 @@ def _band_indices(mode: str, settings: FilterSettings) -> tuple[list[int], int |
         selected = list(range(len(bands)))
         if alpha is not None and settings.alpha == "keep":
             selected.remove(alpha)
-    if settings.alpha != "keep" and alpha is None and settings.alpha == "premultiply":
-        raise SettingsError(f"--alpha premultiply needs an image with alpha, not mode {mode}")
+    if settings.alpha == "premultiply":
+        if alpha is None:
+            raise SettingsError(f"--alpha premultiply needs an image with alpha, not mode {mode}")
+        if not [i for i in selected if i != alpha]:
+            raise SettingsError("--alpha premultiply filters colour: name a colour band in --channels")
     if settings.alpha == "filter" and alpha is not None and alpha not in selected:
         selected = sorted(selected + [alpha])
     return selected, alpha
@@ -305,6 +308,16 @@ def process_file(
         os.fspath(destination) if isinstance(destination, (str, os.PathLike)) else "-"
     )
     out_path = destination if isinstance(destination, (str, os.PathLike)) else None
+    comparing = bool(diff_pil or diff_filter or diff_image is not None)
+    # Everything that can be refused without the pixels is refused before them.
+    if out_path is not None:
+        images.output_format(out_path, output.fmt)
+        images.check_output_path(out_path)
+    if diff_image is not None:
+        images.output_format(diff_image, None)
+        images.check_output_path(diff_image)
+    if comparing:
+        _check_comparable(settings, diff_filter)
     loaded = images.load_image(
         source, max_pixels=output.max_pixels, formats=output.formats,
         name=None if source_name is None else "standard input" if source_name == "-" else f"'{source_name}'",
@@ -312,8 +325,11 @@ def process_file(
     fmt = images.output_format(out_path, output.fmt, fallback=loaded.format)
     timings["load"] = _ms_since(start)
     t = time.perf_counter()
-    comparing = bool(diff_pil or diff_filter)
     mode = loaded.mode
+    if comparing and mode == "F":
+        from . import compare
+
+        raise compare.CompareError("Pillow cannot filter mode F (32-bit float) images; leave out --diff-pil")
     first_input = loaded.frames[0] if comparing else None
     filtered = [_filter_frame(loaded.frames, i, settings) for i in range(len(loaded.frames))]
     timings["filter"] = _ms_since(t)
@@ -331,11 +347,6 @@ def process_file(
 
         t = time.perf_counter()
         reference, result.reference = pillow_reference(first_input, settings, diff_filter)
-        if reference.size != filtered[0].size:
-            raise compare.CompareError(
-                "border 'valid' changes the size, so there is nothing to compare with Pillow; "
-                "use --border keep"
-            )
         margin = compare.kernel_margin(settings.kernels, settings.repeat)
         result.diff = compare.compare_images(filtered[0], reference, margin=margin)
         timings["pillow"] = _ms_since(t)
@@ -356,6 +367,22 @@ def process_file(
     timings["total"] = _ms_since(start)
     result.timings_ms = timings
     return result
+
+
+def _check_comparable(settings: FilterSettings, diff_filter: str | None) -> None:
+    """Raise CompareError now for a --diff-pil request that cannot be met."""
+    from . import compare
+
+    if settings.border == "valid":
+        raise compare.CompareError(
+            "border 'valid' changes the size, so there is nothing to compare with Pillow; "
+            "use --border keep"
+        )
+    if diff_filter:
+        compare.pillow_filter(diff_filter)
+    else:
+        for kernel in settings.kernels:
+            compare.pillow_equivalent(kernel)
 
 
 def _filter_frame(frames: list, index: int, settings: FilterSettings) -> Image.Image:

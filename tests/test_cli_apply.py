@@ -521,3 +521,28 @@ def test_usage_errors_exit_2_with_one_line(photo, tmp_path, args, fragment):
 
 def test_no_kernel_is_a_usage_error(photo, tmp_path):
     assert_one_error(run("apply", photo, tmp_path / "o.png"), "-k", code=2)
+
+
+def test_impossible_comparisons_are_refused_before_any_work(photo, tmp_path):
+    out, picture = tmp_path / "o.png", tmp_path / "d.png"
+    for args, fragment in [(["-k", "gaussian:2", "--diff-pil"], "no equivalent"),
+                           (["-k", "blur", "--border", "valid", "--diff-pil"], "valid"),
+                           (["-k", "blur", "--diff-image", tmp_path / "no" / "d.png"], "does not exist")]:  # fmt: skip
+        assert_one_error(run("apply", photo, out, *args), fragment)
+    assert_one_error(run("apply", photo, tmp_path / "nodir" / "x.png", "-k", "blur", "--diff-image", picture),
+                     "does not exist")  # fmt: skip
+    assert not out.exists() and not picture.exists()
+
+
+def test_fail_on_diff_alone_compares(photo, tmp_path):
+    assert run("apply", photo, tmp_path / "o.png", "-k", "sharpen", "--fail-on-diff").exit_code == 1
+
+
+def test_channels_accept_spaces(photo, tmp_path):
+    assert run("apply", photo, tmp_path / "o.png", "-k", "blur", "--channels", "R G").exit_code == 0
+
+
+def test_premultiply_needs_a_colour_band(tmp_path):
+    card = rgba_card(tmp_path)
+    result = run("apply", card, tmp_path / "o.png", "-k", "box:3", "--alpha", "premultiply", "--channels", "A")
+    assert_one_error(result, "colour band")

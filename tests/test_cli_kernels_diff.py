@@ -125,3 +125,27 @@ def test_errors_exit_2(pair, tmp_path, problem):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("convfilter: error: ")
+
+
+def test_diff_compares_every_frame(tmp_path):
+    frames = [Image.new("L", (6, 6), v) for v in (10, 20)]
+    other = [Image.new("L", (6, 6), v) for v in (10, 21)]
+    frames[0].save(tmp_path / "a.tif", save_all=True, append_images=frames[1:])
+    other[0].save(tmp_path / "b.tif", save_all=True, append_images=other[1:])
+    result = run("diff", tmp_path / "a.tif", tmp_path / "b.tif", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.output)["whole"]["differing"] == 36
+    frames[0].save(tmp_path / "one.tif")
+    assert run("diff", tmp_path / "a.tif", tmp_path / "one.tif").exit_code == 2
+
+
+def test_diff_treats_nan_in_both_as_equal(tmp_path):
+    values = np.array([[np.nan, 1.0], [2.0, 3.0]], np.float32)
+    save(tmp_path / "n1.tif", values)
+    save(tmp_path / "n2.tif", values.copy())
+    assert run("diff", tmp_path / "n1.tif", tmp_path / "n2.tif").exit_code == 0
+    changed = values.copy()
+    changed[0, 0] = 5.0
+    save(tmp_path / "n3.tif", changed)
+    data = json.loads(run("diff", tmp_path / "n1.tif", tmp_path / "n3.tif", "--json").output)
+    assert data["whole"]["differing"] == 1
