@@ -238,7 +238,7 @@ def correlate(
     >>> correlate(a, Kernel(np.arange(9.0).reshape(3, 3)), border="valid").tolist()
     [[312.0, 348.0, 384.0], [492.0, 528.0, 564.0], [672.0, 708.0, 744.0]]
     """
-    array = np.asarray(array)
+    array = _native(np.asarray(array))
     mode = _check(array, kernel, border)
     return _filter(array, kernel, mode, cval, method, threads, raw=True, absolute=False)
 
@@ -276,9 +276,14 @@ def filter_array(
     >>> filter_array(impulse, Kernel([[1, 2, 0], [0, 0, 0], [0, 0, 0]]), border="constant").tolist()
     [[0, 0, 0], [0, 0, 0], [0, 20, 10]]
     """
-    array = np.asarray(array)
+    array = _native(np.asarray(array))
     mode = _check(array, kernel, border)
     return _filter(array, kernel, mode, cval, method, threads, raw=False, absolute=absolute)
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    """The array in the machine's byte order (big-endian 16-bit data, say), values unchanged."""
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
 
 def _check(array: np.ndarray, kernel: Kernel, border: str | BorderMode) -> BorderMode:
@@ -817,8 +822,16 @@ def _filter(
     """Shared body of :func:`correlate` (``raw``) and :func:`filter_array`."""
     if method not in METHODS:
         raise FilterError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if threads is not None and threads < 1:
-        raise FilterError(f"threads must be at least 1, got {threads}")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1
+    ):
+        raise FilterError(f"threads must be a whole number of at least 1, got {threads!r}")
+    try:
+        cval = float(cval)
+    except (TypeError, ValueError):
+        raise FilterError(f"cval must be a number, got {cval!r}") from None
+    if not math.isfinite(cval):
+        raise FilterError(f"cval must be finite, got {cval!r}")
     dtype = array.dtype
     work = accumulator_dtype(dtype)
     out_dtype = work if raw else dtype
@@ -845,8 +858,13 @@ def _filter(
             if method == "auto" and estimate_seconds("direct", array.shape, kernel,
                                                      dtype=dtype) <= MAX_SECONDS:  # fmt: skip
                 chosen = "direct"
-        elif chosen == "fft" and float(np.abs(array).max(initial=0)) > 1e30:
-            wide_fft = True
+        elif float(np.abs(array).max(initial=0)) > 1e30:
+            # Near float32's limit the float32 passes of `separable` overflow;
+            # `auto` then takes direct sums, or float64 FFT tiles.
+            if chosen == "separable" and method == "auto":
+                affordable = estimate_seconds("direct", array.shape, kernel, dtype=dtype) <= MAX_SECONDS
+                chosen = "direct" if affordable else "fft"
+            wide_fft = chosen == "fft"
     rule = None
     if not raw:
         uses_cval = mode is BorderMode.CONSTANT

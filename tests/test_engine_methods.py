@@ -578,3 +578,31 @@ def test_integer_direct_is_the_exact_correlation(matrix):
         matrix[r, c] * source[r : r + n, c : c + 10] for r in range(h) for c in range(w)
     ).reshape(n, m)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_auto_does_not_overflow_float32_values_near_the_limit():
+    from convfilter.kernels import Kernel
+
+    image = np.full((300, 300), 3e38, np.float32)
+    result = filter_array(image, Kernel(np.ones((31, 31)), scale=961))
+    assert np.isfinite(result).all()
+    assert np.allclose(result, 3e38, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [{"threads": "2"}, {"threads": 1.5}, {"threads": True},
+                                 {"cval": None}, {"cval": "x"}, {"cval": float("nan")}])  # fmt: skip
+def test_bad_parameters_are_filter_errors(bad):
+    from convfilter.kernels import Kernel
+
+    with pytest.raises(FilterError):
+        filter_array(np.zeros((4, 4), np.uint8), Kernel([[1]]), border="constant", **bad)
+
+
+def test_big_endian_input_gives_the_native_result():
+    from convfilter.kernels import parse_kernel
+
+    rng = np.random.default_rng(3)
+    native = rng.integers(0, 65536, (20, 30)).astype(np.uint16)
+    swapped = native.astype(">u2")
+    kernel = parse_kernel("sharpen")
+    assert np.array_equal(filter_array(swapped, kernel), filter_array(native, kernel))
