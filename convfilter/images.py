@@ -857,7 +857,7 @@ def save_image(
         if isinstance(destination, (str, os.PathLike)):
             raise OutputError(f"'{os.fsdecode(os.fspath(destination))}': {exc}") from None
         raise
-    data = buffer.getbuffer()
+    data = buffer.getvalue()  # bytes, not a view: nothing is left exported if a write fails
     if isinstance(destination, (str, os.PathLike)):
         write_atomically(destination, lambda stream: _write_all(stream, data))
     else:

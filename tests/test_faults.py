@@ -173,7 +173,7 @@ def test_a_really_full_disk(tiny_filesystem, tmp_path):
 
 
 def _slow_apply(source: str, output: str, ready) -> None:
-    """In a forked child: run apply, writing the output in small slow pieces."""
+    """In a child process: run apply, writing the output in small slow pieces."""
 
     def slow_write_all(stream, data):
         view = memoryview(data)
@@ -195,7 +195,9 @@ def test_sigkill_while_writing_never_leaves_a_partial_image(previous, tmp_path):
     if previous:
         noise(output, 10, seed=5)
     before = output.read_bytes() if previous else None
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: forking the test process, which has run threads, can
+    # crash the child on newer Pythons.
+    context = multiprocessing.get_context("spawn")
     ready = context.Event()
     child = context.Process(target=_slow_apply, args=(str(source), str(output), ready))
     child.start()
