@@ -359,6 +359,8 @@ def test_each_mode_round_trips(tmp_path, rng, mode, suffix):
         expected = ndimage.correlate(values, weights)[1:-1, 1:-1]
         assert np.allclose(got[1:-1, 1:-1], expected, rtol=1e-5, atol=1e-2)
         assert got.min() < 0  # float results are not clamped
+    elif mode == "I;16" and int(Image.__version__.split(".")[0]) < 13:
+        pytest.skip("Pillow before 13 filters I;16 with its older code; parity is with Pillow 13+")
     else:
         pillow = np.asarray(Image.open(source).filter(ImageFilter.EDGE_ENHANCE))
         assert np.array_equal(got, pillow)

@@ -101,7 +101,7 @@ def seed_files() -> dict[str, bytes]:
         "webp": (picture, "WEBP", {"quality": 50}),
         "ppm": (picture, "PPM", {}),
         "tga": (picture, "TGA", {"compression": "tga_rle"}),
-        "ico": (picture, "ICO", {}),
+        "ico": (picture.resize((16, 16)), "ICO", {"sizes": [(16, 16)]}),  # older Pillow skips larger sizes
         "16bit.png": (Image.fromarray(rng.integers(0, 65536, (4, 5), dtype=np.uint16)), "PNG", {}),
         "float.tif": (Image.fromarray(rng.normal(size=(4, 5)).astype(np.float32)), "TIFF", {}),
     }
