@@ -947,7 +947,6 @@ def _worker_count(threads: int | None, seconds: float) -> int:
 
 def _copy_frame(out, array, ay, ax, out_rows, out_cols) -> None:
     """Border ``keep``: the pixels outside the interior keep the input's values."""
-    rows, cols = array.shape[:2]
     out[:ay] = array[:ay]
     out[ay + out_rows :] = array[ay + out_rows :]
     out[ay : ay + out_rows, :ax] = array[ay : ay + out_rows, :ax]
