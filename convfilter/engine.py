@@ -460,6 +460,10 @@ def _separable_factors(kernel: Kernel) -> tuple[np.ndarray, np.ndarray] | None:
 #: Nominal seconds one core spends per element of one array operation,
 #: by item size (int16, int32/float32, float64), and per element and
 #: log2(tile area) of an FFT round trip.
+#: Whole-array operations every method pays per element: gather, convert, round, store.
+_FIXED_OPS = 5
+
+
 _OP_SECONDS = {2: 0.08e-9, 4: 0.12e-9, 8: 0.25e-9}
 _FFT_SECONDS = {"scipy": {4: 0.5e-9, 8: 0.8e-9}, "numpy": {4: 1.2e-9, 8: 2e-9}}
 _GEMM_FLOPS = 40e9
@@ -499,15 +503,16 @@ def estimate_seconds(
     per_op = _OP_SECONDS[work.itemsize]
     start = 0.5 if dtype.kind in "iu" else 0.0
     rule = _integer_rule(kernel, dtype, start=start, absolute=False, cval=None)
-    fixed = 5  # gather, convert, round, store
+    fixed = _FIXED_OPS
     if method == "direct":
         return samples * min(_direct_seconds(kernel, rule, channels, work.itemsize))
     if method == "separable":
         factors = _separable_factors(kernel)
         if factors is None:
             return math.inf
-        if rule is not None and _integer_factors(rule.matrix) is not None:
-            column, row = _integer_factors(rule.matrix)
+        integer_factors = _integer_factors(rule.matrix) if rule is not None else None
+        if integer_factors is not None:
+            column, row = integer_factors
             ops = methods.pass_ops(column) + methods.pass_ops(row)
             return samples * (ops + fixed) * _OP_SECONDS[rule.dtype.itemsize]
         column, row = factors
@@ -537,7 +542,7 @@ def _direct_seconds(kernel: Kernel, rule: _IntegerRule | None, channels: int, it
     float32 while SMOOTH_MORE (D = 100) is cheaper in integers.
     """
     h, w = kernel.shape
-    fixed = 5  # gather, convert, round, store
+    fixed = _FIXED_OPS
     taps = int(np.count_nonzero(kernel.matrix))
     floats = (2 * taps + h + fixed) * _OP_SECONDS[item]
     if rule is None:
