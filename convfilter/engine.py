@@ -457,13 +457,12 @@ def _separable_factors(kernel: Kernel) -> tuple[np.ndarray, np.ndarray] | None:
 # The cost model
 # ---------------------------------------------------------------------------
 
-#: Nominal seconds one core spends per element of one array operation,
-#: by item size (int16, int32/float32, float64), and per element and
-#: log2(tile area) of an FFT round trip.
 #: Whole-array operations every method pays per element: gather, convert, round, store.
 _FIXED_OPS = 5
 
-
+#: Nominal seconds one core spends per element of one array operation,
+#: by item size (int16, int32/float32, float64), and per element and
+#: log2(tile area) of an FFT round trip.
 _OP_SECONDS = {2: 0.08e-9, 4: 0.12e-9, 8: 0.25e-9}
 _FFT_SECONDS = {"scipy": {4: 0.5e-9, 8: 0.8e-9}, "numpy": {4: 1.2e-9, 8: 2e-9}}
 _GEMM_FLOPS = 40e9
