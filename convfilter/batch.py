@@ -556,7 +556,6 @@ def plan_batch(
     plan.skipped = [Outcome(p, None, "skipped", reason=r) for p, r in expansion.skipped]
     plan.failed = [Outcome(p, None, "failed", error=r) for p, r in expansion.failed]
     paths = _Paths()
-    writable: dict[str, str | None] = {}  # output suffix -> why Pillow cannot write it
     seen: set[str] = set()
     planned: list[Task] = []
     for found in expansion.found:
@@ -580,18 +579,10 @@ def plan_batch(
                 "(through a symbolic link)"
             )
         if not fmt:
-            suffix = os.path.splitext(output)[1].lower()
-            if suffix not in writable:
-                try:
-                    images.output_format(output, None)
-                    writable[suffix] = None
-                except images.OutputError:
-                    writable[suffix] = (
-                        f"unknown output extension {suffix or '(none)'!r}; "
-                        "use .png, .jpg, .tif, .webp, ... or give --format"
-                    )
-            if writable[suffix] is not None:
-                plan.failed.append(Outcome(found.path, output, "failed", error=writable[suffix], index=index))
+            suffix = os.path.splitext(output)[1]
+            if images.format_for_extension(suffix) is None:
+                error = images.unknown_extension_message(suffix)
+                plan.failed.append(Outcome(found.path, output, "failed", error=error, index=index))
                 continue
         planned.append(Task(index, found.path, output, source, destination))
     del expansion, seen

@@ -39,6 +39,8 @@ __all__ = [
     "to_array",
     "from_array",
     "output_format",
+    "format_for_extension",
+    "unknown_extension_message",
     "encode_image",
     "write_atomically",
     "check_output_path",
@@ -461,7 +463,17 @@ def _decode_frames(image: Image.Image, label: str, max_pixels: int) -> LoadedIma
         raise ImageTooLargeError(_too_large_message(
             label, f"{n_frames} frames of {width}x{height}", n_frames * width * height, max_pixels
         ))  # fmt: skip
-    deep_colour = _sixteen_bit_colour(image)  # before getexif, which may decode the image
+    deep_colour = _sixteen_bit_colour(image)  # before load(), which consumes the tile list
+    # The first frame is decoded before any metadata is read: reading EXIF can
+    # make a plugin decode the pixels (PNG looks for eXIf after the image data),
+    # and a decoder error must fail the image, not be taken for unreadable EXIF.
+    try:
+        image.load()
+    except (ImageError, Image.DecompressionBombError, MemoryError):
+        raise
+    except Exception as exc:
+        where = f" (frame 1 of {n_frames})" if n_frames > 1 else ""
+        raise ImageError(f"{label}: cannot decode image{where}: {_reason(exc)}") from None
     orientation = _orientation(image)  # before _read_metadata drops the tag
     metadata = _read_metadata(image)
     if orientation in _QUARTER_TURNS and metadata.dpi:
@@ -636,14 +648,30 @@ def output_format(path: str | os.PathLike | None, fmt: str | None, *, fallback: 
         raise OutputError("give --format to write to standard output")
     if os.path.isdir(path) and not os.path.islink(path):  # a link is replaced, not followed
         raise OutputError(f"'{os.fsdecode(os.fspath(path))}' is a directory; give a file name")
-    ext = Path(os.fspath(path)).suffix.lower()
-    found = Image.registered_extensions().get(ext)
-    if not ext or found is None or found not in Image.SAVE:
-        raise OutputError(
-            f"'{os.fspath(path)}': unknown output extension {ext or '(none)'!r}; "
-            "use .png, .jpg, .tif, .webp, ... or give --format"
-        )
+    ext = Path(os.fspath(path)).suffix
+    found = format_for_extension(ext)
+    if found is None:
+        raise OutputError(f"'{os.fspath(path)}': {unknown_extension_message(ext)}")
     return found
+
+
+def format_for_extension(ext: str) -> str | None:
+    """The format Pillow writes for a file extension (``".jpg"``), or None.
+
+    >>> format_for_extension(".JPG"), format_for_extension(".xyz")
+    ('JPEG', None)
+    """
+    Image.init()
+    found = Image.registered_extensions().get(ext.lower()) if ext else None
+    return found if found in Image.SAVE else None
+
+
+def unknown_extension_message(ext: str) -> str:
+    """Why an output with extension ``ext`` cannot be written, and what to do."""
+    return (
+        f"unknown output extension {ext.lower() or '(none)'!r}; "
+        "use .png, .jpg, .tif, .webp, ... or give --format"
+    )
 
 
 def encode_image(

@@ -421,3 +421,14 @@ def test_interrupted_summary_in_words(tmp_path):
     text = stdout.decode()
     assert "interrupted by SIGINT;" in text and "not processed" in text and "processed " in text
     assert not any(p.name.endswith(".part") for p in out.iterdir())
+
+
+def test_a_folder_named_like_one_output_fails_only_that_file(tmp_path, rng):
+    for name in ("a", "b", "c"):
+        picture(tmp_path / "in" / f"{name}.png", rng)
+    (tmp_path / "out" / "a.png").mkdir(parents=True)
+    result = run("batch", tmp_path / "in", "-d", tmp_path / "out", "-k", "blur", "--json", "--overwrite")
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    status = {Path(line["input"]).name: line["status"] for line in lines if line["type"] == "file"}
+    assert status == {"a.png": "failed", "b.png": "ok", "c.png": "ok"}, result.output
+    assert (tmp_path / "out" / "b.png").is_file() and (tmp_path / "out" / "a.png").is_dir()
