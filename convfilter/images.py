@@ -749,8 +749,37 @@ def check_output_path(path: str | os.PathLike) -> None:
         raise OutputError(f"{label} names a directory; give a file name")
     if target.is_dir() and not target.is_symlink():
         raise OutputError(f"{label} is a directory; give a file name")
+    kind = _special_kind(text)
+    if kind in ("socket", "block device"):
+        raise OutputError(f"{label} is a {kind}; convfilter writes image files, give a file name")
     if not target.parent.is_dir():
         raise OutputError(f"cannot write {label}: directory '{target.parent}' does not exist")
+
+
+def _special_kind(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it exists and is neither a regular file, a directory
+    nor a symbolic link: "character device", "FIFO", "socket", "block device"."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    kinds = ((stat.S_ISCHR, "character device"), (stat.S_ISFIFO, "FIFO"),
+             (stat.S_ISSOCK, "socket"), (stat.S_ISBLK, "block device"))  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), None)
+
+
+def _write_into(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` into an existing character device or FIFO, as ``cp`` does.
+
+    The node itself is kept; opening a FIFO waits for its reader.
+    """
+    label = f"'{os.fsdecode(os.fspath(path))}'"
+    try:
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "wb") as stream:
+            _write_all(stream, data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {label}: {_os_reason(exc)}") from None
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
@@ -875,7 +904,9 @@ def save_image(
     """Encode and write ``frames``: atomically to a path, or to a binary stream.
 
     The image is encoded in memory first, so an encoder error never touches
-    the destination. Returns the number of bytes written.
+    the destination. A path that is a character device or a FIFO is written
+    into, never replaced; a socket or block device is refused. Returns the
+    number of bytes written.
     """
     buffer = io.BytesIO()
     try:
@@ -887,7 +918,11 @@ def save_image(
         raise
     data = buffer.getvalue()  # bytes, not a view: nothing is left exported if a write fails
     if isinstance(destination, (str, os.PathLike)):
-        write_atomically(destination, lambda stream: _write_all(stream, data))
+        if _special_kind(destination) in ("character device", "FIFO"):
+            check_output_path(destination)
+            _write_into(destination, data)
+        else:
+            write_atomically(destination, lambda stream: _write_all(stream, data))
     else:
         try:
             _write_all(destination, data)

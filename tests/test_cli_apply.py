@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
+import stat
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -548,3 +552,44 @@ def test_premultiply_needs_a_colour_band(tmp_path):
     card = rgba_card(tmp_path)
     result = run("apply", card, tmp_path / "o.png", "-k", "box:3", "--alpha", "premultiply", "--channels", "A")
     assert_one_error(result, "colour band")
+
+
+# --- special files as outputs: written into, never replaced ------------------------------
+
+
+def test_a_character_device_output_is_written_into_and_kept(photo, tmp_path):
+    node = tmp_path / "mynull"
+    try:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # the kernel's null device
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    before = os.lstat(node)
+    result = run("apply", photo, node, "-k", "blur", "--format", "png")
+    assert result.exit_code == 0, result.output + result.stderr
+    after = os.lstat(node)
+    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev and after.st_ino == before.st_ino
+    no_leftovers(tmp_path)
+
+
+def test_a_fifo_output_is_written_into_and_its_reader_gets_the_image(photo, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    result = run("apply", photo, fifo, "-k", "blur", "--format", "png")
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert run("apply", photo, tmp_path / "file.png", "-k", "blur").exit_code == 0
+    assert received == [(tmp_path / "file.png").read_bytes()]
+    no_leftovers(tmp_path)
+
+
+def test_a_socket_output_is_refused_and_kept(photo, tmp_path):
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        result = run("apply", photo, path, "-k", "blur", "--format", "png")
+        assert_one_error(result, "is a socket")
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)
