@@ -445,7 +445,10 @@ class Task:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one file (``status``: ``ok``, ``skipped`` or ``failed``)."""
+    """What happened to one file (``status``: ``ok``, ``skipped`` or ``failed``).
+
+    ``notes`` says what was converted or could not be kept (as ``apply`` prints them).
+    """
 
     input: str
     output: str | None
@@ -454,6 +457,7 @@ class Outcome:
     milliseconds: float = 0.0
     reason: str | None = None
     index: int | None = None
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """The ``--json`` line of one file."""
@@ -465,6 +469,7 @@ class Outcome:
             "status": self.status,
             "error": self.error,
             "reason": self.reason,
+            "notes": list(self.notes),
             "milliseconds": round(self.milliseconds, 3),
         }
 
@@ -694,13 +699,14 @@ def process_one(task: Task, settings: FilterSettings, output: OutputSettings) ->
     start = time.perf_counter()
     try:
         os.makedirs(os.path.dirname(task.destination), exist_ok=True)
-        process_file(task.source, task.destination, settings, output,
-                     source_name=task.input, destination_name=task.output)  # fmt: skip
+        result = process_file(task.source, task.destination, settings, output,
+                              source_name=task.input, destination_name=task.output)  # fmt: skip
     except Exception as exc:  # one bad file must not stop the batch
         error = _describe_error(exc, task.input)
         return Outcome(task.input, task.output, "failed", error=error,
                        milliseconds=_ms_since(start), index=task.index)  # fmt: skip
-    return Outcome(task.input, task.output, "ok", milliseconds=_ms_since(start), index=task.index)
+    return Outcome(task.input, task.output, "ok", milliseconds=_ms_since(start), index=task.index,
+                   notes=tuple(result.notes))  # fmt: skip
 
 
 def _describe_error(exc: BaseException, name: str) -> str:
@@ -735,6 +741,7 @@ class BatchSummary:
     processed: int = 0
     skipped: list[Outcome] = field(default_factory=list)
     failed: list[Outcome] = field(default_factory=list)
+    noted: list[Outcome] = field(default_factory=list)  # processed files with notes
     unfinished: int = 0  # planned files neither processed nor failed (interrupted, --fail-fast)
     seconds: float = 0.0
     interrupted: str | None = None
@@ -758,6 +765,7 @@ class BatchSummary:
             "interrupted": self.interrupted,
             "stopped_early": self.stopped_early,
             "failures": [{"input": o.input, "error": o.error} for o in failures],
+            "noted": len(self.noted),
         }
 
     def to_text(self) -> str:
@@ -777,6 +785,10 @@ class BatchSummary:
         elif self.stopped_early:
             lines.append(f"stopped after the first failure (--fail-fast); {self.unfinished} not processed")
         lines.append(line)
+        if self.noted:
+            lines.append("notes:")
+            for outcome in sorted(self.noted, key=lambda o: o.index or 0):
+                lines += [_printable(f"  {outcome.input}: {note}") for note in outcome.notes]
         if self.failed:
             lines.append("failed:")
             for outcome in sorted(self.failed, key=lambda o: (o.index is None, o.index or 0)):
@@ -885,6 +897,8 @@ def run_batch(
     def record(outcome: Outcome) -> None:
         if outcome.status == "ok":
             summary.processed += 1
+            if outcome.notes:
+                summary.noted.append(outcome)
         elif outcome.status == "skipped":
             summary.skipped.append(outcome)
         else:

@@ -20,11 +20,12 @@ import click
 from . import __version__
 
 # Kept here (not imported from the engine) so that --help needs no NumPy;
-# tests check these equal engine.BORDER_MODES, engine.METHODS and
-# pipeline.ALPHA_MODES.
+# tests check these equal engine.BORDER_MODES, engine.METHODS,
+# pipeline.ALPHA_MODES and encoding.COMPRESSIONS.
 BORDER_CHOICES = ("nearest", "reflect", "mirror", "wrap", "constant", "keep", "valid")
 METHOD_CHOICES = ("auto", "direct", "separable", "fft")
 ALPHA_CHOICES = ("keep", "filter", "premultiply")
+COMPRESSION_CHOICES = ("none", "lzw", "deflate", "packbits")
 
 #: Exit codes (documented in the README).
 EXIT_OK = 0
@@ -176,7 +177,12 @@ def _output_options(function):
                      help="Output format (PNG, JPEG, TIFF, WEBP, ...) instead of the extension's; "
                           "for batch, {suffix} follows it."),
         click.option("--quality", type=click.IntRange(1, 100), default=None, metavar="Q",
-                     help="JPEG/WebP quality, 1-100."),
+                     help="JPEG/WebP quality, 1-100 [default: the input's encoding; see the README]."),
+        click.option("--lossless", is_flag=True, help="Write lossless WebP."),
+        click.option("--compression", type=click.Choice(COMPRESSION_CHOICES), default=None,
+                     help="TIFF compression [default: the input's, else none]."),
+        click.option("--depth", type=click.Choice(["8"]), default=None,
+                     help="Write 8 bits per sample, scaling 16-bit samples [default: the input's depth]."),
         click.option("--strip-metadata", is_flag=True,
                      help="Write no ICC profile, EXIF or DPI (for publishing)."),
     ]  # fmt: skip
@@ -223,7 +229,8 @@ def build_settings(kernels, repeat, border, cval, absolute, channels, alpha, met
     )  # fmt: skip
 
 
-def output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats):
+def output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats, *, depth=None,
+                    lossless=False, compression=None):
     from .images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, readable_formats
     from .pipeline import OutputSettings
 
@@ -237,7 +244,8 @@ def output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats):
     return OutputSettings(
         fmt=fmt, quality=quality, strip_metadata=strip_metadata,
         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
-        formats=formats,
+        formats=formats, depth=None if depth is None else int(depth), lossless=lossless,
+        compression=compression,
     )  # fmt: skip
 
 
@@ -275,8 +283,9 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip, repeat, border,
-          cval, absolute, channels, alpha, method, threads, fmt, quality, strip_metadata,
-          max_pixels, allow_formats, diff_pil, diff_image, fail_on_diff, as_json, quiet, debug):
+          cval, absolute, channels, alpha, method, threads, fmt, quality, lossless, compression,
+          depth, strip_metadata, max_pixels, allow_formats, diff_pil, diff_image, fail_on_diff,
+          as_json, quiet, debug):
     """Filter INPUT with one or more kernels and write OUTPUT.
 
     INPUT or OUTPUT may be '-' for standard input/output. The output
@@ -294,7 +303,8 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
         kernels = build_kernels(kernel_specs, scale, offset, normalize, flip)
         settings = build_settings(kernels, repeat, border, cval, absolute, channels, alpha,
                                   method, threads)  # fmt: skip
-        output = output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats)
+        output = output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats,
+                                 depth=depth, lossless=lossless, compression=compression)  # fmt: skip
         from .pipeline import process_file
 
         to_stdout = output_path == "-"
@@ -534,8 +544,8 @@ EXIT_TERMINATED = 143
               help="Run on a Dask cluster: tcp://HOST:8786, or 'local' (needs convfilter[dask]).")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat, border, cval,
-          absolute, channels, alpha, method, threads, fmt, quality, strip_metadata, max_pixels,
-          allow_formats, recursive, from_file, null, name_template, in_place, overwrite,
+          absolute, channels, alpha, method, threads, fmt, quality, lossless, compression, depth,
+          strip_metadata, max_pixels, allow_formats, recursive, from_file, null, name_template, in_place, overwrite,
           skip_existing, jobs, fail_fast, progress, as_json, scheduler, debug):
     """Filter many images into OUT_DIR, in parallel.
 
@@ -564,7 +574,8 @@ def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat,
         kernels = build_kernels(kernel_specs, scale, offset, normalize, flip)
         settings = build_settings(kernels, repeat, border, cval, absolute, channels, alpha,
                                   method, threads)  # fmt: skip
-        output = output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats)
+        output = output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats,
+                                 depth=depth, lossless=lossless, compression=compression)  # fmt: skip
         from . import batch as batching
 
         try:

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .deep_colour import DeepImage
 from .kernels import Kernel, preset_key
 
 __all__ = [
@@ -270,6 +271,8 @@ _MAX_PANEL_SIDE = 1024
 
 def _preview(image: Image.Image) -> Image.Image:
     """An 8-bit RGB view of any filterable image, for people to look at."""
+    if isinstance(image, DeepImage):
+        return image.to_8_bits().convert("RGB")
     if image.mode in ("I;16", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
         low, high = float(values.min()), float(values.max())

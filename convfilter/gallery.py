@@ -110,6 +110,8 @@ def sheet_size(count: int, cell: tuple[int, int], columns: int | None = None) ->
 
 def _viewable(image: Image.Image, value_range: tuple[float, float] | None) -> Image.Image:
     """An RGB picture of any filterable mode: alpha over white, wide modes scaled to 8 bits."""
+    if isinstance(image, images.DeepImage):
+        image = image.to_8_bits()
     if image.mode in ("I;16", "I", "F"):
         low, high = value_range or (0.0, 1.0)
         values = np.asarray(image, dtype=np.float64)
@@ -202,5 +204,6 @@ def write_gallery(
     fmt = images.output_format(destination, output.fmt)
     loaded = images.load_image(source, max_pixels=output.max_pixels, formats=output.formats)
     sheet = contact_sheet(loaded.frames[0], entries, tile_size=tile_size, columns=columns)
-    images.save_image([sheet.image], destination, fmt=fmt, quality=output.quality)
+    options = {"quality": output.quality} if output.quality and fmt in ("JPEG", "WEBP") else None
+    images.save_image([sheet.image], destination, fmt=fmt, options=options)
     return sheet

@@ -22,7 +22,11 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageMode
+
+from . import deep_colour
+from .deep_colour import DeepImage
+from .encoding import SourceEncoding, webp_is_lossless
 
 __all__ = [
     "ImageError",
@@ -41,6 +45,9 @@ __all__ = [
     "output_format",
     "format_for_extension",
     "unknown_extension_message",
+    "band_names",
+    "check_depth",
+    "reduce_to_8_bits",
     "encode_image",
     "write_atomically",
     "check_output_path",
@@ -69,6 +76,8 @@ FILTERABLE_MODES: dict[str, np.dtype] = {
     "I;16": np.dtype("<u2"),
     "I": np.dtype(np.int32),
     "F": np.dtype(np.float32),
+    "RGB;16": np.dtype(np.uint16),  # 16-bit colour, held by DeepImage (no Pillow mode)
+    "RGBA;16": np.dtype(np.uint16),
 }
 
 #: Modes converted before filtering, and what they become.
@@ -92,7 +101,6 @@ _METADATA_KEYS = {
     "WEBP": {"icc_profile", "exif"},
     "BMP": {"dpi"},
 }
-_QUALITY_FORMATS = {"JPEG", "WEBP"}
 _MULTIFRAME_FORMATS = {"PNG", "GIF", "TIFF", "WEBP"}
 
 # EXIF orientation value -> the transpose that shows the picture upright.
@@ -110,7 +118,8 @@ _EXIF_ORIENTATION = 0x0112
 _QUARTER_TURNS = {5, 6, 7, 8}
 
 #: Modes with more than 8 bits per sample, and the formats that hold them exactly.
-_DEEP_MODE_FORMATS = {"I;16": {"PNG", "TIFF"}, "I": {"TIFF"}, "F": {"TIFF"}}
+_DEEP_MODE_FORMATS = {"I;16": {"PNG", "TIFF", "PPM"}, "I": {"TIFF"}, "F": {"TIFF"},
+                      **deep_colour.FORMATS}
 
 #: Tags never copied into the output's EXIF: the orientation (applied), the
 #: resolution (carried as DPI) and, since a TIFF's EXIF is its main IFD, the
@@ -178,17 +187,19 @@ def _valid_dpi(value: object) -> tuple[float, float] | None:
 class LoadedImage:
     """A decoded input, upright and in a filterable mode.
 
-    ``frames`` has one image per frame (one for still images); ``notes``
-    says what was done to make it filterable (palette expanded, EXIF
-    rotation applied); ``frame_info`` holds durations and loop count.
+    ``frames`` has one image per frame (one for still images): Pillow
+    images, or :class:`DeepImage` for 16-bit colour; ``notes`` says what
+    was done to make it filterable (palette expanded, EXIF rotation
+    applied); ``encoding`` is how the file was encoded, for writing it
+    back the same way.
     """
 
-    frames: list[Image.Image]
+    frames: list[Image.Image | DeepImage]
     format: str | None
     source_mode: str
     metadata: Metadata
     notes: list[str] = field(default_factory=list)
-    frame_info: dict = field(default_factory=dict)
+    encoding: SourceEncoding = field(default_factory=SourceEncoding)
 
     @property
     def mode(self) -> str:
@@ -289,7 +300,7 @@ def _decode(handle: BinaryIO, label: str, max_pixels: int, formats: tuple[str, .
                 raise ImageError(_unidentified_message(handle, label, allowed)) from None
             stage = "decode image"
             try:
-                loaded = _decode_frames(image, label, max_pixels)
+                loaded = _decode_frames(image, handle, label, max_pixels)
             except BaseException:
                 image.close()
                 raise
@@ -447,7 +458,7 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _decode_frames(image: Image.Image, label: str, max_pixels: int) -> LoadedImage:
+def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels: int) -> LoadedImage:
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(f"{label}: image has no pixels ({width}x{height})")
@@ -463,10 +474,15 @@ def _decode_frames(image: Image.Image, label: str, max_pixels: int) -> LoadedIma
         raise ImageTooLargeError(_too_large_message(
             label, f"{n_frames} frames of {width}x{height}", n_frames * width * height, max_pixels
         ))  # fmt: skip
-    deep_colour = _sixteen_bit_colour(image)  # before load(), which consumes the tile list
-    # The first frame is decoded before any metadata is read: reading EXIF can
-    # make a plugin decode the pixels (PNG looks for eXIf after the image data),
-    # and a decoder error must fail the image, not be taken for unreadable EXIF.
+    deep_source = _deep_colour_source(image)  # before load(), which consumes the tile list
+    # A PNG whose EXIF is not ahead of its pixels decodes them when EXIF is
+    # read, so its first frame is decoded first: a decoder error must fail the
+    # image, not pass for unreadable EXIF. Other formats' EXIF is read before
+    # decoding (the TIFF plugin drops the orientation tag once it has decoded).
+    exif_after_pixels = fmt == "PNG" and "exif" not in image.info
+    if not exif_after_pixels:
+        orientation = _orientation(image)  # before _read_metadata drops the tag
+        metadata = _read_metadata(image)
     try:
         image.load()
     except (ImageError, Image.DecompressionBombError, MemoryError):
@@ -474,8 +490,9 @@ def _decode_frames(image: Image.Image, label: str, max_pixels: int) -> LoadedIma
     except Exception as exc:
         where = f" (frame 1 of {n_frames})" if n_frames > 1 else ""
         raise ImageError(f"{label}: cannot decode image{where}: {_reason(exc)}") from None
-    orientation = _orientation(image)  # before _read_metadata drops the tag
-    metadata = _read_metadata(image)
+    if exif_after_pixels:
+        orientation = _orientation(image)
+        metadata = _read_metadata(image)
     if orientation in _QUARTER_TURNS and metadata.dpi:
         metadata = dataclasses.replace(metadata, dpi=metadata.dpi[::-1])
     frames: list[Image.Image] = []
@@ -488,9 +505,15 @@ def _decode_frames(image: Image.Image, label: str, max_pixels: int) -> LoadedIma
         notes.append(f"kept the main picture of this MPO/JPEG; its {n_frames - 1} extra "
                      "picture(s) (previews or other views) are not written")  # fmt: skip
         n_frames = 1
-    if deep_colour:
-        notes.append("16-bit colour is read as 8 bits per channel (Pillow has no 16-bit RGB mode)")
+    source_encoding = _source_encoding(image, fmt)
+    if deep_source is not None:
+        deep_frames = _decode_deep_colour(handle, fmt, n_frames, deep_source, label, orientation)
+        if orientation in _ORIENTATION_TRANSPOSE:
+            notes.append(f"applied EXIF orientation {orientation}; the output is stored upright")
+        return LoadedImage(deep_frames, fmt, deep_frames[0].mode, metadata, notes, source_encoding)
     total = 0
+    disposal: list[int] = []
+    blend: list[int] = []
     for index in range(n_frames):
         try:
             if index:
@@ -510,7 +533,8 @@ def _decode_frames(image: Image.Image, label: str, max_pixels: int) -> LoadedIma
             where = f" (frame {index + 1} of {n_frames})" if n_frames > 1 else ""
             raise ImageError(f"{label}: cannot decode image{where}: {_reason(exc)}") from None
         if target_mode is None:
-            target_mode = _filterable_mode(frame, label)
+            # A 16-bit PGM opens as mode I; as I;16 it is filtered and written at 16 bits.
+            target_mode = "I;16" if fmt == "PPM" and frame.mode == "I" else _filterable_mode(frame, label)
         if frame.mode != target_mode:
             if index == 0:
                 notes.append(f"converted mode {frame.mode} to {target_mode} for filtering")
@@ -519,10 +543,106 @@ def _decode_frames(image: Image.Image, label: str, max_pixels: int) -> LoadedIma
             frame = frame.transpose(_ORIENTATION_TRANSPOSE[orientation])
         frames.append(frame)
         durations.append(_duration(image.info.get("duration")))
+        disposal.append(_small_int(getattr(image, "disposal_method", getattr(image, "dispose_op", 0))))
+        blend.append(_small_int(getattr(image, "blend_op", 0)))
     if orientation in _ORIENTATION_TRANSPOSE:
         notes.append(f"applied EXIF orientation {orientation}; the output is stored upright")
-    frame_info = {"duration": durations, "loop": _loop(image.info.get("loop"))}
-    return LoadedImage(frames, fmt, source_mode, metadata, notes, frame_info)
+    source_encoding = dataclasses.replace(
+        source_encoding,
+        durations=tuple(durations),
+        loop=_loop(image.info.get("loop")),
+        disposal=tuple(disposal) if fmt in ("GIF", "PNG") else None,
+        blend=tuple(blend) if fmt == "PNG" else None,
+        webp_lossless=_webp_lossless(handle) if fmt == "WEBP" else None,
+    )
+    return LoadedImage(frames, fmt, source_mode, metadata, notes, source_encoding)
+
+
+def _small_int(value: object) -> int:
+    try:
+        return int(value or 0)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
+
+
+def _webp_lossless(handle: BinaryIO) -> bool | None:
+    try:
+        handle.seek(0)
+        return webp_is_lossless(handle.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _source_encoding(image: Image.Image, fmt: str | None) -> SourceEncoding:
+    """What the file says about its own encoding (frames are added later)."""
+    info = image.info
+    comment = info.get("comment")
+    found: dict = {"format": fmt, "comment": comment if isinstance(comment, bytes) and comment else None}
+    if fmt in ("JPEG", "MPO"):
+        from PIL import JpegImagePlugin
+
+        tables = getattr(image, "quantization", None)
+        if tables:
+            found["jpeg_qtables"] = tuple(tuple(tables[key]) for key in sorted(tables))
+        try:
+            found["jpeg_subsampling"] = JpegImagePlugin.get_sampling(image)
+        except Exception:  # noqa: BLE001 - an odd layout: the writer's default is used
+            found["jpeg_subsampling"] = None
+        found["jpeg_progressive"] = bool(info.get("progressive") or info.get("progression"))
+    if fmt == "TIFF" and isinstance(info.get("compression"), str):
+        found["tiff_compression"] = info["compression"]
+    return SourceEncoding(**found)
+
+
+def _deep_colour_source(image: Image.Image) -> dict | None:
+    """For a 16-bit colour PNG, TIFF or raw PPM (which Pillow decodes to 8 bits),
+    what :func:`deep_colour.decode` needs; None for any other image."""
+    if image.mode not in ("RGB", "RGBA") or image.format not in ("PNG", "TIFF", "PPM"):
+        return None
+    for tile in getattr(image, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        if image.format == "PPM":
+            if tile[0] == "ppm" and isinstance(args, tuple) and len(args) > 1 and int(args[1]) > 255:
+                return {"ppm_offset": int(tile[2]), "ppm_maxval": int(args[1])}
+            if tile[0] == "ppm_plain" and isinstance(args, tuple) and len(args) > 1 and int(args[1]) > 255:
+                return {"plain": True}
+            continue
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return {}
+    return None
+
+
+def _decode_deep_colour(
+    handle: BinaryIO, fmt: str, n_frames: int, source: dict, label: str, orientation: int
+) -> list[DeepImage]:
+    if source.get("plain") or (n_frames > 1 and fmt != "TIFF"):
+        what = "plain-text PPM" if source.get("plain") else "animations"
+        raise ImageError(f"{label}: 16-bit colour {what} are not supported")
+    try:
+        handle.seek(0)
+        frames = deep_colour.decode(handle.read(), fmt, **source)
+    except MemoryError:
+        raise
+    except Exception as exc:  # the codecs raise their own kinds on bad data
+        raise ImageError(f"{label}: cannot decode 16-bit colour: {_reason(exc)}") from None
+    for frame in frames:
+        frame.array = _upright(frame.array, orientation)
+    return frames
+
+
+def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
+    """``array`` turned as the EXIF orientation says (as the Pillow transposes do)."""
+    turned = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }.get(orientation)
+    return array if turned is None else np.ascontiguousarray(turned(array))
 
 
 def _duration(value: object) -> int:
@@ -540,19 +660,6 @@ def _loop(value: object) -> int:
     except (TypeError, ValueError, OverflowError):
         return 0
     return number if 0 <= number < 2**16 else 0
-
-
-def _sixteen_bit_colour(image: Image.Image) -> bool:
-    """True for a 16-bit-per-channel colour PNG or TIFF, which Pillow decodes to 8 bits."""
-    if image.mode not in ("RGB", "RGBA"):
-        return False
-    for tile in getattr(image, "tile", None) or ():
-        rawmode = tile[3] if len(tile) > 3 else None
-        if isinstance(rawmode, tuple):
-            rawmode = rawmode[0] if rawmode else None
-        if isinstance(rawmode, str) and ";16" in rawmode:
-            return True
-    return False
 
 
 def _filterable_mode(frame: Image.Image, label: str) -> str:
@@ -597,8 +704,21 @@ def _read_metadata(image: Image.Image) -> Metadata:
 _COPY_STRIP_BYTES = 4 << 20
 
 
-def to_array(image: Image.Image) -> np.ndarray:
+def band_names(mode: str) -> tuple[str, ...]:
+    """The bands of a filterable mode.
+
+    >>> band_names("RGBA;16"), band_names("L")
+    (('R', 'G', 'B', 'A'), ('L',))
+    """
+    if mode in deep_colour.DEEP_MODES:
+        return tuple("RGBA"[: deep_colour.DEEP_MODES[mode]])
+    return ImageMode.getmode(mode).bands
+
+
+def to_array(image: Image.Image | DeepImage) -> np.ndarray:
     """Pixels as an H x W (one band) or H x W x C array in the mode's dtype."""
+    if isinstance(image, DeepImage):
+        return image.array
     if image.mode not in FILTERABLE_MODES:
         raise UnsupportedModeError(f"image mode {image.mode} cannot be filtered")
     width, height = image.size
@@ -615,10 +735,15 @@ def to_array(image: Image.Image) -> np.ndarray:
     return array
 
 
-def from_array(array: np.ndarray, mode: str) -> Image.Image:
-    """An image of ``mode`` from an array shaped and typed as :func:`to_array` gives."""
+def from_array(array: np.ndarray, mode: str, *, like: DeepImage | None = None) -> Image.Image | DeepImage:
+    """An image of ``mode`` from an array shaped and typed as :func:`to_array` gives.
+
+    For 16-bit colour, a :class:`DeepImage` with the layout details of ``like``.
+    """
     dtype = FILTERABLE_MODES[mode]
     array = np.ascontiguousarray(array, dtype=dtype)
+    if mode in deep_colour.DEEP_MODES:
+        return DeepImage(array, dict(like.info) if like is not None else {})
     height, width = array.shape[:2]
     return Image.frombuffer(mode, (width, height), array, "raw", mode, 0, 1)
 
@@ -674,47 +799,75 @@ def unknown_extension_message(ext: str) -> str:
     )
 
 
+def check_depth(mode: str, fmt: str) -> None:
+    """Refuse writing a mode of more than 8 bits per sample to a format that would cut it.
+
+    Raises
+    ------
+    OutputError
+        Naming the formats that hold the mode, and ``--depth 8``.
+    """
+    if mode in _DEEP_MODE_FORMATS and fmt not in _DEEP_MODE_FORMATS[mode]:
+        holders = ", ".join(sorted(_DEEP_MODE_FORMATS[mode]))
+        raise OutputError(
+            f"{fmt} cannot store this image (mode {mode}) without losing precision; "
+            f"write {holders}, or give --depth 8 to write 8 bits per sample"
+        )
+
+
+def reduce_to_8_bits(image: Image.Image | DeepImage) -> tuple[Image.Image, str | None]:
+    """``image`` at 8 bits per sample, and a note saying how (None when already 8 bits).
+
+    16-bit samples are scaled by 255/65535 and rounded; 32-bit integer and
+    float samples are rounded and clipped to 0-255.
+    """
+    if isinstance(image, DeepImage):
+        return image.to_8_bits(), "wrote 8 bits per sample (--depth 8): 16-bit colour scaled by 255/65535"
+    if image.mode == "I;16":
+        wide = to_array(image).astype(np.uint32)
+        narrow = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(narrow, "L"), "wrote 8 bits per sample (--depth 8): 16-bit grey scaled by 255/65535"
+    if image.mode in ("I", "F"):
+        values = np.clip(np.rint(to_array(image).astype(np.float64)), 0, 255).astype(np.uint8)
+        return Image.fromarray(values, "L"), (
+            f"wrote 8 bits per sample (--depth 8): mode {image.mode} samples rounded and clipped to 0-255"
+        )
+    return image, None
+
+
 def encode_image(
-    frames: Sequence[Image.Image],
+    frames: Sequence[Image.Image | DeepImage],
     stream: BinaryIO,
     *,
     fmt: str,
     metadata: Metadata | None = None,
-    quality: int | None = None,
-    frame_info: dict | None = None,
-) -> None:
+    options: dict | None = None,
+) -> list[str]:
     """Encode ``frames`` to ``stream`` as ``fmt``, with the metadata it can hold.
+
+    ``options`` are Pillow ``save`` keywords (:func:`encoding.save_options`
+    makes them). Returns notes on anything the format could not keep.
 
     Raises
     ------
     OutputError
         When the format cannot store the mode or several frames.
     """
-    options: dict = {}
+    first = frames[0]
+    check_depth(first.mode, fmt)
+    if len(frames) > 1 and fmt not in _MULTIFRAME_FORMATS:
+        raise OutputError(
+            f"{fmt} cannot hold {len(frames)} frames; write GIF, PNG, TIFF or WebP "
+            "to keep every frame"
+        )
+    if isinstance(first, DeepImage):
+        return _encode_deep_colour(frames, stream, fmt, metadata, options or {})
+    options = dict(options or {})
     if metadata is not None:
         options.update(metadata.save_options(fmt))
-    if quality is not None and fmt in _QUALITY_FORMATS:
-        options["quality"] = quality
-    first = frames[0]
-    if first.mode in _DEEP_MODE_FORMATS and fmt not in _DEEP_MODE_FORMATS[first.mode]:
-        holders = " or ".join(sorted(_DEEP_MODE_FORMATS[first.mode]))
-        raise OutputError(
-            f"{fmt} cannot store this image (mode {first.mode}) without losing precision; "
-            f"write {holders}"
-        )
     if len(frames) > 1:
-        if fmt not in _MULTIFRAME_FORMATS:
-            raise OutputError(
-                f"{fmt} cannot hold {len(frames)} frames; write GIF, PNG, TIFF or WebP "
-                "to keep every frame"
-            )
         options["save_all"] = True
         options["append_images"] = list(frames[1:])
-        info = frame_info or {}
-        durations = info.get("duration")
-        if fmt in {"GIF", "PNG", "WEBP"} and durations and any(durations):
-            options["duration"] = durations
-            options["loop"] = info.get("loop", 0) or 0
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -727,6 +880,24 @@ def encode_image(
         raise OutputError(_cannot_store(fmt, first.mode, exc)) from None
     except Exception as exc:  # encoders raise many kinds on what they cannot hold
         raise OutputError(_cannot_store(fmt, first.mode, exc)) from None
+    return []
+
+
+def _encode_deep_colour(frames, stream: BinaryIO, fmt: str, metadata: Metadata | None, options: dict) -> list[str]:
+    metadata = metadata or Metadata()
+    try:
+        return deep_colour.encode(
+            list(frames), stream, fmt=fmt, icc_profile=metadata.icc_profile, exif=metadata.exif,
+            dpi=_valid_dpi(metadata.dpi), compression=options.get("compression"),
+        )  # fmt: skip
+    except MemoryError:
+        raise
+    except OSError as exc:
+        if exc.errno is not None:
+            raise OutputError(f"cannot write {fmt} data: {_os_reason(exc)}") from None
+        raise OutputError(_cannot_store(fmt, frames[0].mode, exc)) from None
+    except Exception as exc:  # the codecs raise their own kinds
+        raise OutputError(_cannot_store(fmt, frames[0].mode, exc)) from None
 
 
 def _cannot_store(fmt: str, mode: str, exc: BaseException) -> str:
@@ -893,25 +1064,23 @@ def _sync_directory(directory: Path) -> None:
 
 
 def save_image(
-    frames: Sequence[Image.Image],
+    frames: Sequence[Image.Image | DeepImage],
     destination: str | os.PathLike | BinaryIO,
     *,
     fmt: str,
     metadata: Metadata | None = None,
-    quality: int | None = None,
-    frame_info: dict | None = None,
-) -> int:
+    options: dict | None = None,
+) -> list[str]:
     """Encode and write ``frames``: atomically to a path, or to a binary stream.
 
     The image is encoded in memory first, so an encoder error never touches
     the destination. A path that is a character device or a FIFO is written
     into, never replaced; a socket or block device is refused. Returns the
-    number of bytes written.
+    notes from :func:`encode_image`.
     """
     buffer = io.BytesIO()
     try:
-        encode_image(frames, buffer, fmt=fmt, metadata=metadata, quality=quality,
-                     frame_info=frame_info)  # fmt: skip
+        notes = encode_image(frames, buffer, fmt=fmt, metadata=metadata, options=options)
     except OutputError as exc:
         if isinstance(destination, (str, os.PathLike)):
             raise OutputError(f"'{os.fsdecode(os.fspath(destination))}': {exc}") from None
@@ -929,7 +1098,7 @@ def save_image(
             destination.flush()
         except OSError as exc:
             raise OutputError(f"cannot write to {_stream_name(destination)}: {_os_reason(exc)}") from None
-    return len(data)
+    return notes
 
 
 def _write_all(stream: BinaryIO, data: memoryview) -> None:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageMode
+from PIL import Image
 
-from . import engine, images
+from . import encoding, engine, images
 from .kernels import Kernel
 
 if TYPE_CHECKING:  # compare (and Pillow's ImageDraw/ImageFilter) load only for --diff-pil
@@ -75,13 +75,32 @@ class FilterSettings:
 
 @dataclass(frozen=True)
 class OutputSettings:
-    """How results are written."""
+    """How results are written.
+
+    ``depth`` 8 writes 8 bits per sample whatever the input's depth (None
+    keeps it); ``quality``, ``lossless`` and ``compression`` override the
+    input's own encoding (see :mod:`convfilter.encoding`).
+    """
 
     fmt: str | None = None
     quality: int | None = None
     strip_metadata: bool = False
     max_pixels: int | None = images.DEFAULT_MAX_PIXELS
     formats: tuple[str, ...] = images.DEFAULT_FORMATS
+    depth: int | None = None
+    lossless: bool = False
+    compression: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.depth not in (None, 8):
+            raise SettingsError(f"depth must be 8 (or None to keep the input's), got {self.depth}")
+        self.overrides  # noqa: B018 - checks the compression name now
+
+    @property
+    def overrides(self) -> encoding.EncodingOverrides:
+        """The options that override the input's encoding."""
+        return encoding.EncodingOverrides(quality=self.quality, lossless=self.lossless,
+                                          compression=self.compression)  # fmt: skip
 
 
 @dataclass
@@ -117,8 +136,8 @@ class FileResult:
 
 def _band_indices(mode: str, settings: FilterSettings) -> tuple[list[int], int | None]:
     """(indices of bands to filter, index of the alpha band or None)."""
-    bands = list(ImageMode.getmode(mode).bands)
-    alpha = bands.index("A") if mode in ("LA", "RGBA") else None
+    bands = list(images.band_names(mode))
+    alpha = bands.index("A") if "A" in bands else None
     if settings.channels is not None:
         wanted = []
         for name in settings.channels:
@@ -169,11 +188,13 @@ def _premultiplied_step(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Filter colour premultiplied by alpha, then divide by the filtered alpha.
 
-    Works in float64 on 8-bit data: colour' = corr(colour * a) / corr(a) +
-    offset, alpha' = corr(a), both rounded like any 8-bit result. Fully
-    transparent results get colour 0.
+    Works in float64 on 8- or 16-bit data: colour' = corr(colour * a) /
+    corr(a) + offset, alpha' = corr(a), both rounded like any result of the
+    type. Fully transparent results get colour 0.
     """
-    a = alpha.astype(np.float64) / 255.0
+    dtype = colour.dtype
+    top = float(np.iinfo(dtype).max)
+    a = alpha.astype(np.float64) / top
     options = dict(border=settings.border, cval=settings.cval, method=settings.method,
                    threads=settings.threads)  # fmt: skip
     plain = kernel.replace(offset=0.0)
@@ -184,8 +205,8 @@ def _premultiplied_step(
     values = np.where(coverage[..., None] > 1e-12, values, 0.0)
     if settings.absolute:
         values = np.abs(values)
-    new_colour = engine.round_to_dtype((values + 0.5).astype(np.float32), np.dtype(np.uint8))
-    new_alpha = engine.round_to_dtype((coverage * 255.0 + 0.5).astype(np.float32), np.dtype(np.uint8))
+    new_colour = engine.round_to_dtype((values + 0.5).astype(np.float32), dtype)
+    new_alpha = engine.round_to_dtype((coverage * top + 0.5).astype(np.float32), dtype)
     return new_colour, new_alpha
 
 
@@ -204,7 +225,8 @@ def filter_image(image: Image.Image, settings: FilterSettings) -> Image.Image:
     engine.FilterError
         From the engine (e.g. ``valid`` on an image smaller than the kernel).
     """
-    return images.from_array(filter_pixels(images.to_array(image), image.mode, settings), image.mode)
+    filtered = filter_pixels(images.to_array(image), image.mode, settings)
+    return images.from_array(filtered, image.mode, like=image if isinstance(image, images.DeepImage) else None)
 
 
 def filter_pixels(array: np.ndarray, mode: str, settings: FilterSettings) -> np.ndarray:
@@ -323,13 +345,16 @@ def process_file(
         name=None if source_name is None else "standard input" if source_name == "-" else f"'{source_name}'",
     )  # fmt: skip
     fmt = images.output_format(out_path, output.fmt, fallback=loaded.format)
+    if output.depth is None:
+        images.check_depth(loaded.mode, fmt)
     timings["load"] = _ms_since(start)
     t = time.perf_counter()
     mode = loaded.mode
-    if comparing and mode == "F":
+    if comparing and mode in ("F", "RGB;16", "RGBA;16"):
         from . import compare
 
-        raise compare.CompareError("Pillow cannot filter mode F (32-bit float) images; leave out --diff-pil")
+        what = "32-bit float" if mode == "F" else "16-bit colour"
+        raise compare.CompareError(f"Pillow cannot filter {what} images (mode {mode}); leave out --diff-pil")
     first_input = loaded.frames[0] if comparing else None
     filtered = [_filter_frame(loaded.frames, i, settings) for i in range(len(loaded.frames))]
     timings["filter"] = _ms_since(t)
@@ -358,11 +383,14 @@ def process_file(
             )
             images.save_image([picture], diff_image, fmt=images.output_format(diff_image, None))
     t = time.perf_counter()
+    if output.depth == 8:
+        filtered, depth_notes = _to_8_bits(filtered)
+        result.notes += depth_notes
+    plan = encoding.save_options(fmt, loaded.encoding, output.overrides, mode=filtered[0].mode,
+                                 alphas=_alpha_planes(filtered))  # fmt: skip
+    result.notes += plan.notes
     metadata = None if output.strip_metadata else loaded.metadata
-    images.save_image(
-        filtered, destination, fmt=fmt, metadata=metadata, quality=output.quality,
-        frame_info=loaded.frame_info,
-    )  # fmt: skip
+    result.notes += images.save_image(filtered, destination, fmt=fmt, metadata=metadata, options=plan.options)
     timings["save"] = _ms_since(t)
     timings["total"] = _ms_since(start)
     result.timings_ms = timings
@@ -392,12 +420,28 @@ def _filter_frame(frames: list, index: int, settings: FilterSettings) -> Image.I
     array, and that array once the result exists, so a large image is held
     about twice, not four times.
     """
-    mode = frames[index].mode
-    array = images.to_array(frames[index])
-    frames[index] = None
+    frame = frames[index]
+    mode = frame.mode
+    like = frame if isinstance(frame, images.DeepImage) else None
+    array = images.to_array(frame)
+    frames[index] = frame = None
     result = filter_pixels(array, mode, settings)
     del array
-    return images.from_array(result, mode)
+    return images.from_array(result, mode, like=like)
+
+
+def _to_8_bits(frames: list) -> tuple[list, list[str]]:
+    """Every frame at 8 bits per sample (``--depth 8``), and the note saying how."""
+    reduced = [images.reduce_to_8_bits(frame) for frame in frames]
+    notes = [reduced[0][1]] if reduced[0][1] else []
+    return [frame for frame, _ in reduced], notes
+
+
+def _alpha_planes(frames: list) -> list[np.ndarray] | None:
+    """The alpha band of each frame of an animation with alpha (for its disposal), else None."""
+    if len(frames) < 2 or "A" not in images.band_names(frames[0].mode):
+        return None
+    return [images.to_array(frame)[..., -1] for frame in frames]
 
 
 def _ms_since(start: float) -> float:

@@ -1,0 +1,220 @@
+"""How the input was encoded, and how the output is: the re-encoding policy.
+
+Without options, an output in the input's format is encoded as the input
+was: a JPEG keeps its quantization tables, chroma subsampling, progressive
+scan and comment; a lossless WebP stays lossless; a TIFF keeps its
+compression; animations keep per-frame durations, loop count, disposal and
+blending. ``--quality``, ``--lossless`` and ``--compression`` override.
+A change of format uses the defaults in :data:`FORMAT_DEFAULTS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+__all__ = [
+    "COMPRESSIONS",
+    "FORMAT_DEFAULTS",
+    "SourceEncoding",
+    "EncodingOverrides",
+    "webp_is_lossless",
+    "save_options",
+]
+
+#: ``--compression`` names and Pillow's names for them.
+COMPRESSIONS: dict[str, str] = {
+    "none": "raw",
+    "lzw": "tiff_lzw",
+    "deflate": "tiff_adobe_deflate",
+    "packbits": "packbits",
+}
+
+#: TIFF compressions Pillow writes for any mode convfilter writes.
+_LOSSLESS_TIFF = {"raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits"}
+
+#: What an output gets when its format differs from the input's (or with no input format).
+FORMAT_DEFAULTS: dict[str, dict] = {
+    "JPEG": {"quality": 90},
+    "WEBP": {"quality": 90},
+    "TIFF": {"compression": "raw"},
+}
+
+#: Pillow's default quality for lossy WebP, used when a lossy WebP is re-encoded
+#: (WebP files do not record the quality they were made with).
+_WEBP_REENCODE_QUALITY = 80
+
+
+@dataclass(frozen=True)
+class SourceEncoding:
+    """What the input's file says about its encoding (None or empty: unknown).
+
+    ``durations``, ``disposal`` and ``blend`` have one entry per frame.
+    """
+
+    format: str | None = None
+    jpeg_qtables: tuple | None = None
+    jpeg_subsampling: int | None = None
+    jpeg_progressive: bool = False
+    comment: bytes | None = None
+    webp_lossless: bool | None = None
+    tiff_compression: str | None = None
+    durations: tuple[int, ...] = ()
+    loop: int = 0
+    disposal: tuple[int, ...] | None = None
+    blend: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class EncodingOverrides:
+    """What the user asked for: ``--quality``, ``--lossless``, ``--compression``."""
+
+    quality: int | None = None
+    lossless: bool = False
+    compression: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.compression is not None and self.compression not in COMPRESSIONS:
+            raise ValueError(
+                f"unknown compression {self.compression!r} (choose from {', '.join(COMPRESSIONS)})"
+            )
+
+
+def webp_is_lossless(data: bytes) -> bool | None:
+    """True when a WebP file's image data is lossless (VP8L), False when lossy
+    (VP8), None when neither is found. Animation frames are looked into.
+
+    >>> webp_is_lossless(b"RIFF\\x0c\\0\\0\\0WEBPVP8L\\0\\0\\0\\0")
+    True
+    """
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    position = 12
+    while position + 8 <= len(data):
+        kind = data[position : position + 4]
+        size = int.from_bytes(data[position + 4 : position + 8], "little")
+        if kind == b"VP8L":
+            return True
+        if kind == b"VP8 ":
+            return False
+        if kind == b"ANMF":  # a frame: 16 bytes of frame header, then its own chunks
+            position += 8 + 16
+            continue
+        position += 8 + size + (size & 1)
+    return None
+
+
+@dataclass
+class SaveOptions:
+    """Pillow ``save`` keywords, and notes on what the user should know."""
+
+    options: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def save_options(
+    fmt: str,
+    source: SourceEncoding,
+    overrides: EncodingOverrides,
+    *,
+    mode: str,
+    alphas: Sequence | None = None,
+) -> SaveOptions:
+    """The ``Image.save`` keywords that write ``fmt`` as the policy says.
+
+    ``mode`` is the output's mode; ``alphas`` (one alpha array per frame, or
+    None) lets GIF and APNG disposal be corrected where filtering made a
+    pixel more transparent than in the frame before.
+    """
+    result = SaveOptions()
+    same = source.format == fmt or (source.format == "MPO" and fmt == "JPEG")
+    if fmt == "JPEG":
+        _jpeg(result, source if same else SourceEncoding(), overrides)
+    elif fmt == "WEBP":
+        _webp(result, source if same else SourceEncoding(), overrides)
+    elif fmt == "TIFF":
+        _tiff(result, source if same else SourceEncoding(), overrides, mode)
+    if overrides.lossless and fmt != "WEBP":
+        result.notes.append(f"--lossless applies to WebP only; {fmt} written as usual")
+    if overrides.compression and fmt != "TIFF":
+        result.notes.append(f"--compression applies to TIFF only; {fmt} written as usual")
+    if source.comment and same and fmt in ("JPEG", "GIF", "PNG"):
+        result.options["comment"] = source.comment
+    if len(source.durations) > 1 and fmt in ("GIF", "PNG", "WEBP"):
+        timing = SourceEncoding(durations=source.durations, loop=source.loop)
+        _animation(result, fmt, source if same else timing, alphas)
+    return result
+
+
+def _jpeg(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverrides) -> None:
+    options = result.options
+    if overrides.quality is not None:
+        options["quality"] = overrides.quality
+    elif source.jpeg_qtables:
+        options["qtables"] = [list(table) for table in source.jpeg_qtables]
+    else:
+        options.update(FORMAT_DEFAULTS["JPEG"])
+    if source.jpeg_subsampling is not None and source.jpeg_subsampling >= 0:
+        options["subsampling"] = source.jpeg_subsampling
+    if source.jpeg_progressive:
+        options["progressive"] = True
+
+
+def _webp(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverrides) -> None:
+    options = result.options
+    if overrides.lossless or (overrides.quality is None and source.webp_lossless):
+        options["lossless"] = True
+        options["exact"] = True  # keep the colour of fully transparent pixels
+        if overrides.quality is not None:
+            options["quality"] = overrides.quality  # for lossless WebP: the effort spent
+    elif overrides.quality is not None:
+        options["quality"] = overrides.quality
+    elif source.webp_lossless is False:
+        options["quality"] = _WEBP_REENCODE_QUALITY
+        result.notes.append(
+            f"lossy WebP re-encoded at quality {_WEBP_REENCODE_QUALITY} (WebP files do not "
+            "record their quality; set it with --quality, or --lossless)"
+        )
+    else:
+        options.update(FORMAT_DEFAULTS["WEBP"])
+
+
+def _tiff(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverrides, mode: str) -> None:
+    if overrides.compression is not None:
+        result.options["compression"] = COMPRESSIONS[overrides.compression]
+        return
+    kept = source.tiff_compression
+    if kept is None:
+        result.options.update(FORMAT_DEFAULTS["TIFF"])
+    elif kept in _LOSSLESS_TIFF or (kept == "jpeg" and mode in ("L", "RGB")):
+        result.options["compression"] = kept
+    else:
+        result.options["compression"] = "tiff_lzw"
+        result.notes.append(
+            f"TIFF compression {kept} cannot hold mode {mode} images; written with LZW (lossless)"
+        )
+
+
+def _animation(result: SaveOptions, fmt: str, source: SourceEncoding, alphas: Sequence | None) -> None:
+    options = result.options
+    if source.durations and any(source.durations):
+        options["duration"] = list(source.durations)
+    options["loop"] = source.loop
+    if fmt == "GIF" and source.disposal:
+        options["disposal"] = _kept_disposal(list(source.disposal), alphas, keeps=(0, 1), clears=2)
+    if fmt == "PNG" and source.disposal:
+        options["disposal"] = _kept_disposal(list(source.disposal), alphas, keeps=(0,), clears=1)
+        if source.blend:
+            options["blend"] = list(source.blend)
+
+
+def _kept_disposal(disposal: list[int], alphas: Sequence | None, *, keeps, clears) -> list[int]:
+    """The source's disposal per frame, except where a frame that stays under the
+    next one has an opaque pixel the next frame makes transparent: that frame
+    is cleared instead, or the old pixel would show through."""
+    if alphas is None:
+        return disposal
+    for index in range(min(len(disposal), len(alphas)) - 1):
+        if disposal[index] in keeps and (alphas[index + 1] < alphas[index]).any():
+            disposal[index] = clears
+    return disposal
