@@ -201,20 +201,32 @@ def _animation(result: SaveOptions, fmt: str, source: SourceEncoding, alphas: Se
         options["duration"] = list(source.durations)
     options["loop"] = source.loop
     if fmt == "GIF" and source.disposal:
-        options["disposal"] = _kept_disposal(list(source.disposal), alphas, keeps=(0, 1), clears=2)
+        disposal = list(source.disposal)
+        if not _gif_disposal_displays_faithfully(disposal, alphas):
+            disposal = [2] * len(disposal)
+            result.notes.append(
+                "GIF frames written with disposal 2 (restore to background) so that they "
+                "display as in the input"
+            )
+        options["disposal"] = disposal
     if fmt == "PNG" and source.disposal:
-        options["disposal"] = _kept_disposal(list(source.disposal), alphas, keeps=(0,), clears=1)
-        if source.blend:
-            options["blend"] = list(source.blend)
+        # The frames are stored composited, so each one replaces its area (blend
+        # "source"); blending "over" would composite semi-transparent pixels twice.
+        options["disposal"] = list(source.disposal)
+        options["blend"] = [0] * len(source.disposal)
 
 
-def _kept_disposal(disposal: list[int], alphas: Sequence | None, *, keeps, clears) -> list[int]:
-    """The source's disposal per frame, except where a frame that stays under the
-    next one has an opaque pixel the next frame makes transparent: that frame
-    is cleared instead, or the old pixel would show through."""
+def _gif_disposal_displays_faithfully(disposal: list[int], alphas: Sequence | None) -> bool:
+    """Whether composited frames written with ``disposal`` show as they are.
+
+    Pillow's GIF writer crops each frame to what changed since the frame
+    before, which is right when every frame is cleared (disposal 2), or when
+    none is and no pixel grows more transparent from one frame to the next.
+    """
+    if all(value == 2 for value in disposal):
+        return True
+    if not all(value in (0, 1) for value in disposal):
+        return False
     if alphas is None:
-        return disposal
-    for index in range(min(len(disposal), len(alphas)) - 1):
-        if disposal[index] in keeps and (alphas[index + 1] < alphas[index]).any():
-            disposal[index] = clears
-    return disposal
+        return True
+    return not any((later < earlier).any() for earlier, later in zip(alphas, alphas[1:]))

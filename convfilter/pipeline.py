@@ -355,6 +355,8 @@ def process_file(
 
         what = "32-bit float" if mode == "F" else "16-bit colour"
         raise compare.CompareError(f"Pillow cannot filter {what} images (mode {mode}); leave out --diff-pil")
+    if mode == "I":
+        loaded.notes += _int32_notes(loaded.frames)
     first_input = loaded.frames[0] if comparing else None
     filtered = [_filter_frame(loaded.frames, i, settings) for i in range(len(loaded.frames))]
     timings["filter"] = _ms_since(t)
@@ -428,6 +430,22 @@ def _filter_frame(frames: list, index: int, settings: FilterSettings) -> Image.I
     result = filter_pixels(array, mode, settings)
     del array
     return images.from_array(result, mode, like=like)
+
+
+def _int32_notes(frames: list) -> list[str]:
+    """What the dtype policy changes in mode I samples even under ``identity``."""
+    negative = wide = 0
+    for frame in frames:
+        array = images.to_array(frame)
+        negative += int(np.count_nonzero(array < 0))
+        wide += int(np.count_nonzero(array >= 2**23))
+    notes = []
+    if negative:
+        notes.append(f"{negative} samples below 0 became 0 (mode I is clamped at 0, as Pillow's filters clamp it)")
+    if wide:
+        notes.append(f"{wide} samples of 8,388,608 or more were summed with float32 precision, as Pillow sums "
+                     "them, so their lowest bits may change")  # fmt: skip
+    return notes
 
 
 def _to_8_bits(frames: list) -> tuple[list, list[str]]:

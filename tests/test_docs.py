@@ -16,7 +16,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from convfilter import cli, engine, pipeline
+from convfilter import cli, encoding, engine, pipeline
 from convfilter.kernels import PARAMETRIC_PRESETS, PRESETS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -112,6 +112,7 @@ def test_cli_choices_match_the_library():
     assert cli.BORDER_CHOICES == engine.BORDER_MODES
     assert cli.METHOD_CHOICES == engine.METHODS
     assert cli.ALPHA_CHOICES == pipeline.ALPHA_MODES
+    assert cli.COMPRESSION_CHOICES == tuple(encoding.COMPRESSIONS)
 
 
 def test_quick_start_has_exactly_two_commands():

@@ -8,8 +8,10 @@ Each goes through ``convfilter apply`` (in-process, Click's CliRunner);
 the result must be exit 0 with a valid output image, or exit 1 with exactly
 one ``convfilter: error:`` line naming the file, and in both cases no
 traceback, no temporary file, the input unchanged and a run of a few
-seconds at most. A handful also go through the installed executable with a
-memory limit.
+seconds at most. Exit 0 is right only when Pillow's strict full decode of
+the input succeeds (every frame loaded, truncated data an error: the oracle
+of test_strict_decoding.py), so every file Pillow rejects must exit 1. A
+handful also go through the installed executable with a memory limit.
 
 ``python tests/test_hostile_files.py`` prints the table of outcomes quoted
 in the README's Reliability section.
@@ -44,6 +46,7 @@ from PIL import Image
 
 from convfilter import cli, images
 from convfilter.kernels import KernelSpecError, Kernel, parse_kernel
+from test_strict_decoding import strict_decode
 
 EXECUTABLE = Path(sys.executable).with_name("convfilter")
 FORMATS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
@@ -309,6 +312,15 @@ def run_apply(case: Case, directory: Path, index: int, *extra: str) -> dict:
     return {"exit": result.exit_code, "seconds": elapsed, "stderr": result.stderr}
 
 
+def check_pillow_decodes(case: Case, source: Path, where) -> None:
+    """convfilter decoded ``source``: Pillow's strict decode of it must succeed too.
+
+    With exit codes 0 and 1 only, this is also the converse: a file Pillow rejects exits 1.
+    """
+    decode = strict_decode(source, case.fmt)
+    assert decode.error is None, (where, f"exit 0, but Pillow rejects the file: {decode.error}")
+
+
 def check_outcome(case, code, stdout, stderr, source, output, directory, elapsed) -> None:
     where = f"{case.fmt} {case.kind} {case.detail}"
     assert code in (0, 1), (where, code, stderr)
@@ -330,6 +342,7 @@ def check_outcome(case, code, stdout, stderr, source, output, directory, elapsed
         with Image.open(output) as written:  # a real, complete image
             written.load()
             assert written.width >= 1 and written.height >= 1
+        check_pillow_decodes(case, source, where)
 
 
 # --- the tests --------------------------------------------------------------------------
@@ -440,6 +453,9 @@ def test_hostile_bytes_on_standard_input(fmt, tmp_path):
         else:
             assert case.expect != "error", where
             output.unlink()
+            source = tmp_path / f"decoded{case.suffix}"
+            source.write_bytes(case.data)
+            check_pillow_decodes(case, source, where)
 
 
 def test_an_endless_standard_input_is_refused_in_bounded_memory(tmp_path):
@@ -596,6 +612,7 @@ def check_batch(code, files, summary, stderr, by_path, out: Path) -> Counter:
             assert case.expect != "error", (where, line)
             with Image.open(output) as written:
                 written.load()
+            check_pillow_decodes(case, Path(path), where)
         outcomes[line["status"]] += 1
     assert summary["processed"] == outcomes["ok"] and summary["failed"] == outcomes["failed"]
     assert code == (1 if outcomes["failed"] else 0)

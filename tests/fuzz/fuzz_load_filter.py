@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from convfilter import images
+from convfilter import encoding, images
 from convfilter.kernels import parse_kernel
 from convfilter.pipeline import FilterSettings, filter_image
 
@@ -81,8 +81,10 @@ def _load_filter_save(data: bytes) -> None:
     # hold), but only with OutputError, whatever metadata the input carried.
     if loaded.format in ("PNG", "JPEG", "GIF", "WEBP", "BMP"):
         try:
+            plan = encoding.save_options(loaded.format, loaded.encoding, encoding.EncodingOverrides(),
+                                         mode=filtered[0].mode)  # fmt: skip
             images.save_image(filtered, io.BytesIO(), fmt=loaded.format, metadata=loaded.metadata,
-                              frame_info=loaded.frame_info)  # fmt: skip
+                              options=plan.options)  # fmt: skip
         except images.OutputError:
             pass
 
