@@ -593,3 +593,50 @@ def test_a_socket_output_is_refused_and_kept(photo, tmp_path):
         result = run("apply", photo, path, "-k", "blur", "--format", "png")
         assert_one_error(result, "is a socket")
         assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+# --- 16-bit colour -----------------------------------------------------------------------
+
+
+def deep_png(path: Path, samples: np.ndarray) -> Path:
+    import imagecodecs
+
+    path.write_bytes(imagecodecs.png_encode(samples))
+    return path
+
+
+def test_depth_8_scales_16_bit_colour_and_says_so(tmp_path, rng):
+    samples = rng.integers(0, 65536, (5, 7, 3)).astype(np.uint16)
+    samples[0, 0] = (0, 128, 65535)  # 128 * 255 / 65535 = 0.498: rounds to 0
+    source = deep_png(tmp_path / "deep.png", samples)
+    result = run("apply", source, tmp_path / "out.png", "-k", "identity", "--depth", "8", "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    expected = np.floor(samples.astype(np.float64) * 255 / 65535 + 0.5).astype(np.uint8)
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(out), expected)
+    assert any("--depth 8" in note for note in json.loads(result.output)["notes"])
+
+
+def test_16_bit_colour_is_filtered_at_16_bits(tmp_path, rng):
+    import imagecodecs
+
+    samples = rng.integers(0, 65536, (12, 10, 4)).astype(np.uint16)
+    source = deep_png(tmp_path / "deep.png", samples)
+    result = run("apply", source, tmp_path / "out.png", "-k", "box:3", "--border", "reflect", "--alpha", "filter")
+    assert result.exit_code == 0, result.output + result.stderr
+    got = imagecodecs.png_decode((tmp_path / "out.png").read_bytes())
+    exact = ndimage.correlate(samples.astype(np.float64), np.ones((3, 3, 1)) / 9, mode="reflect")
+    assert got.dtype == np.uint16 and np.abs(got - exact).max() <= 0.5 + 1e-6
+
+
+def test_premultiplied_16_bit_colour_of_an_opaque_image_equals_keep(tmp_path, rng):
+    import imagecodecs
+
+    samples = rng.integers(0, 65536, (9, 8, 4)).astype(np.uint16)
+    samples[..., 3] = 65535
+    source = deep_png(tmp_path / "deep.png", samples)
+    for alpha in ("keep", "premultiply"):
+        assert run("apply", source, tmp_path / f"{alpha}.png", "-k", "blur", "--alpha", alpha).exit_code == 0
+    keep, premultiplied = (imagecodecs.png_decode((tmp_path / f"{a}.png").read_bytes()) for a in ("keep", "premultiply"))
+    assert np.abs(keep.astype(int) - premultiplied).max() <= 1

@@ -432,3 +432,44 @@ def test_a_folder_named_like_one_output_fails_only_that_file(tmp_path, rng):
     status = {Path(line["input"]).name: line["status"] for line in lines if line["type"] == "file"}
     assert status == {"a.png": "failed", "b.png": "ok", "c.png": "ok"}, result.output
     assert (tmp_path / "out" / "b.png").is_file() and (tmp_path / "out" / "a.png").is_dir()
+
+
+def sixteen_bit_png(path: Path, rng) -> np.ndarray:
+    import imagecodecs
+
+    samples = rng.integers(0, 65536, (6, 9, 3)).astype(np.uint16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(imagecodecs.png_encode(samples))
+    return samples
+
+
+def test_in_place_keeps_16_bit_colour(tmp_path, rng):
+    import imagecodecs
+
+    samples = sixteen_bit_png(tmp_path / "photos" / "deep.png", rng)
+    result = run("batch", tmp_path / "photos", "-d", tmp_path / "photos", "--in-place", "-k", "identity")
+    assert result.exit_code == 0, result.output + result.stderr
+    np.testing.assert_array_equal(imagecodecs.png_decode((tmp_path / "photos" / "deep.png").read_bytes()), samples)
+
+
+def test_notes_reach_the_text_summary_and_the_json_lines(tmp_path, rng):
+    sixteen_bit_png(tmp_path / "in" / "deep.png", rng)
+    picture(tmp_path / "in" / "plain.png", rng)
+    args = ["batch", tmp_path / "in", "-k", "identity", "--format", "jpeg", "--depth", "8"]
+    text = run(*args, "-d", tmp_path / "text")
+    assert text.exit_code == 0, text.output + text.stderr
+    noted = [line for line in text.output.splitlines() if "--depth 8" in line]
+    assert len(noted) == 1 and "deep.png" in noted[0], text.output
+    lines = [json.loads(line) for line in run(*args, "-d", tmp_path / "json", "--json").output.splitlines()]
+    notes = {Path(line["input"]).name: line["notes"] for line in lines if line["type"] == "file"}
+    assert any("--depth 8" in note for note in notes["deep.png"]) and notes["plain.png"] == []
+    assert lines[-1]["noted"] == 1
+
+
+def test_16_bit_colour_into_jpeg_without_depth_fails_that_file(tmp_path, rng):
+    sixteen_bit_png(tmp_path / "in" / "deep.png", rng)
+    result = run("batch", tmp_path / "in", "-d", tmp_path / "out", "-k", "identity", "--format", "jpeg", "--json")
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert result.exit_code == 1
+    assert lines[0]["status"] == "failed" and "--depth 8" in lines[0]["error"]
+    assert not (tmp_path / "out" / "deep.jpg").exists()
