@@ -36,8 +36,6 @@ _TIFF_COMPRESSION = {
     "packbits": "packbits",
     "tiff_zstd": "zstd",
     "tiff_lzma": "lzma",
-    "webp": "webp",
-    "jpeg": "jpeg",
 }
 
 
@@ -68,8 +66,7 @@ class DeepImage:
         from PIL import Image
 
         wide = self.array.astype(np.uint32)
-        narrow = ((wide * 255 + 32767) // 65535).astype(np.uint8)
-        return Image.fromarray(narrow, self.mode.split(";")[0])
+        return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
 
 
 def decode(data: bytes, fmt: str, *, ppm_offset: int = 0, ppm_maxval: int = 65535) -> list[DeepImage]:
@@ -157,7 +154,7 @@ def encode(
     if fmt == "PNG":
         import imagecodecs
 
-        png = imagecodecs.png_encode(_big_endian_free(frames[0].array))
+        png = imagecodecs.png_encode(frames[0].array)
         stream.write(_with_png_chunks(png, icc_profile=icc_profile, exif=exif, dpi=dpi))
         return []
     height, width = frames[0].array.shape[:2]
@@ -166,17 +163,13 @@ def encode(
     return ["PPM holds no ICC profile, EXIF or DPI"] if (icc_profile or exif or dpi) else []
 
 
-def _big_endian_free(array: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(array, dtype=np.uint16)
-
-
 def _encode_tiff(frames, stream, *, icc_profile, exif, dpi, compression) -> list[str]:
     import tifffile
 
     notes = []
     codec = _TIFF_COMPRESSION.get(compression or "raw", None)
     if compression and compression not in _TIFF_COMPRESSION:
-        notes.append(f"TIFF compression {compression} is not written for 16-bit colour; used deflate")
+        notes.append(f"TIFF compression {compression} cannot hold 16-bit colour exactly; written with deflate")
         codec = "adobe_deflate"
     if exif:
         notes.append("EXIF is not written into 16-bit colour TIFF files")
@@ -186,7 +179,7 @@ def _encode_tiff(frames, stream, *, icc_profile, exif, dpi, compression) -> list
             options: dict = {"photometric": "rgb"}
             if codec:
                 options["compression"] = codec
-                if info.get("predictor", 1) > 1 and codec != "jpeg":
+                if info.get("predictor", 1) > 1:
                     options["predictor"] = info["predictor"]
             if info.get("planarconfig") == 2:
                 options["planarconfig"] = "separate"

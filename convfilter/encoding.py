@@ -18,6 +18,7 @@ __all__ = [
     "FORMAT_DEFAULTS",
     "SourceEncoding",
     "EncodingOverrides",
+    "SaveOptions",
     "webp_is_lossless",
     "save_options",
 ]
@@ -123,8 +124,8 @@ def save_options(
     """The ``Image.save`` keywords that write ``fmt`` as the policy says.
 
     ``mode`` is the output's mode; ``alphas`` (one alpha array per frame, or
-    None) lets GIF and APNG disposal be corrected where filtering made a
-    pixel more transparent than in the frame before.
+    None) tells whether a GIF's disposal still displays its frames as they
+    are when a pixel grows more transparent from one frame to the next.
     """
     result = SaveOptions()
     same = source.format == fmt or (source.format == "MPO" and fmt == "JPEG")

@@ -506,7 +506,7 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
                      "picture(s) (previews or other views) are not written")  # fmt: skip
         n_frames = 1
     source_encoding = _source_encoding(image, fmt)
-    if deep_source is not None:
+    if deep_source is not None:  # Pillow's 8-bit decode above has checked the data
         deep_frames = _decode_deep_colour(handle, fmt, n_frames, deep_source, label, orientation)
         if orientation in _ORIENTATION_TRANSPOSE:
             notes.append(f"applied EXIF orientation {orientation}; the output is stored upright")
@@ -826,10 +826,10 @@ def reduce_to_8_bits(image: Image.Image | DeepImage) -> tuple[Image.Image, str |
     if image.mode == "I;16":
         wide = to_array(image).astype(np.uint32)
         narrow = ((wide * 255 + 32767) // 65535).astype(np.uint8)
-        return Image.fromarray(narrow, "L"), "wrote 8 bits per sample (--depth 8): 16-bit grey scaled by 255/65535"
+        return Image.fromarray(narrow), "wrote 8 bits per sample (--depth 8): 16-bit grey scaled by 255/65535"
     if image.mode in ("I", "F"):
-        values = np.clip(np.rint(to_array(image).astype(np.float64)), 0, 255).astype(np.uint8)
-        return Image.fromarray(values, "L"), (
+        values = np.nan_to_num(to_array(image).astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8)), (
             f"wrote 8 bits per sample (--depth 8): mode {image.mode} samples rounded and clipped to 0-255"
         )
     return image, None
@@ -880,7 +880,17 @@ def encode_image(
         raise OutputError(_cannot_store(fmt, first.mode, exc)) from None
     except Exception as exc:  # encoders raise many kinds on what they cannot hold
         raise OutputError(_cannot_store(fmt, first.mode, exc)) from None
-    return []
+    return _palette_notes(frames) if fmt == "GIF" else []
+
+
+def _palette_notes(frames: Sequence[Image.Image]) -> list[str]:
+    """A note when GIF's 256 colours a frame could not hold every frame's colours."""
+    reduced = sum(1 for frame in frames if frame.mode != "P" and frame.getcolors(256) is None)
+    if not reduced:
+        return []
+    which = "the image had" if len(frames) == 1 else f"{reduced} of {len(frames)} frames had"
+    verb = "was" if len(frames) == 1 else "were"
+    return [f"GIF holds 256 colours a frame: {which} more, and {verb} reduced to 256"]
 
 
 def _encode_deep_colour(frames, stream: BinaryIO, fmt: str, metadata: Metadata | None, options: dict) -> list[str]:

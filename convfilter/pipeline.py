@@ -94,7 +94,7 @@ class OutputSettings:
     def __post_init__(self) -> None:
         if self.depth not in (None, 8):
             raise SettingsError(f"depth must be 8 (or None to keep the input's), got {self.depth}")
-        self.overrides  # noqa: B018 - checks the compression name now
+        self.overrides  # noqa: B018 - making the overrides checks the compression name
 
     @property
     def overrides(self) -> encoding.EncodingOverrides:
@@ -388,8 +388,8 @@ def process_file(
     if output.depth == 8:
         filtered, depth_notes = _to_8_bits(filtered)
         result.notes += depth_notes
-    plan = encoding.save_options(fmt, loaded.encoding, output.overrides, mode=filtered[0].mode,
-                                 alphas=_alpha_planes(filtered))  # fmt: skip
+    alphas = _alpha_planes(filtered) if fmt == "GIF" else None
+    plan = encoding.save_options(fmt, loaded.encoding, output.overrides, mode=filtered[0].mode, alphas=alphas)
     result.notes += plan.notes
     metadata = None if output.strip_metadata else loaded.metadata
     result.notes += images.save_image(filtered, destination, fmt=fmt, metadata=metadata, options=plan.options)

@@ -617,3 +617,11 @@ def test_quarter_turn_swaps_the_dpi(tmp_path):
     loaded = images.load_image(path)
     assert loaded.size == (20, 30)
     assert tuple(round(v) for v in loaded.metadata.dpi) == (100, 300)
+
+
+def test_a_gif_of_more_than_256_colours_is_noted(rng):
+    many = Image.fromarray(rng.integers(0, 256, (32, 32, 3)).astype(np.uint8))
+    few = many.quantize(16).convert("RGB")
+    assert any("256 colours" in note for note in images.encode_image([many], io.BytesIO(), fmt="GIF"))
+    assert images.encode_image([few], io.BytesIO(), fmt="GIF") == []
+    assert images.encode_image([many], io.BytesIO(), fmt="PNG") == []
