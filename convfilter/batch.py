@@ -163,6 +163,23 @@ class NameTemplate:
                     ) from None
         return "".join(pieces)
 
+    def check_format(self, fmt: str | None) -> None:
+        """Refuse a template whose outputs would have no format: no known extension, no ``fmt``.
+
+        Raises
+        ------
+        TemplateError
+            Naming ``{suffix}`` and ``--format`` as the ways out.
+        """
+        if fmt:
+            return
+        sample = self.render(stem="stem", suffix=".png", name="stem.png", kernel="k", index=1)
+        if images.format_for_extension(os.path.splitext(sample)[1]) is None:
+            raise TemplateError(
+                f"--name {self.text!r} gives the outputs no image extension, so no format to "
+                "write; add {suffix} (or an extension such as .png), or give --format"
+            )
+
 
 #: Longest file name most file systems allow; a format width beyond it is refused.
 _MAX_NAME_LENGTH = 255
@@ -546,8 +563,9 @@ def plan_batch(
         Conflicting options, or OUT_DIR is not a directory.
     """
     if overwrite and skip_existing:
-        raise TemplateError("give either --overwrite or --skip-existing, not both")
+        raise BatchError("give either --overwrite or --skip-existing, not both")
     name_template = NameTemplate(template)
+    name_template.check_format(fmt)
     out_text = os.fspath(out_dir)
     if os.path.exists(out_text) and not os.path.isdir(out_text):
         raise BatchError(f"'{out_text}' is not a directory")
@@ -769,7 +787,8 @@ class BatchSummary:
         }
 
     def to_text(self) -> str:
-        """The summary people read: counts, time and rate, then each failure."""
+        """The summary people read: counts, time and rate, then the notes of each file
+        (failures are reported one by one as they happen, on standard error)."""
         reasons: dict[str, int] = {}
         for outcome in self.skipped:
             reasons[outcome.reason or "skipped"] = reasons.get(outcome.reason or "skipped", 0) + 1
@@ -789,10 +808,6 @@ class BatchSummary:
             lines.append("notes:")
             for outcome in sorted(self.noted, key=lambda o: o.index or 0):
                 lines += [_printable(f"  {outcome.input}: {note}") for note in outcome.notes]
-        if self.failed:
-            lines.append("failed:")
-            for outcome in sorted(self.failed, key=lambda o: (o.index is None, o.index or 0)):
-                lines.append(_printable(f"  {outcome.input}: {outcome.error}"))
         return "\n".join(lines)
 
 

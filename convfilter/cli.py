@@ -538,15 +538,19 @@ EXIT_TERMINATED = 143
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar on stderr [default: when stderr is a terminal].")
+@click.option("--dry-run", is_flag=True,
+              help="Print each input and the output it would write (or why not); write nothing.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON line per file and a summary line.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print nothing but the error lines of files that fail.")
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="Run on a Dask cluster: tcp://HOST:8786, or 'local' (needs convfilter[dask]).")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat, border, cval,
           absolute, channels, alpha, method, threads, fmt, quality, lossless, compression, depth,
           strip_metadata, max_pixels, allow_formats, recursive, from_file, null, name_template, in_place, overwrite,
-          skip_existing, jobs, fail_fast, progress, as_json, scheduler, debug):
+          skip_existing, jobs, fail_fast, progress, dry_run, as_json, quiet, scheduler, debug):
     """Filter many images into OUT_DIR, in parallel.
 
     INPUTS are image files, directories (their images; sub-folders with -r)
@@ -579,14 +583,14 @@ def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat,
         from . import batch as batching
 
         try:
-            batching.NameTemplate(name_template)
+            batching.NameTemplate(name_template).check_format(fmt)
         except batching.TemplateError as exc:
             raise click.UsageError(str(exc)) from None
         if scheduler is not None:
-            batching.require_dask()
             if not batching.is_scheduler_address(scheduler):
                 raise click.BadParameter(f"{scheduler!r} is not 'local' or tcp://HOST:PORT",
                                          param_hint="--scheduler")  # fmt: skip
+            batching.require_dask()
         with _path_list(from_file) as stream:
             paths = batching.read_path_list(stream, null=null) if stream is not None else ()
             plan = batching.plan_batch(
@@ -594,8 +598,11 @@ def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat,
                 kernel_specs=kernel_specs, fmt=fmt, formats=output.formats, in_place=in_place,
                 overwrite=overwrite, skip_existing=skip_existing,
             )  # fmt: skip
-        show_progress = sys.stderr.isatty() if progress is None else progress
-        report = _BatchReport(len(plan.tasks) + len(plan.failed), as_json=as_json,
+        if dry_run:
+            _echo(_dry_run_listing(plan, as_json=as_json), to_stderr=False)
+            return
+        show_progress = (sys.stderr.isatty() if progress is None else progress) and not quiet
+        report = _BatchReport(len(plan.tasks) + len(plan.failed), as_json=as_json and not quiet,
                               progress=show_progress)  # fmt: skip
         try:
             summary = batching.run_batch(
@@ -604,7 +611,9 @@ def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat,
             )  # fmt: skip
         finally:
             report.close()
-    if as_json:
+    if quiet:
+        pass
+    elif as_json:
         _echo(json.dumps(summary.to_dict()), to_stderr=False)
     else:
         _echo(summary.to_text(), to_stderr=False)
@@ -615,6 +624,31 @@ def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat,
     else:
         code = EXIT_ERROR if summary.failed else EXIT_OK
     click.get_current_context().exit(code)
+
+
+def _dry_run_listing(plan, *, as_json: bool) -> str:
+    """What ``batch --dry-run`` prints: each input with its output, or why it has none."""
+    rows = [("planned", t.index, t.input, t.output, None) for t in plan.tasks]
+    rows += [(o.status, o.index, o.input, o.output, o.error or o.reason) for o in plan.skipped + plan.failed]
+    rows.sort(key=lambda row: (row[1] is None, row[1] or 0, row[2]))
+    if as_json:
+        return "\n".join(json.dumps({"type": "plan", "status": status, "index": index, "input": source,
+                                     "output": output, "reason": reason})
+                         for status, index, source, output, reason in rows)  # fmt: skip
+    lines = []
+    for status, _, source, output, reason in rows:
+        if status == "planned":
+            lines.append(f"{source} -> {output}")
+        else:
+            lines.append(f"{source}: {'not processed' if status == 'failed' else 'skipped'} ({reason})")
+    lines.append(f"{len(plan.tasks)} to process, {len(plan.skipped)} skipped, {len(plan.failed)} refused; "
+                 "nothing written (--dry-run)")  # fmt: skip
+    return one_line_each(lines)
+
+
+def one_line_each(lines: list[str]) -> str:
+    """``lines`` joined, each with its control characters escaped (see :func:`one_line`)."""
+    return "\n".join(one_line(line) for line in lines)
 
 
 @contextlib.contextmanager
@@ -634,7 +668,8 @@ def _path_list(path: str | None):
 
 
 class _BatchReport:
-    """Each file as it finishes: a JSON line on stdout, and a progress bar on stderr."""
+    """Each file as it finishes: a JSON line on stdout; an error line and a progress
+    bar on stderr."""
 
     def __init__(self, total: int, *, as_json: bool, progress: bool) -> None:
         import shutil
@@ -661,8 +696,9 @@ class _BatchReport:
             self.failed += 1
             if self.progress:
                 self._clear()
-                self.stderr.write(one_line(f"failed: {outcome.input}: {outcome.error}") + "\n")
                 self.drawn_at = 0.0
+            self.stderr.write(one_line(f"convfilter: error: {outcome.input}: {outcome.error}") + "\n")
+            self.stderr.flush()
         if self.progress and (self.done == self.total or self._clock() - self.drawn_at >= 0.1):
             self._draw()
 

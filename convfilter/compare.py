@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .deep_colour import DeepImage
-from .kernels import Kernel, preset_key
+from .kernels import MAX_KERNEL_SIDE, Kernel, preset_key
 
 __all__ = [
     "CompareError",
@@ -22,6 +22,8 @@ __all__ = [
     "kernel_margin",
     "pillow_filter",
     "pillow_equivalent",
+    "heat_map",
+    "heat_map_legend",
     "diff_picture",
     "PILLOW_FILTER_NAMES",
 ]
@@ -91,14 +93,20 @@ def _peak(dtype: np.dtype, reference: np.ndarray) -> float:
     return peak if peak > 0 else 1.0
 
 
-def _metrics(a: np.ndarray, b: np.ndarray, peak: float) -> DiffMetrics:
+def _abs_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``|a - b|`` as float64; equal values (NaN and NaN, inf and inf) give 0,
+    a NaN against a number inf, an unbounded difference."""
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    if diff.dtype.kind == "f" and a.dtype.kind == "f":
-        # NaN in both is the same value; NaN in one only is an unbounded difference.
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
         nan_a, nan_b = np.isnan(a), np.isnan(b)
-        diff[nan_a & nan_b] = 0.0
+        diff[(a == b) | (nan_a & nan_b)] = 0.0
         diff[nan_a ^ nan_b] = np.inf
+    return diff
+
+
+def _metrics(a: np.ndarray, b: np.ndarray, peak: float) -> DiffMetrics:
+    diff = _abs_difference(a, b)
     samples = int(diff.size)
     differing = int(np.count_nonzero(diff))
     if samples == 0:
@@ -202,33 +210,75 @@ PILLOW_FILTER_NAMES: dict[str, str] = {
     "emboss": "EMBOSS", "find_edges": "FIND_EDGES", "sharpen": "SHARPEN",
     "smooth": "SMOOTH", "smooth_more": "SMOOTH_MORE",
 }  # fmt: skip
+
+#: Largest radius accepted for ``gaussian_blur`` and ``box_blur``: far beyond
+#: any image, and below about 2.1e9, where Pillow's box sizes overflow.
+MAX_BLUR_RADIUS = 1e9
+
+
+def _blur_radius(name: str, value: str) -> float:
+    """The radius in ``gaussian_blur:R`` or ``box_blur:R``: a finite number, 0 or more."""
+    try:
+        radius = float(value)
+    except ValueError:
+        radius = math.nan
+    if not (math.isfinite(radius) and radius >= 0):
+        raise CompareError(f"{name} radius must be a finite number, 0 or more (0.5, 2, ...); got {value}")
+    if radius > MAX_BLUR_RADIUS:
+        raise CompareError(f"{name} radius must be at most {MAX_BLUR_RADIUS:g}; got {value}")
+    return radius
+
+
+def _median_size(name: str, value: str) -> int:
+    """The window side in ``median:N``: an odd whole number from 1 to MAX_KERNEL_SIDE."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number.is_integer() and number >= 1 and number % 2 == 1):
+        raise CompareError(f"{name} size must be an odd whole number, 1 or more (3, 5, ...); got {value}")
+    largest = MAX_KERNEL_SIDE if MAX_KERNEL_SIDE % 2 else MAX_KERNEL_SIDE - 1
+    if number > largest:
+        raise CompareError(f"{name} size must be at most {largest} (the largest kernel side); got {value}")
+    return int(number)
+
+
+#: Parametric Pillow filters: name -> (ImageFilter class, its parameter's
+#: name for messages, the function that checks and converts the value).
 _PILLOW_PARAMETRIC = {
-    "gaussian_blur": ("GaussianBlur", float),
-    "box_blur": ("BoxBlur", float),
-    "median": ("MedianFilter", int),
+    "gaussian_blur": ("GaussianBlur", "RADIUS", _blur_radius),
+    "box_blur": ("BoxBlur", "RADIUS", _blur_radius),
+    "median": ("MedianFilter", "SIZE", _median_size),
 }
 
 
 def pillow_filter(name: str) -> ImageFilter.Filter:
     """A Pillow filter by name: ``edge_enhance``, ``gaussian_blur:2``, ``median:3``.
 
+    ``gaussian_blur:R`` and ``box_blur:R`` take a radius R >= 0;
+    ``median:N`` an odd window side N >= 1. Values are checked here, so a
+    bad one fails before any image is read.
+
     Raises
     ------
     CompareError
-        For a name Pillow has no filter for.
+        For a name Pillow has no filter for, or a value that filter cannot take.
+
+    >>> pillow_filter("median:5").size
+    5
+    >>> pillow_filter("median:4")
+    Traceback (most recent call last):
+    ...
+    convfilter.compare.CompareError: median size must be an odd whole number, 1 or more (3, 5, ...); got 4
     """
     head, _, value = name.partition(":")
     key = preset_key(head)
     if key in PILLOW_FILTER_NAMES and not value:
         return getattr(ImageFilter, PILLOW_FILTER_NAMES[key])
     if key in _PILLOW_PARAMETRIC and value:
-        class_name, kind = _PILLOW_PARAMETRIC[key]
-        try:
-            parameter = kind(value)
-        except ValueError:
-            raise CompareError(f"bad value {value!r} for Pillow filter {head}") from None
-        return getattr(ImageFilter, class_name)(parameter)
-    known = sorted(PILLOW_FILTER_NAMES) + [f"{k}:VALUE" for k in _PILLOW_PARAMETRIC]
+        class_name, _, checked = _PILLOW_PARAMETRIC[key]
+        return getattr(ImageFilter, class_name)(checked(key, value))
+    known = sorted(PILLOW_FILTER_NAMES) + [f"{k}:{what}" for k, (_, what, _) in _PILLOW_PARAMETRIC.items()]
     raise CompareError(f"unknown Pillow filter {name!r}; choose from {', '.join(known)}")
 
 
@@ -268,6 +318,18 @@ _LABEL_HEIGHT = 18
 _GAP = 6
 _MAX_PANEL_SIDE = 1024
 
+#: Where on the colour ramp (0 black, 1 white) the smallest nonzero
+#: difference starts, so that a difference of 1 is a clear red, not black.
+_SMALLEST_VISIBLE = 0.2
+#: Pixels that do not differ but lie this close (in panel pixels, a square
+#: window) to one that does are drawn in the ring colour.
+_RING_RADIUS = 3
+_RING_COLOUR = (40, 110, 255)
+
+_LEGEND_HEIGHT = 14
+_SWATCH = 10
+_RAMP_WIDTH = 100
+
 
 def _preview(image: Image.Image) -> Image.Image:
     """An 8-bit RGB view of any filterable image, for people to look at."""
@@ -275,24 +337,17 @@ def _preview(image: Image.Image) -> Image.Image:
         return image.to_8_bits().convert("RGB")
     if image.mode in ("I;16", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        values = np.nan_to_num(values, nan=low, posinf=high, neginf=low)
         span = high - low or 1.0
         scaled = ((values - low) * (255.0 / span)).round().astype(np.uint8)
         return Image.fromarray(scaled).convert("RGB")
     return image.convert("RGB")
 
 
-def _heat_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
-    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    if diff.ndim == 3:
-        diff = diff.max(axis=2)
-    largest = float(diff.max()) if diff.size else 0.0
-    return diff, largest
-
-
-def _colour(diff: np.ndarray, largest: float) -> np.ndarray:
-    """Black -> red -> yellow -> white, the largest difference white."""
-    t = diff / largest if largest > 0 else np.zeros_like(diff)
+def _ramp(t: np.ndarray) -> np.ndarray:
+    """Colours for ``t`` in [0, 1]: black -> red -> yellow -> white, as uint8 RGB."""
     rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], axis=-1)
     return (rgb * 255).round().astype(np.uint8)
 
@@ -308,34 +363,132 @@ def _block_max(values: np.ndarray, factor: int) -> np.ndarray:
     return padded.reshape(rows // factor, factor, cols // factor, factor).max(axis=(1, 3))
 
 
+def _near(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` grown by ``radius`` pixels in every direction (a square window)."""
+    grown = mask.copy()
+    for axis in (0, 1):
+        source = grown.copy()
+        target, shifted = np.moveaxis(grown, axis, 0), np.moveaxis(source, axis, 0)
+        for step in range(1, radius + 1):
+            target[step:] |= shifted[:-step]
+            target[:-step] |= shifted[step:]
+    return grown
+
+
+def _heat_colours(diff: np.ndarray) -> np.ndarray:
+    """RGB for a 2-D array of absolute differences (see :func:`heat_map`)."""
+    differs = diff > 0
+    finite = diff[np.isfinite(diff)]
+    scale = float(finite.max()) if finite.size else 0.0
+    t = np.zeros(diff.shape)
+    if scale > 0:
+        share = np.minimum(diff[differs] / scale, 1.0)  # an unbounded difference is 1
+        t[differs] = _SMALLEST_VISIBLE + (1 - _SMALLEST_VISIBLE) * share
+    else:
+        t[differs] = 1.0  # only unbounded differences
+    rgb = _ramp(t)
+    rgb[_near(differs, _RING_RADIUS) & ~differs] = _RING_COLOUR
+    return rgb
+
+
+def heat_map(a: Image.Image, b: Image.Image, *, factor: int = 1) -> tuple[Image.Image, float]:
+    """The heat map of ``|a - b|`` and the largest difference.
+
+    Each pixel shows its largest difference over the bands, shrunk by
+    ``factor`` keeping each block's largest. Black is no difference; any
+    other difference is on a ramp from dark red (the smallest, however small)
+    through yellow to white (the largest), so a difference of 1 still shows.
+    Pixels that do not differ but lie within 3 pixels of one that does are
+    blue: a ring around an isolated difference, a band along a thin line of
+    them. A NaN against a number is an unbounded difference, drawn white.
+
+    >>> a = Image.new("L", (9, 9))
+    >>> b = a.copy()
+    >>> b.putpixel((4, 4), 1)
+    >>> picture, largest = heat_map(a, b)
+    >>> largest, picture.getpixel((4, 4)), picture.getpixel((2, 4)), picture.getpixel((0, 4))
+    (1.0, (255, 255, 255), (40, 110, 255), (0, 0, 0))
+    """
+    diff = _abs_difference(np.asarray(a), np.asarray(b))
+    if diff.ndim == 3:
+        diff = diff.max(axis=2)
+    largest = float(diff.max()) if diff.size else 0.0
+    return Image.fromarray(_heat_colours(_block_max(diff, factor))), largest
+
+
+def heat_map_legend(max_abs: float) -> str:
+    """The legend's text for a heat map whose largest difference is ``max_abs``.
+
+    >>> heat_map_legend(37.0), heat_map_legend(0.25), heat_map_legend(0)
+    ('max |diff| 37', 'max |diff| 0.25', 'identical')
+    """
+    if max_abs == 0:
+        return "identical"
+    if math.isfinite(max_abs) and float(max_abs).is_integer():
+        return f"max |diff| {int(max_abs)}"
+    return f"max |diff| {max_abs:.4g}"
+
+
+def _legend(max_abs: float) -> Image.Image:
+    """The colour scale under the heat map: 0, the ramp, the largest difference, the ring."""
+    font = ImageFont.load_default()
+    if max_abs == 0:
+        parts: list[Image.Image | str] = [_framed(_ramp(np.zeros(_SWATCH))), heat_map_legend(max_abs)]
+    else:
+        scale = np.concatenate([np.zeros(_SWATCH), np.linspace(_SMALLEST_VISIBLE, 1.0, _RAMP_WIDTH)])
+        ring = np.tile(np.array(_RING_COLOUR, np.uint8), (_SWATCH, 1))
+        parts = ["0", _framed(_ramp(scale)), heat_map_legend(max_abs) + ",",
+                 _framed(ring), f"within {_RING_RADIUS} px of a difference"]  # fmt: skip
+    spacing = 4
+    widths = [p.width if isinstance(p, Image.Image) else math.ceil(font.getlength(p)) for p in parts]
+    legend = Image.new("RGB", (sum(widths) + spacing * (len(parts) - 1), _LEGEND_HEIGHT), "white")
+    draw = ImageDraw.Draw(legend)
+    x = 0
+    for part, width in zip(parts, widths):
+        if isinstance(part, Image.Image):
+            legend.paste(part, (x, (_LEGEND_HEIGHT - part.height) // 2))
+        else:
+            draw.text((x, 0), part, fill="black", font=font)
+        x += width + spacing
+    return legend
+
+
+def _framed(row: np.ndarray) -> Image.Image:
+    """A row of RGB colours drawn as a bar ``_SWATCH`` high, with a grey frame."""
+    bar = np.full((_SWATCH + 2, len(row) + 2, 3), 128, np.uint8)
+    bar[1:-1, 1:-1] = row[np.newaxis]
+    return Image.fromarray(bar)
+
+
 def diff_picture(
     panels: Sequence[tuple[str, Image.Image]], a: Image.Image, b: Image.Image
 ) -> Image.Image:
-    """Panels side by side, each labelled, then a heat map of ``|a - b|``.
+    """Panels side by side, each labelled, then the :func:`heat_map` of ``|a - b|``.
 
-    The heat map is amplified so the largest difference is white (its
-    value is in the label); images larger than 1024 pixels are shrunk,
+    Under the heat map a legend gives its scale: black for 0, the ramp up
+    to white for the largest difference (its value written beside it), the
+    ring colour; or "identical". Images larger than 1024 pixels are shrunk,
     the heat map by block maximum so a single differing pixel still shows.
     """
     width, height = a.size
     factor = max(1, math.ceil(max(width, height) / _MAX_PANEL_SIDE))
     size = (-(-width // factor), -(-height // factor))
-    diff, largest = _heat_map(np.asarray(a), np.asarray(b))
-    heat = Image.fromarray(_colour(_block_max(diff, factor), largest))
-    if largest == 0:
-        heat_label = "difference: none"
-    else:
-        heat_label = f"difference: max {largest:g}"
+    heat, largest = heat_map(a, b, factor=factor)
     views = [(label, _preview(image).resize(size, Image.Resampling.BOX)) for label, image in panels]
-    views.append((heat_label, heat.resize(size, Image.Resampling.NEAREST)))
+    views.append(("difference", heat.resize(size, Image.Resampling.NEAREST)))
+    heat_x = _GAP + (len(views) - 1) * (size[0] + _GAP)
+    legend = _legend(largest)
+    legend_y = _GAP + _LABEL_HEIGHT + size[1] + _GAP
     sheet = Image.new(
         "RGB",
-        (len(views) * size[0] + (len(views) + 1) * _GAP, size[1] + _LABEL_HEIGHT + 2 * _GAP),
+        (max(len(views) * size[0] + (len(views) + 1) * _GAP, heat_x + legend.width + _GAP),
+         legend_y + legend.height + _GAP),
         "white",
-    )
+    )  # fmt: skip
     draw = ImageDraw.Draw(sheet)
     for i, (label, view) in enumerate(views):
         x = _GAP + i * (size[0] + _GAP)
         draw.text((x, _GAP), label, fill="black")
         sheet.paste(view, (x, _GAP + _LABEL_HEIGHT))
+    sheet.paste(legend, (heat_x, legend_y))
     return sheet

@@ -31,6 +31,7 @@ __all__ = [
     "PARAMETRIC_PRESETS",
     "parse_kernel",
     "prepare_kernel",
+    "brightness_hint",
     "preset_key",
     "box_kernel",
     "gaussian_kernel",
@@ -69,6 +70,12 @@ class Kernel:
     factors : tuple of two 1-D arrays or None
         ``(column, row)`` with ``outer(column, row) == matrix`` when the
         kernel is known to be separable.
+    matrix_spec : str or None
+        The inline matrix or ``@PATH`` spec the kernel was read from (set
+        by :func:`parse_kernel`); None for presets and kernels made in code.
+    scale_given : bool
+        True when ``--scale`` or ``--normalize`` set the scale (set by
+        :func:`prepare_kernel`).
 
     Raises
     ------
@@ -90,6 +97,8 @@ class Kernel:
     description: str = ""
     pillow_name: str | None = None
     factors: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    matrix_spec: str | None = None
+    scale_given: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -154,6 +163,8 @@ class Kernel:
             "description": self.description,
             "pillow_name": self.pillow_name,
             "factors": self.factors,
+            "matrix_spec": self.matrix_spec,
+            "scale_given": self.scale_given,
         }
         if "matrix" in changes and "factors" not in changes:
             values["factors"] = None
@@ -493,7 +504,7 @@ def parse_kernel(spec: str) -> Kernel:
     if _NAME.match(head.strip()) and not _NON_FINITE.match(head.strip()):
         return _parse_preset(head.strip(), params if ":" in text else None)
     matrix = parse_matrix(text)
-    return Kernel(matrix, name=f"matrix {matrix.shape[0]}x{matrix.shape[1]}")
+    return Kernel(matrix, name=f"matrix {matrix.shape[0]}x{matrix.shape[1]}", matrix_spec=text)
 
 
 def prepare_kernel(
@@ -526,15 +537,68 @@ def prepare_kernel(
         changes["offset"] = offset
     if any(_finite_float(v, k) != getattr(kernel, k) for k, v in changes.items()):
         changes["pillow_name"] = None
+    if scale is not None:
+        changes["scale_given"] = True
     if changes:
         kernel = kernel.replace(**changes)
     if normalize:
-        kernel = kernel.normalized()
+        kernel = kernel.normalized().replace(scale_given=True)
     if flip:
         symmetric = bool(np.array_equal(kernel.matrix, kernel.matrix[::-1, ::-1]))
         pillow_name = kernel.pillow_name if symmetric else None
         kernel = kernel.flipped().replace(pillow_name=pillow_name)
     return kernel
+
+
+def brightness_hint(kernel: Kernel) -> str | None:
+    """A note for a matrix kernel that changes the image's brightness, or None.
+
+    Only an inline or ``@PATH`` kernel whose scale was not given (no
+    ``--scale``, no ``--normalize``) can get the note, and only when its
+    weights sum to neither 1 (brightness kept) nor 0 (an edge kernel, on
+    purpose). Presets and kernels made in code get None: their scale is
+    part of them.
+
+    >>> print(brightness_hint(parse_kernel("1 2 1; 2 4 2; 1 2 1")))
+    the weights of '1 2 1; 2 4 2; 1 2 1' sum to 16, so the image gets 16 times brighter; add --normalize to divide by 16 (or --scale S)
+    >>> brightness_hint(parse_kernel("0 -1 0; -1 5 -1; 0 -1 0")) is None
+    True
+    """
+    if kernel.matrix_spec is None or kernel.scale_given:
+        return None
+    total = float(kernel.weights.sum())
+    # Rounding in the sum grows with the size of the weights. The base of 1,
+    # as in normalized(), makes every sum it refuses as zero count as zero
+    # here, so the note never suggests a --normalize that fails.
+    tolerance = 1e-9 * max(1.0, float(np.abs(kernel.weights).sum()))
+    if abs(total) <= tolerance or abs(total - 1.0) <= tolerance:
+        return None
+    if total > 1:
+        effect = f"the image gets {_significant(total)} times brighter"
+    elif total > 0:
+        effect = f"the image gets darker ({_significant(total)} times as bright)"
+    else:
+        strength = f" ({_significant(-total)} times as strong)"
+        if abs(total + 1.0) <= tolerance:
+            strength = ""
+        effect = f"the image comes out inverted{strength} and clipped to black below 0"
+    return (
+        f"the weights of {_excerpt(kernel.matrix_spec, 0)!r} sum to {_significant(total)}, "
+        f"so {effect}; add --normalize to divide by "
+        f"{_significant(float(kernel.matrix.sum()))} (or --scale S)"
+    )
+
+
+def _significant(value: float) -> str:
+    """``value`` to 6 significant digits, or more where 6 would show 1 or 0."""
+    text = f"{value:.6g}"
+    return f"{value:.15g}" if float(text) in (-1.0, 0.0, 1.0) else text
+
+
+def _excerpt(text: str, at: int) -> str:
+    """``text`` cut to 30 characters either side of index ``at``, cuts marked '...'."""
+    start, end = max(0, at - 30), min(len(text), at + 30)
+    return ("..." if start else "") + text[start:end] + ("..." if end < len(text) else "")
 
 
 def _parse_preset(name: str, params: str | None) -> Kernel:
@@ -591,14 +655,23 @@ def _as_int(token: str, what: str) -> int:
     return value
 
 
+#: Between two rows: ``;``, a newline, or ``;`` ending a line (one separator).
+_ROW_SEPARATOR = re.compile(r"(;[ \t]*\n|[;\n])")
+#: Between two entries: a comma with any spaces around it, or spaces alone.
+_ENTRY_SEPARATOR = re.compile(r"(\s*,\s*|\s+)")
+#: One row of the nested-list form; the group is its contents.
+_NESTED_ROW = re.compile(r"\[([^\[\]]*)\]")
+
+
 def parse_matrix(text: str) -> np.ndarray:
     """Parse matrix text (rows by ``;`` or newline, or nested lists) to float64.
 
     Raises
     ------
     KernelSpecError
-        For ragged rows, tokens that are not numbers, NaN or infinity,
-        division by zero in a fraction, or an empty matrix.
+        For an empty entry or row (``1,,2``, ``1,``, ``1 2;;3 4``), ragged
+        rows, tokens that are not numbers, NaN or infinity, division by
+        zero in a fraction, or an empty matrix.
 
     >>> parse_matrix("[[1, 1/2], [0, -3e1]]").tolist()
     [[1.0, 0.5], [0.0, -30.0]]
@@ -610,25 +683,12 @@ def parse_matrix(text: str) -> np.ndarray:
         if not line.lstrip().startswith("#")
     ]
     body = "\n".join(lines).strip()
-    if body.startswith("["):
-        rows = _split_nested_lists(body)
-    else:
-        # ``;`` at the end of a line ends one row, as in "1 2;\n3 4".
-        rows = re.split(r";[ \t]*\n|[;\n]", body)
-        # Blank lines and trailing separators are allowed; empty rows between
-        # numbers are not silently dropped in the middle of a matrix.
-        while rows and not rows[-1].strip():
-            rows.pop()
-        while rows and not rows[0].strip():
-            rows.pop(0)
+    rows = _split_nested_lists(body) if body.startswith("[") else _split_rows(body)
     if not rows:
         raise KernelSpecError("kernel matrix is empty")
     values: list[list[float]] = []
     for r, row in enumerate(rows, start=1):
-        tokens = [t for t in re.split(r"[,\s]+", row.strip()) if t]
-        if not tokens:
-            raise KernelSpecError(f"row {r} is empty")
-        values.append([_parse_entry(t, r, c) for c, t in enumerate(tokens, start=1)])
+        values.append(_parse_row(row, r))
         if len(values[-1]) != len(values[0]):
             raise KernelSpecError(
                 f"row {r} has {_count(len(values[-1]))}, row 1 has {len(values[0])}"
@@ -642,20 +702,82 @@ def _count(n: int) -> str:
     return f"{n} value" if n == 1 else f"{n} values"
 
 
+def _split_rows(body: str) -> list[str]:
+    """The rows of ``;``/newline matrix text (stripped of outer whitespace).
+
+    One ``;`` after the last row is allowed; any other empty row (``;;``,
+    a leading ``;``, a blank line between rows) is an error.
+    """
+    pieces = _ROW_SEPARATOR.split(body)  # row, separator, row, ..., row
+    rows, separators = pieces[0::2], pieces[1::2]
+    if not any(row.strip() for row in rows):
+        return []
+    if not rows[-1].strip():
+        rows.pop()  # the trailing ';' of "1 2; 3 4;"
+    offset = 0
+    # Every empty row left is followed by a separator: the last row is not
+    # empty, or was emptied by a ';' that is itself followed by the one popped.
+    for r, (row, separator) in enumerate(zip(rows, separators + [""]), start=1):
+        if not row.strip():
+            fix = "remove the extra ';'" if ";" in separator else "remove the blank line"
+            raise KernelSpecError(
+                f"row {r} is empty in {_excerpt(body, offset)!r}: {fix} or write the row's numbers"
+            )
+        offset += len(row) + len(separator)
+    return rows
+
+
 def _split_nested_lists(body: str) -> list[str]:
-    """``[[a, b], [c, d]]`` -> ``["a, b", "c, d"]``; ``[a, b]`` -> one row."""
+    """``[[a, b], [c, d]]`` -> ``["a, b", "c, d"]``; ``[a, b]`` -> one row.
+
+    Rows are separated by spaces and at most one comma; a comma before the
+    first row, after the last or a second one between two rows is an empty
+    row, and so is ``[]``.
+    """
     if not body.endswith("]"):
         raise KernelSpecError("nested-list matrix must end with ']'")
-    inner = body[1:-1].strip()
+    inner = body[1:-1]
     if "[" not in inner and "]" not in inner:
-        return [inner] if inner else []
-    rows = re.findall(r"\[([^\[\]]*)\]", inner)
-    leftover = re.sub(r"\[[^\[\]]*\]", "", inner)
-    if leftover.strip(" \t\r\n,") or not rows:
+        return [inner] if inner.strip() else []
+    pieces = _NESTED_ROW.split(inner)  # gap, row, gap, ..., row, gap
+    gaps, rows = pieces[0::2], pieces[1::2]
+    if not rows or any(gap.strip(" \t\r\n,") for gap in gaps):
         raise KernelSpecError(
             "nested-list matrix must look like [[1, 2], [3, 4]] (one level of rows)"
         )
+    offset = 1  # past the outer '['
+    for r, (gap, row) in enumerate(zip(gaps, rows + [None]), start=1):
+        commas_allowed = 0 if r in (1, len(gaps)) else 1
+        if gap.count(",") > commas_allowed:
+            raise KernelSpecError(
+                f"row {r} is empty in {_excerpt(body, offset + gap.rfind(','))!r}: "
+                "remove the extra comma or write the row's numbers"
+            )
+        offset += len(gap)
+        if row is not None and not row.strip():
+            raise KernelSpecError(
+                f"row {r} is empty in {_excerpt(body, offset)!r}: "
+                "remove the '[]' or write the row's numbers"
+            )
+        offset += len(row or "") + 2
     return rows
+
+
+def _parse_row(row: str, r: int) -> list[float]:
+    """The numbers of row ``r``; an empty entry (``1,,2``, ``,1``, ``1,``) is an error."""
+    text = row.strip()
+    pieces = _ENTRY_SEPARATOR.split(text)  # entry, separator, entry, ..., entry
+    values = []
+    offset = 0
+    for c, (entry, separator) in enumerate(zip(pieces[0::2], pieces[1::2] + [""]), start=1):
+        if not entry:
+            raise KernelSpecError(
+                f"empty entry at row {r}, column {c} of {_excerpt(text, offset)!r}: "
+                "remove the extra comma or write a number"
+            )
+        values.append(_parse_entry(entry, r, c))
+        offset += len(entry) + len(separator)
+    return values
 
 
 def _parse_entry(token: str, row: int, col: int) -> float:
@@ -711,7 +833,7 @@ def _parse_file(path_text: str) -> Kernel:
         raise KernelSpecError(f"kernel file {str(path)!r}: permission denied") from None
     except (OSError, ValueError, EOFError) as exc:
         raise KernelSpecError(f"cannot read kernel file {str(path)!r}: {exc}") from None
-    return Kernel(matrix, name=f"@{path.name}")
+    return Kernel(matrix, name=f"@{path.name}", matrix_spec=f"@{path_text}")
 
 
 def _open_regular(path: Path):

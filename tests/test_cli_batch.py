@@ -225,7 +225,7 @@ def test_skip_existing_leaves_them_and_counts_them(photos, tmp_path):
     result = run("batch", photos, "-d", out, "-k", "blur", "--skip-existing", "--json")
     assert result.exit_code == 0, result.output
     assert files(out)["b.jpg"] == b"keep me" and "a.png" in files(out)
-    lines = [json.loads(line) for line in result.output.splitlines()]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
     skipped = [(line["input"], line["reason"]) for line in lines if line.get("status") == "skipped"]
     assert sorted(skipped) == [(str(photos / "README.txt"), "not an image file"),
                                (str(photos / "b.jpg"), "output exists")]  # fmt: skip
@@ -262,8 +262,9 @@ def test_one_corrupt_file_among_good_ones(photos, tmp_path):
     assert result.exit_code == 1
     assert sorted(files(out)) == ["2024/c.png", "2024/may/d.png", "a.png", "b.jpg"]
     assert "processed 4, skipped 2 (2 not an image file), failed 1" in result.output
-    failures = result.output.split("failed:\n", 1)[1].splitlines()
-    assert len(failures) == 1 and failures[0].startswith(f"  {photos / 'broken.png'}: ")
+    failures = result.stderr.splitlines()
+    assert len(failures) == 1 and failures[0].startswith(f"convfilter: error: {photos / 'broken.png'}: ")
+    assert "broken.png" not in result.stdout
     assert not any(p.name.endswith(".part") for p in out.rglob("*"))
 
 
@@ -293,7 +294,7 @@ def test_json_lines(photos, tmp_path):
     (photos / "broken.png").write_bytes(b"junk")
     result = run("batch", photos, "-d", tmp_path / "out", "-k", "blur", "--json", "-j", "2")
     assert result.exit_code == 1
-    lines = [json.loads(line) for line in result.output.splitlines()]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
     per_file, summary = lines[:-1], lines[-1]
     assert all({"input", "output", "status", "error", "milliseconds"} <= set(line) for line in per_file)
     by_status = {}
@@ -322,7 +323,7 @@ def test_progress_bar_only_when_asked_or_on_a_terminal(photos, tmp_path):
 def test_progress_reports_failures_as_they_happen(photos, tmp_path):
     (photos / "broken.png").write_bytes(b"junk")
     result = run("batch", photos, "-d", tmp_path / "out", "-k", "blur", "--progress")
-    assert f"failed: {photos / 'broken.png'}: " in result.stderr
+    assert f"convfilter: error: {photos / 'broken.png'}: " in result.stderr
 
 
 def test_filter_and_output_options_reach_every_file(photos, tmp_path):
@@ -428,7 +429,7 @@ def test_a_folder_named_like_one_output_fails_only_that_file(tmp_path, rng):
         picture(tmp_path / "in" / f"{name}.png", rng)
     (tmp_path / "out" / "a.png").mkdir(parents=True)
     result = run("batch", tmp_path / "in", "-d", tmp_path / "out", "-k", "blur", "--json", "--overwrite")
-    lines = [json.loads(line) for line in result.output.splitlines()]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
     status = {Path(line["input"]).name: line["status"] for line in lines if line["type"] == "file"}
     assert status == {"a.png": "failed", "b.png": "ok", "c.png": "ok"}, result.output
     assert (tmp_path / "out" / "b.png").is_file() and (tmp_path / "out" / "a.png").is_dir()
@@ -460,7 +461,7 @@ def test_notes_reach_the_text_summary_and_the_json_lines(tmp_path, rng):
     assert text.exit_code == 0, text.output + text.stderr
     noted = [line for line in text.output.splitlines() if "--depth 8" in line]
     assert len(noted) == 1 and "deep.png" in noted[0], text.output
-    lines = [json.loads(line) for line in run(*args, "-d", tmp_path / "json", "--json").output.splitlines()]
+    lines = [json.loads(line) for line in run(*args, "-d", tmp_path / "json", "--json").stdout.splitlines()]
     notes = {Path(line["input"]).name: line["notes"] for line in lines if line["type"] == "file"}
     assert any("--depth 8" in note for note in notes["deep.png"]) and notes["plain.png"] == []
     assert lines[-1]["noted"] == 1
@@ -469,7 +470,67 @@ def test_notes_reach_the_text_summary_and_the_json_lines(tmp_path, rng):
 def test_16_bit_colour_into_jpeg_without_depth_fails_that_file(tmp_path, rng):
     sixteen_bit_png(tmp_path / "in" / "deep.png", rng)
     result = run("batch", tmp_path / "in", "-d", tmp_path / "out", "-k", "identity", "--format", "jpeg", "--json")
-    lines = [json.loads(line) for line in result.output.splitlines()]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.exit_code == 1
     assert lines[0]["status"] == "failed" and "--depth 8" in lines[0]["error"]
     assert not (tmp_path / "out" / "deep.jpg").exists()
+
+
+def test_quiet_leaves_only_the_error_lines_on_stderr(photos, tmp_path):
+    (photos / "broken.png").write_bytes(b"junk")
+    for extra in ([], ["--json"]):
+        result = run("batch", photos, "-d", tmp_path / f"out{len(extra)}", "-k", "blur", "-q", *extra)
+        assert result.exit_code == 1 and result.stdout == ""
+        assert result.stderr.splitlines() == [f"convfilter: error: {photos / 'broken.png'}: not an image, "
+                                              "or not in an allowed format (PNG, JPEG, GIF, BMP, TIFF, WEBP, "
+                                              "PPM, TGA, ICO)"]
+
+
+def test_json_keeps_stdout_machine_readable_and_errors_on_stderr(photos, tmp_path):
+    (photos / "broken.png").write_bytes(b"junk")
+    result = run("batch", photos, "-d", tmp_path / "out", "-k", "blur", "--json")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["type"] for line in lines].count("summary") == 1
+    assert result.stderr.startswith(f"convfilter: error: {photos / 'broken.png'}: ")
+
+
+def test_dry_run_lists_the_plan_and_writes_nothing(photos, tmp_path):
+    out = tmp_path / "out"
+    result = run("batch", photos, "-r", "-d", out, "-k", "blur", "--dry-run")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert f"{photos / 'a.png'} -> {out / 'a.png'}" in result.output
+    assert f"{photos / '2024' / 'c.png'} -> {out / '2024' / 'c.png'}" in result.output
+    assert "skipped (not an image file)" in result.output and "nothing written" in result.output
+    assert not out.exists()
+    lines = [json.loads(line) for line in run("batch", photos, "-r", "-d", out, "-k", "blur", "--dry-run",
+                                              "--json").output.splitlines()]
+    assert sorted(line["status"] for line in lines) == ["planned"] * 4 + ["skipped"] * 2
+    assert not out.exists()
+
+
+def test_a_name_without_a_suffix_is_refused_before_the_batch(photos, tmp_path):
+    result = run("batch", photos, "-d", tmp_path / "out", "-k", "blur", "--name", "{stem}")
+    one_error(result, 2, "--name", "{suffix}")
+    assert not (tmp_path / "out").exists()
+    assert run("batch", photos, "-d", tmp_path / "out2", "-k", "blur", "--name", "{stem}",
+               "--format", "png").exit_code == 0
+
+
+def test_overwrite_with_skip_existing_is_a_batch_error_in_the_library(photos, tmp_path):
+    from convfilter import batch
+
+    with pytest.raises(batch.BatchError) as raised:
+        batch.plan_batch([str(photos)], tmp_path / "out", kernel_specs=["blur"], overwrite=True,
+                         skip_existing=True)  # fmt: skip
+    assert not isinstance(raised.value, batch.TemplateError)
+
+
+def test_a_malformed_scheduler_address_is_a_usage_error_with_or_without_dask(photos, tmp_path, monkeypatch):
+    from convfilter import batch
+
+    def no_dask(address="local"):
+        raise batch.BatchError("the Dask extra is not installed")
+
+    monkeypatch.setattr(batch, "require_dask", no_dask)
+    one_error(run("batch", photos, "-d", tmp_path / "out", "-k", "blur", "--scheduler", "foo"), 2, "--scheduler")
+    one_error(run("batch", photos, "-d", tmp_path / "out", "-k", "blur", "--scheduler", "local"), 1, "Dask")

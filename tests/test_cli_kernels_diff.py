@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageFilter
 
-from convfilter import cli
+from convfilter import cli, compare
 
 PILLOW_FILTERS = ["BLUR", "CONTOUR", "DETAIL", "EDGE_ENHANCE", "EDGE_ENHANCE_MORE", "EMBOSS",
                   "FIND_EDGES", "SHARPEN", "SMOOTH", "SMOOTH_MORE"]  # fmt: skip
@@ -111,6 +111,21 @@ def test_diff_image_is_written(pair, tmp_path):
     assert run("diff", a_path, b_path, "--diff-image", picture, "-q").exit_code == 1
     with Image.open(picture) as im:
         assert im.width >= 3 * 12
+
+
+def test_diff_image_shows_a_lone_difference_of_one(tmp_path):
+    a = np.full((20, 30, 3), 50, np.uint8)
+    b = a.copy()
+    b[5, 7, 2] += 1
+    same, differ = tmp_path / "same.png", tmp_path / "differ.png"
+    a_path, b_path = save(tmp_path / "a.png", a), save(tmp_path / "b.png", b)
+    assert run("diff", a_path, save(tmp_path / "copy.png", a), "--diff-image", same, "-q").exit_code == 0
+    assert run("diff", a_path, b_path, "--diff-image", differ, "-q").exit_code == 1
+    ring = np.array(compare._RING_COLOUR, np.uint8)
+    with Image.open(same) as identical, Image.open(differ) as different:
+        ringed = np.all(np.asarray(different.convert("RGB")) == ring, axis=2).sum()
+        assert ringed >= 7 * 7 - 1  # around the differing pixel (and a swatch in the legend)
+        assert not np.all(np.asarray(identical.convert("RGB")) == ring, axis=2).any()
 
 
 @pytest.mark.parametrize("problem", ["missing", "size", "mode"])

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image, ImageFilter
 
-from convfilter import compare
+from convfilter import cli, compare
 from convfilter.kernels import Kernel, parse_kernel
 
 
@@ -78,16 +79,160 @@ def test_pillow_filter_parametric_and_unknown():
     assert compare.pillow_filter("median:3").size == 3
     with pytest.raises(compare.CompareError, match="unknown Pillow filter"):
         compare.pillow_filter("sparkle")
-    with pytest.raises(compare.CompareError, match="bad value"):
-        compare.pillow_filter("median:x")
+    with pytest.raises(compare.CompareError, match="median:SIZE"):
+        compare.pillow_filter("median")  # a parametric filter without its value
+
+
+ODD_SIZE = "median size must be an odd whole number, 1 or more (3, 5, ...); got "
+RADIUS = "radius must be a finite number, 0 or more (0.5, 2, ...); got "
+
+
+@pytest.mark.parametrize("name, message", [
+    ("median:4", ODD_SIZE + "4"), ("median:0", ODD_SIZE + "0"), ("median:-3", ODD_SIZE + "-3"),
+    ("median:2.5", ODD_SIZE + "2.5"), ("median:x", ODD_SIZE + "x"), ("median:nan", ODD_SIZE + "nan"),
+    ("median:inf", ODD_SIZE + "inf"), ("median:1025", "median size must be at most 1023"),
+    ("gaussian_blur:-1", "gaussian_blur " + RADIUS + "-1"),
+    ("gaussian_blur:nan", "gaussian_blur " + RADIUS + "nan"),
+    ("gaussian_blur:inf", "gaussian_blur " + RADIUS + "inf"),
+    ("Gaussian-Blur:x", "gaussian_blur " + RADIUS + "x"),
+    ("box_blur:-0.5", "box_blur " + RADIUS + "-0.5"),
+    ("box_blur:-inf", "box_blur " + RADIUS + "-inf"),
+    ("box_blur:NaN", "box_blur " + RADIUS + "NaN"),
+    ("box_blur:1e30", "box_blur radius must be at most 1e+09"),
+])  # fmt: skip
+def test_pillow_filter_refuses_bad_parameters_in_its_own_words(name, message):
+    with pytest.raises(compare.CompareError) as raised:
+        compare.pillow_filter(name)
+    assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize("name, pillow", [
+    ("median:1", ImageFilter.MedianFilter(1)), ("median:5", ImageFilter.MedianFilter(5)),
+    ("median:3.0", ImageFilter.MedianFilter(3)), ("gaussian_blur:0", ImageFilter.GaussianBlur(0)),
+    ("gaussian_blur:1.5", ImageFilter.GaussianBlur(1.5)), ("box_blur:0", ImageFilter.BoxBlur(0)),
+    ("box_blur:2", ImageFilter.BoxBlur(2)),
+])  # fmt: skip
+def test_pillow_filter_good_parameters_give_pillows_filter(name, pillow):
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (9, 11), dtype=np.uint8))
+    ours = compare.pillow_filter(name)
+    assert type(ours) is type(pillow)
+    assert np.array_equal(np.asarray(image.filter(ours)), np.asarray(image.filter(pillow)))
+
+
+def test_apply_refuses_a_bad_reference_before_reading_or_writing(tmp_path):
+    source = tmp_path / "in.png"
+    Image.new("L", (8, 8), 100).save(source)
+    for input_path in (source, tmp_path / "missing.png"):  # the value is checked before the input
+        out = tmp_path / "out.png"
+        result = CliRunner().invoke(
+            cli.main, ["apply", str(input_path), str(out), "-k", "blur", "--diff-pil", "median:4"]
+        )
+        assert result.exit_code == 1
+        lines = result.stderr.splitlines()
+        assert lines == ["convfilter: error: " + ODD_SIZE + "4"]
+        assert not out.exists()
+
+
+# --- the diff picture -------------------------------------------------------------
+
+BLACK, RING = (0, 0, 0), compare._RING_COLOUR
+
+
+def heat_panel(picture: Image.Image, panels: int, size: tuple[int, int]) -> np.ndarray:
+    """The heat map as drawn in a diff picture of ``panels`` panels of ``size``."""
+    x = compare._GAP + (panels - 1) * (size[0] + compare._GAP)
+    y = compare._GAP + compare._LABEL_HEIGHT
+    return np.asarray(picture)[y : y + size[1], x : x + size[0]]
+
+
+def legend_strip(picture: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """Everything in a diff picture below the panels: the legend."""
+    return np.asarray(picture)[compare._GAP + compare._LABEL_HEIGHT + size[1] :]
+
+
+def test_one_pixel_differing_by_one_is_ringed_and_coloured():
+    a = np.full((40, 50), 20, np.uint8)
+    b = a.copy()
+    b[10, 12] += 1  # the difference to see
+    b[30, 40] += 200  # the largest, far away
+    image_a, image_b = Image.fromarray(a), Image.fromarray(b)
+    picture = compare.diff_picture([("a", image_a), ("b", image_b)], image_a, image_b)
+    heat = heat_panel(picture, 3, (50, 40))
+    assert np.array_equal(heat, np.asarray(compare.heat_map(image_a, image_b)[0]))
+    red, green, blue = (int(v) for v in heat[10, 12])
+    assert red >= 128 and green == blue == 0  # a clear red, not near-black
+    neighbourhood = heat[7:14, 9:16].reshape(-1, 3)
+    ring = [tuple(int(v) for v in pixel) for pixel in neighbourhood]
+    assert ring.count(RING) == 7 * 7 - 1
+    assert tuple(heat[10, 16]) == BLACK and tuple(heat[14, 12]) == BLACK  # 4 pixels away
+    assert tuple(heat[30, 40]) == (255, 255, 255)
+
+
+def test_heat_map_of_identical_images_is_black():
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (6, 7, 3), dtype=np.uint8))
+    heat, largest = compare.heat_map(image, image.copy())
+    assert largest == 0 and not np.asarray(heat).any()
+
+
+def test_heat_map_takes_the_largest_band():
+    a = np.zeros((5, 5, 3), np.uint8)
+    b = a.copy()
+    b[2, 2] = (3, 9, 1)
+    heat, largest = compare.heat_map(Image.fromarray(a), Image.fromarray(b))
+    assert largest == 9 and heat.getpixel((2, 2)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("max_abs, text", [
+    (37.0, "max |diff| 37"), (65535.0, "max |diff| 65535"), (0.25, "max |diff| 0.25"),
+    (1 / 3, "max |diff| 0.3333"), (math.inf, "max |diff| inf"), (0.0, "identical"),
+])  # fmt: skip
+def test_heat_map_legend_text(max_abs, text):
+    assert compare.heat_map_legend(max_abs) == text
+
+
+def test_legend_drawn_follows_the_largest_difference():
+    a = np.zeros((30, 30), np.uint8)
+    legends = []
+    for largest in (5, 37, 0):
+        b = a.copy()
+        b[15, 15] = largest
+        image_a, image_b = Image.fromarray(a), Image.fromarray(b)
+        picture = compare.diff_picture([("a", image_a), ("b", image_b)], image_a, image_b)
+        legends.append(legend_strip(picture, (30, 30)))
+    five, thirty_seven, identical = legends
+    assert not np.array_equal(five, thirty_seven)
+    assert identical.shape[1] < five.shape[1]  # "identical" needs no ramp
+    for legend in (five, thirty_seven):  # the ramp ends in white and starts at a clear red
+        colours = {tuple(int(v) for v in pixel) for pixel in legend.reshape(-1, 3)}
+        assert {RING, BLACK, (255, 255, 255)} <= colours
+        assert any(r >= 128 and g == b == 0 for r, g, b in colours)
+    assert RING not in {tuple(int(v) for v in pixel) for pixel in identical.reshape(-1, 3)}
 
 
 def test_diff_picture_shrinks_large_images_but_keeps_single_pixel_differences():
     a = np.zeros((2048, 3000), np.uint8)
     b = a.copy()
-    b[1000, 1500] = 9
+    b[1000, 1500] = 1
+    b[40, 60] = 9
     image_a, image_b = Image.fromarray(a), Image.fromarray(b)
     picture = compare.diff_picture([("a", image_a), ("b", image_b)], image_a, image_b)
     assert picture.width < 3 * 1100
-    heat = np.asarray(picture)
-    assert heat.max() == 255  # the lone difference is drawn at full strength
+    heat = heat_panel(picture, 3, (1000, 683))  # shrunk by 3, blocks keep their largest
+    assert tuple(heat[40 // 3, 60 // 3]) == (255, 255, 255)
+    assert heat[1000 // 3, 1500 // 3, 0] >= 128  # the difference of 1 is a clear red
+    assert tuple(heat[1000 // 3 + 3, 1500 // 3]) == RING
+    assert (heat != 0).any(axis=2).sum() == 2 * 7 * 7
+
+
+def test_diff_picture_of_float_images_with_nan():
+    a = np.array([[np.nan, 1.0, 2.0], [3.0, 4.0, np.inf]], np.float32)
+    b = a.copy()
+    b[1, 1] = np.nan  # NaN against a number: an unbounded difference
+    image_a, image_b = Image.fromarray(a), Image.fromarray(b)
+    picture = compare.diff_picture([("a", image_a), ("b", image_b)], image_a, image_b)
+    heat = heat_panel(picture, 3, (3, 2))
+    assert tuple(heat[1, 1]) == (255, 255, 255)
+    assert tuple(heat[0, 0]) == RING  # NaN in both, and inf in both, are no difference
+    assert tuple(heat[1, 2]) == RING
+    report = compare.compare_images(image_a, image_b)
+    assert report.whole.differing == 1 and report.whole.max_abs == math.inf

@@ -55,7 +55,7 @@ def test_a_cluster_writes_what_a_local_run_writes(cluster, inputs, tmp_path):
     assert len(expected) == 6 and files(tmp_path / "dask") == expected
 
     def statuses(result):
-        lines = [json.loads(line) for line in result.output.splitlines()]
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
         return sorted((Path(line["input"]).name, line["status"]) for line in lines[:-1]), lines[-1]
 
     (local_files, local_summary), (remote_files, remote_summary) = statuses(local), statuses(remote)

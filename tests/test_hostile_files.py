@@ -592,7 +592,9 @@ def run_batch_on(cases: list[Case], directory: Path, *, jobs: int = 1, executabl
 
 
 def check_batch(code, files, summary, stderr, by_path, out: Path) -> Counter:
-    assert "Traceback" not in stderr and stderr.strip() == "", stderr
+    assert "Traceback" not in stderr
+    failures = {f"convfilter: error: {p}: {line['error']}" for p, line in files.items() if line["status"] == "failed"}
+    assert set(stderr.splitlines()) == failures, "stderr holds one error line per failed file"
     outcomes = Counter()
     for path, case in by_path.items():
         where = f"{case.fmt} {case.kind} {case.detail}"

@@ -419,17 +419,10 @@ def describe_failure(result) -> str:
     return lines[0] if lines else "(no message)"
 
 
-def batch_failures(summary: str) -> list[str]:
-    """The lines of the batch summary's ``failed:`` block, one per failed input."""
-    failures, inside = [], False
-    for line in summary.splitlines():
-        if line == "failed:":
-            inside = True
-        elif inside and line.startswith("  "):
-            failures.append(line.strip())
-        else:
-            inside = False
-    return failures
+def batch_failures(stderr: str) -> list[str]:
+    """The error lines batch prints on standard error, one per failed input."""
+    prefix = "convfilter: error: "
+    return [line[len(prefix):] for line in stderr.splitlines() if line.startswith(prefix)]
 
 
 class Conversions:
@@ -471,7 +464,7 @@ class Conversions:
             return output
         result = self.batch()
         output = self.batch_dir / case.filename
-        reasons = [line for line in batch_failures(result.output) if f"{os.sep}{case.filename}:" in line]
+        reasons = [line for line in batch_failures(result.stderr) if f"{os.sep}{case.filename}:" in line]
         if not output.exists() or reasons:
             reason = reasons[0] if reasons else describe_failure(result)
             pytest.fail(f"batch wrote no {case.filename}: {reason}", pytrace=False)

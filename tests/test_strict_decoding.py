@@ -552,10 +552,12 @@ def test_batch_fails_exactly_the_files_pillow_rejects(name, tmp_path):
     out = tmp_path / "out"
     result = invoke("batch", str(folder), "-d", str(out), "-k", "identity", "--jobs", "1", "--json")
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.stdout + result.stderr and result.stderr.strip() == "", result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     reports = {line["input"]: line for line in lines if line["type"] == "file"}
     assert set(reports) == set(expected)
+    failures = {f"convfilter: error: {r['input']}: {r['error']}" for r in reports.values() if r["status"] == "failed"}
+    assert set(result.stderr.splitlines()) == failures, "stderr holds one error line per failed file"
     problems, failed = [], 0
     for path, (file, decode) in expected.items():
         report = reports[path]
