@@ -24,7 +24,7 @@ from . import __version__
 # pipeline.ALPHA_MODES and encoding.COMPRESSIONS.
 BORDER_CHOICES = ("nearest", "reflect", "mirror", "wrap", "constant", "keep", "valid")
 METHOD_CHOICES = ("auto", "direct", "separable", "fft")
-ALPHA_CHOICES = ("keep", "filter", "premultiply")
+ALPHA_CHOICES = ("auto", "keep", "filter", "premultiply")
 COMPRESSION_CHOICES = ("none", "lzw", "deflate", "packbits")
 
 #: Exit codes (documented in the README).
@@ -67,6 +67,13 @@ class ConvfilterGroup(click.Group):
     """A group whose usage errors are one line too, and never a traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not (sys.argv[1:] if args is None else args):
+            # No command at all: the help that --help prints, as a usage error.
+            with self.make_context(prog_name or "convfilter", ["--help"], resilient_parsing=True) as ctx:
+                click.echo(ctx.get_help(), err=True)
+            if standalone_mode:
+                sys.exit(EXIT_USAGE)
+            return EXIT_USAGE
         try:
             code = super().main(
                 args, prog_name or "convfilter", complete_var, standalone_mode=False, **extra
@@ -158,8 +165,9 @@ def _filter_options(function):
                      help="Absolute value before rounding (edges of both signs)."),
         click.option("--channels", metavar="BANDS", default=None,
                      help="Bands to filter, e.g. R,G; the others pass through."),
-        click.option("--alpha", type=click.Choice(ALPHA_CHOICES), default="keep",
-                     show_default=True, help="Leave alpha alone, filter it, or premultiply."),
+        click.option("--alpha", type=click.Choice(ALPHA_CHOICES), default="auto", show_default=True,
+                     help="auto: premultiply where alpha is not fully opaque; or keep alpha, filter it, "
+                          "premultiply."),
         click.option("--method", type=click.Choice(METHOD_CHOICES), default="auto",
                      show_default=True, help="Engine strategy; auto picks the fastest."),
         click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
@@ -308,6 +316,9 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
         from .pipeline import process_file
 
         to_stdout = output_path == "-"
+        if to_stdout and sys.stdout.isatty():
+            raise CommandError("image data is not written to a terminal; redirect standard output "
+                               "(... - > out.png) or give an output file name")  # fmt: skip
         source = _read_stdin() if input_path == "-" else input_path
         destination = sys.stdout.buffer if to_stdout else output_path
         result = process_file(

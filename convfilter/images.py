@@ -46,6 +46,7 @@ __all__ = [
     "format_for_extension",
     "unknown_extension_message",
     "band_names",
+    "alpha_is_opaque",
     "check_depth",
     "reduce_to_8_bits",
     "encode_image",
@@ -715,6 +716,15 @@ def band_names(mode: str) -> tuple[str, ...]:
     return ImageMode.getmode(mode).bands
 
 
+def alpha_is_opaque(image: Image.Image | DeepImage) -> bool:
+    """Whether every pixel is fully opaque (True for modes without alpha)."""
+    if isinstance(image, DeepImage):
+        return image.mode != "RGBA;16" or bool((image.array[..., 3] == 65535).all())
+    if "A" not in image.getbands():
+        return True
+    return image.getchannel("A").getextrema()[0] == 255
+
+
 def to_array(image: Image.Image | DeepImage) -> np.ndarray:
     """Pixels as an H x W (one band) or H x W x C array in the mode's dtype."""
     if isinstance(image, DeepImage):
@@ -772,7 +782,7 @@ def output_format(path: str | os.PathLike | None, fmt: str | None, *, fallback: 
             return fallback
         raise OutputError("give --format to write to standard output")
     if os.path.isdir(path) and not os.path.islink(path):  # a link is replaced, not followed
-        raise OutputError(f"'{os.fsdecode(os.fspath(path))}' is a directory; give a file name")
+        raise OutputError(_directory_output_message(f"'{os.fsdecode(os.fspath(path))}'", "is"))
     ext = Path(os.fspath(path)).suffix
     found = format_for_extension(ext)
     if found is None:
@@ -927,9 +937,9 @@ def check_output_path(path: str | os.PathLike) -> None:
     label = f"'{os.fsdecode(text)}'"
     target = Path(text)
     if os.fsdecode(text).endswith(("/", os.sep)) or target.name in ("", ".", ".."):
-        raise OutputError(f"{label} names a directory; give a file name")
+        raise OutputError(_directory_output_message(label, "names"))
     if target.is_dir() and not target.is_symlink():
-        raise OutputError(f"{label} is a directory; give a file name")
+        raise OutputError(_directory_output_message(label, "is"))
     kind = _special_kind(text)
     if kind in ("socket", "block device"):
         raise OutputError(f"{label} is a {kind}; convfilter writes image files, give a file name")
@@ -961,6 +971,13 @@ def _write_into(path: str | os.PathLike, data: bytes) -> None:
             _write_all(stream, data)
     except OSError as exc:
         raise OutputError(f"cannot write {label}: {_os_reason(exc)}") from None
+
+
+def _directory_output_message(label: str, verb: str) -> str:
+    return (
+        f"{label} {verb} a directory; give a file name (to write into a folder, use "
+        f"convfilter batch INPUTS... -d {label})"
+    )
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:

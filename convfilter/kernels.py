@@ -582,8 +582,11 @@ def brightness_hint(kernel: Kernel) -> str | None:
         if abs(total + 1.0) <= tolerance:
             strength = ""
         effect = f"the image comes out inverted{strength} and clipped to black below 0"
+    spec = kernel.matrix_spec
+    if not spec.startswith("@"):
+        spec = _excerpt(spec, 0)  # a long matrix, not a long path, is cut
     return (
-        f"the weights of {_excerpt(kernel.matrix_spec, 0)!r} sum to {_significant(total)}, "
+        f"the weights of {spec!r} sum to {_significant(total)}, "
         f"so {effect}; add --normalize to divide by "
         f"{_significant(float(kernel.matrix.sum()))} (or --scale S)"
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
@@ -29,12 +29,14 @@ __all__ = [
     "SettingsError",
     "filter_image",
     "filter_pixels",
+    "resolve_alpha",
     "pillow_reference",
     "process_file",
 ]
 
-#: What ``--alpha`` may say: leave alpha alone, filter it, or filter premultiplied.
-ALPHA_MODES: tuple[str, ...] = ("keep", "filter", "premultiply")
+#: What ``--alpha`` may say: ``auto`` (premultiply where alpha is not fully
+#: opaque, else keep), leave alpha alone, filter it, or filter premultiplied.
+ALPHA_MODES: tuple[str, ...] = ("auto", "keep", "filter", "premultiply")
 
 
 class SettingsError(ValueError):
@@ -51,7 +53,7 @@ class FilterSettings:
     cval: float = 0.0
     absolute: bool = False
     channels: tuple[str, ...] | None = None
-    alpha: str = "keep"
+    alpha: str = "auto"
     method: str = "auto"
     threads: int | None = None
 
@@ -149,7 +151,7 @@ def _band_indices(mode: str, settings: FilterSettings) -> tuple[list[int], int |
         selected = sorted(set(wanted))
     else:
         selected = list(range(len(bands)))
-        if alpha is not None and settings.alpha == "keep":
+        if alpha is not None and settings.alpha in ("keep", "auto"):
             selected.remove(alpha)
     if settings.alpha == "premultiply":
         if alpha is None:
@@ -190,7 +192,9 @@ def _premultiplied_step(
 
     Works in float64 on 8- or 16-bit data: colour' = corr(colour * a) /
     corr(a) + offset, alpha' = corr(a), both rounded like any result of the
-    type. Fully transparent results get colour 0.
+    type. Where the result is fully transparent, coverage says nothing about
+    colour: there the colour is filtered on its own, as ``keep`` filters it
+    (so ``identity`` changes nothing).
     """
     dtype = colour.dtype
     top = float(np.iinfo(dtype).max)
@@ -200,12 +204,16 @@ def _premultiplied_step(
     plain = kernel.replace(offset=0.0)
     weighted = engine.correlate(colour.astype(np.float64) * a[..., None], plain, **options)
     coverage = engine.correlate(a, plain, **options)
+    covered = coverage > 1e-12
     with np.errstate(divide="ignore", invalid="ignore"):
         values = weighted / coverage[..., None] + kernel.offset
-    values = np.where(coverage[..., None] > 1e-12, values, 0.0)
+    values = np.where(covered[..., None], values, 0.0)
     if settings.absolute:
         values = np.abs(values)
     new_colour = engine.round_to_dtype((values + 0.5).astype(np.float32), dtype)
+    if not covered.all():
+        uncovered = ~covered
+        new_colour[uncovered] = _step(colour, kernel, settings)[uncovered]
     new_alpha = engine.round_to_dtype((coverage * top + 0.5).astype(np.float32), dtype)
     return new_colour, new_alpha
 
@@ -229,8 +237,29 @@ def filter_image(image: Image.Image, settings: FilterSettings) -> Image.Image:
     return images.from_array(filtered, image.mode, like=image if isinstance(image, images.DeepImage) else None)
 
 
+def resolve_alpha(settings: FilterSettings, mode: str, *, opaque: bool) -> str:
+    """The alpha mode ``settings.alpha`` stands for on an image of ``mode``
+    whose alpha is fully ``opaque`` or not.
+
+    ``auto`` is ``premultiply`` for an image whose alpha is not fully opaque,
+    filtered by kernels whose weights all sum above 0 (a blur or a sharpen:
+    colour is weighted by coverage, so transparent pixels' colour cannot
+    bleed in), and ``keep`` otherwise: opaque images, edge kernels (whose
+    weights sum to 0, so coverage cannot divide), and ``channels`` given.
+    """
+    if settings.alpha != "auto":
+        return settings.alpha
+    if opaque or "A" not in images.band_names(mode) or settings.channels is not None:
+        return "keep"
+    return "premultiply" if all(float(k.weights.sum()) > 0 for k in settings.kernels) else "keep"
+
+
 def filter_pixels(array: np.ndarray, mode: str, settings: FilterSettings) -> np.ndarray:
     """:func:`filter_image` on the pixel array of a ``mode`` image (H x W or H x W x C)."""
+    if settings.alpha == "auto":
+        bands = images.band_names(mode)
+        opaque = "A" not in bands or _opaque(array[..., bands.index("A")])
+        settings = replace(settings, alpha=resolve_alpha(settings, mode, opaque=opaque))
     selected, alpha = _band_indices(mode, settings)
     single_band = array.ndim == 2
     if single_band:
@@ -350,6 +379,21 @@ def process_file(
     timings["load"] = _ms_since(start)
     t = time.perf_counter()
     mode = loaded.mode
+    if settings.alpha == "auto" and "A" in images.band_names(mode):
+        premultiplied = any(
+            resolve_alpha(settings, mode, opaque=images.alpha_is_opaque(frame)) == "premultiply"
+            for frame in loaded.frames
+        )
+        if premultiplied and comparing:
+            from . import compare
+
+            raise compare.CompareError(
+                f"{_NO_PREMULTIPLIED_REFERENCE}; this image has transparent pixels, so --alpha auto "
+                "premultiplies: give --alpha keep (or filter) to compare"
+            )
+        if premultiplied:
+            loaded.notes.append("colour filtered weighted by alpha, as the image has transparent pixels "
+                                "(--alpha auto; --alpha keep filters colour alone)")  # fmt: skip
     if comparing and mode in ("F", "RGB;16", "RGBA;16"):
         from . import compare
 
@@ -403,6 +447,8 @@ def _check_comparable(settings: FilterSettings, diff_filter: str | None) -> None
     """Raise CompareError now for a --diff-pil request that cannot be met."""
     from . import compare
 
+    if settings.alpha == "premultiply":
+        raise compare.CompareError(_NO_PREMULTIPLIED_REFERENCE + "; give --alpha keep or --alpha filter")
     if settings.border == "valid":
         raise compare.CompareError(
             "border 'valid' changes the size, so there is nothing to compare with Pillow; "
@@ -413,6 +459,16 @@ def _check_comparable(settings: FilterSettings, diff_filter: str | None) -> None
     else:
         for kernel in settings.kernels:
             compare.pillow_equivalent(kernel)
+
+
+_NO_PREMULTIPLIED_REFERENCE = (
+    "--diff-pil compares with Pillow's filters, which filter each band on its own and "
+    "have no premultiplied alpha"
+)
+
+
+def _opaque(alpha: np.ndarray) -> bool:
+    return bool((alpha == np.iinfo(alpha.dtype).max).all())
 
 
 def _filter_frame(frames: list, index: int, settings: FilterSettings) -> Image.Image:

@@ -237,7 +237,7 @@ def rgba_card(tmp_path: Path) -> Path:
 def test_alpha_keep_and_filter(tmp_path):
     card = rgba_card(tmp_path)
     keep, filt = tmp_path / "k.png", tmp_path / "f.png"
-    run("apply", card, keep, "-k", "blur", "--border", "keep")
+    run("apply", card, keep, "-k", "blur", "--border", "keep", "--alpha", "keep")
     run("apply", card, filt, "-k", "blur", "--border", "keep", "--alpha", "filter")
     source = Image.open(card)
     pillow = np.asarray(source.filter(ImageFilter.BLUR))
@@ -258,6 +258,46 @@ def test_alpha_premultiply_does_not_bleed_dark_fringes(tmp_path):
     assert np.all(pre[fringe][:, 0] == 255) and np.all(pre[fringe][:, 1:3] == 0)
     assert np.all(naive[fringe][:, 0] < 255)  # the black background darkened the edge
     assert np.array_equal(pre[..., 3], naive[..., 3])
+
+
+def test_alpha_auto_premultiplies_a_transparent_image_and_says_so(tmp_path):
+    card = rgba_card(tmp_path)
+    auto, premultiplied = tmp_path / "a.png", tmp_path / "p.png"
+    result = run("apply", card, auto, "-k", "box:3")
+    assert result.exit_code == 0 and "weighted by alpha" in result.output
+    run("apply", card, premultiplied, "-k", "box:3", "--alpha", "premultiply")
+    assert np.array_equal(pixels(auto), pixels(premultiplied))
+    red = pixels(auto)[..., 3] > 0
+    assert np.all(pixels(auto)[red][:, 0] == 255)  # no dark fringe: (153, 0, 0) before
+
+
+def test_alpha_auto_on_an_opaque_image_is_keep(tmp_path, rng):
+    path = tmp_path / "opaque.png"
+    array = rng.integers(0, 256, (12, 14, 4)).astype(np.uint8)
+    array[..., 3] = 255
+    Image.fromarray(array).save(path)
+    auto, keep = tmp_path / "a.png", tmp_path / "k.png"
+    assert "weighted by alpha" not in run("apply", path, auto, "-k", "sharpen").output
+    run("apply", path, keep, "-k", "sharpen", "--alpha", "keep")
+    assert auto.read_bytes() == keep.read_bytes()
+
+
+def test_alpha_auto_keeps_alpha_alone_for_edge_kernels(tmp_path):
+    card = rgba_card(tmp_path)
+    auto, keep = tmp_path / "a.png", tmp_path / "k.png"
+    run("apply", card, auto, "-k", "sobel-x", "--abs")
+    run("apply", card, keep, "-k", "sobel-x", "--abs", "--alpha", "keep")
+    assert np.array_equal(pixels(auto), pixels(keep))
+
+
+def test_diff_pil_says_it_cannot_compare_premultiplied_alpha(tmp_path):
+    card = rgba_card(tmp_path)
+    assert_one_error(run("apply", card, tmp_path / "o.png", "-k", "blur", "--diff-pil"),
+                     "no premultiplied alpha", "--alpha keep")  # fmt: skip
+    assert_one_error(run("apply", card, tmp_path / "o.png", "-k", "blur", "--diff-pil", "--alpha", "premultiply"),
+                     "no premultiplied alpha")  # fmt: skip
+    assert not (tmp_path / "o.png").exists()
+    assert run("apply", card, tmp_path / "o.png", "-k", "blur", "--diff-pil", "--alpha", "keep").exit_code == 0
 
 
 def test_alpha_premultiply_needs_alpha(photo, tmp_path):
@@ -640,3 +680,34 @@ def test_premultiplied_16_bit_colour_of_an_opaque_image_equals_keep(tmp_path, rn
         assert run("apply", source, tmp_path / f"{alpha}.png", "-k", "blur", "--alpha", alpha).exit_code == 0
     keep, premultiplied = (imagecodecs.png_decode((tmp_path / f"{a}.png").read_bytes()) for a in ("keep", "premultiply"))
     assert np.abs(keep.astype(int) - premultiplied).max() <= 1
+
+
+# --- first contact ------------------------------------------------------------------------
+
+
+def test_no_command_prints_the_help_and_exits_2():
+    result = run()
+    assert result.exit_code == 2
+    assert result.stderr == CliRunner().invoke(cli.main, ["--help"], prog_name="convfilter").output
+    assert "\\n" not in result.stderr and "Commands:" in result.stderr and "apply" in result.stderr
+
+
+def test_a_directory_output_points_to_batch(photo, tmp_path):
+    for name in (str(tmp_path) + "/", str(tmp_path)):
+        assert_one_error(run("apply", photo, name, "-k", "blur"), "is a directory", "convfilter batch", "-d")
+
+
+def test_image_data_is_not_written_to_a_terminal(photo, tmp_path, monkeypatch):
+    import pty
+    import subprocess
+    import sys
+
+    controller, terminal = pty.openpty()
+    script = "import sys; from convfilter.cli import main; sys.argv[0] = 'convfilter'; main()"
+    child = subprocess.run([sys.executable, "-c", script, "apply", str(photo), "-", "-k", "blur", "--format", "png"],
+                           stdout=terminal, stderr=subprocess.PIPE, timeout=60)  # fmt: skip
+    os.close(terminal)
+    os.close(controller)
+    assert child.returncode == 1
+    lines = child.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convfilter: error: image data is not written to a terminal")

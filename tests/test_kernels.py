@@ -17,8 +17,10 @@ from convfilter.kernels import (
     Kernel,
     KernelSpecError,
     box_kernel,
+    brightness_hint,
     gaussian_kernel,
     parse_kernel,
+    prepare_kernel,
 )
 
 PROPERTY = settings(max_examples=100, deadline=None)
@@ -326,6 +328,11 @@ def test_tiny_gaussian_is_a_delta_without_warnings():
         "1 2 3 ;  # first row\n4 5 6",
         "1.0 2. 3e0; 4 +5 0.6e1",
         "2/2 4/2 6/2; 8/2 10/2 12/2",
+        "1 ,2 , 3; 4 , 5 ,6",
+        "1\t,\t2\t,3; 4 5 6",
+        "  1 2 3 ;\n 4 5 6 ;  \n",
+        "[ [1 ,2, 3] , [4,5 ,6] ]",
+        "[[1,2,3]\n[4,5,6]]",
     ],
 )
 def test_inline_matrix_spellings(spec):
@@ -448,6 +455,88 @@ def test_parser_error_messages(spec, message):
     with pytest.raises(KernelSpecError) as info:
         parse_kernel(spec)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("1,,2", "empty entry at row 1, column 2 of '1,,2': remove the extra comma or write a number"),
+        (",1,2", "empty entry at row 1, column 1 of ',1,2'"),
+        ("1,2,", "empty entry at row 1, column 3 of '1,2,'"),
+        ("1, ,2", "empty entry at row 1, column 2 of '1, ,2'"),
+        ("1 ,\t, 2", "empty entry at row 1, column 2"),
+        ("1 2,,3", "empty entry at row 1, column 3"),
+        ("1 2; 3,,4", "empty entry at row 2, column 2 of '3,,4'"),
+        ("1,2,\n3,4,", "empty entry at row 1, column 3 of '1,2,'"),
+        ("1,2; 3,4,;", "empty entry at row 2, column 3 of '3,4,'"),
+        ("1 2 # comment\n3,,4", "empty entry at row 2, column 2"),
+        ("1 2;;3 4", "row 2 is empty in '1 2;;3 4': remove the extra ';' or write the row's numbers"),
+        ("1 2; ;3 4", "row 2 is empty in '1 2; ;3 4': remove the extra ';'"),
+        ("1 2;\n;3 4", "row 2 is empty in '1 2;\\n;3 4': remove the extra ';'"),
+        (";1 2", "row 1 is empty in ';1 2': remove the extra ';'"),
+        ("1 2;;", "row 2 is empty in '1 2;;': remove the extra ';'"),
+        ("1 2\n\n3 4", "row 2 is empty in '1 2\\n\\n3 4': remove the blank line"),
+        ("[[1,,2],[3,4]]", "empty entry at row 1, column 2 of '1,,2'"),
+        ("[[1,2],[3,4,]]", "empty entry at row 2, column 3 of '3,4,'"),
+        ("[[,1,2],[3,4]]", "empty entry at row 1, column 1"),
+        ("[1,2,]", "empty entry at row 1, column 3 of '1,2,'"),
+        ("[[1,2],,[3,4]]", "row 2 is empty in '[[1,2],,[3,4]]': remove the extra comma or write the row's numbers"),
+        ("[[1,2], , [3,4]]", "row 2 is empty in '[[1,2], , [3,4]]': remove the extra comma"),
+        ("[,[1,2],[3,4]]", "row 1 is empty in '[,[1,2],[3,4]]': remove the extra comma"),
+        ("[[1,2],[3,4],]", "row 3 is empty in '[[1,2],[3,4],]': remove the extra comma"),
+        ("[[1,2],[]]", "row 2 is empty in '[[1,2],[]]': remove the '[]' or write the row's numbers"),
+    ],
+)
+def test_empty_entries_and_rows_are_refused(spec, message):
+    with pytest.raises(KernelSpecError) as info:
+        parse_kernel(spec)
+    assert message in str(info.value)
+
+
+@st.composite
+def matrix_with_an_empty_entry(draw):
+    """Matrix text with one empty entry put at a known row and column."""
+    rows = draw(st.integers(1, 4))
+    cols = draw(st.integers(1, 4))
+    values = [[str(draw(st.integers(-99, 99))) for _ in range(cols)] for _ in range(rows)]
+    row, col = draw(st.integers(0, rows - 1)), draw(st.integers(0, cols))
+    values[row].insert(col, "")
+    entry_sep = draw(st.sampled_from([",", ", ", " , ", "\t,"]))
+    row_sep = draw(st.sampled_from([";", "\n", "; ", "nested"]))
+    if row_sep == "nested":
+        text = "[" + ", ".join("[" + entry_sep.join(r) + "]" for r in values) + "]"
+    else:
+        text = row_sep.join(entry_sep.join(r) for r in values)
+    return text, row + 1, col + 1
+
+
+@PROPERTY
+@given(matrix_with_an_empty_entry())
+def test_an_empty_entry_is_refused_where_it_is(case):
+    text, row, col = case
+    with pytest.raises(KernelSpecError, match=f"empty entry at row {row}, column {col} "):
+        parse_kernel(text)
+
+
+def test_empty_entry_in_a_long_row_is_shown_in_context():
+    spec = ",".join(["1"] * 50) + ",," + ",".join(["2"] * 50)
+    with pytest.raises(KernelSpecError) as info:
+        parse_kernel(spec)
+    message = str(info.value)
+    excerpt = message.split(" of ", 1)[1].split(": ", 1)[0]
+    assert excerpt.startswith("'...1,1,") and excerpt.endswith(",2,2...'")
+    assert "1,,2" in excerpt
+    assert "empty entry at row 1, column 51" in message
+    assert len(message) < 150
+
+
+def test_empty_entry_in_a_file_names_the_file(tmp_path):
+    path = tmp_path / "k.txt"
+    path.write_text("1 2 3\n4,,5\n")
+    with pytest.raises(KernelSpecError) as info:
+        parse_kernel(f"@{path}")
+    assert str(path) in str(info.value)
+    assert "empty entry at row 2, column 2 of '4,,5'" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -678,3 +767,128 @@ def test_npy_header_claiming_a_huge_array_is_refused_before_reading(tmp_path):
         )
     with pytest.raises(KernelSpecError, match="100000x100000"):
         parse_kernel(f"@{path}")
+
+
+# ---------------------------------------------------------------------------
+# The brightness hint
+# ---------------------------------------------------------------------------
+
+
+def test_brightness_hint_for_a_kernel_that_sums_to_16():
+    hint = brightness_hint(parse_kernel("1 2 1; 2 4 2; 1 2 1"))
+    assert hint is not None
+    assert "'1 2 1; 2 4 2; 1 2 1' sum to 16" in hint
+    assert "16 times brighter" in hint
+    assert "add --normalize to divide by 16" in hint
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "sobel-x",
+        "0 -1 0; -1 5 -1; 0 -1 0",
+        "gaussian:2",
+        "box:3",
+        "1 0 -1",
+        "1 -2 1; 2 -4 2; 1 -2 1",
+        "1/9 1/9 1/9; 1/9 1/9 1/9; 1/9 1/9 1/9",
+        "0.1 0.2 0.3 0.4",
+        "1e9 1 -1e9",
+    ],
+)
+def test_no_brightness_hint_for_sums_of_zero_or_one(spec):
+    assert brightness_hint(parse_kernel(spec)) is None
+
+
+@pytest.mark.parametrize("key", sorted(PRESETS))
+def test_no_brightness_hint_for_a_preset(key):
+    # Several presets (contour, find_edges, emboss with its offset) do not sum
+    # to 1 and are meant that way.
+    assert brightness_hint(parse_kernel(PRESETS[key].name)) is None
+
+
+def test_brightness_hint_for_a_negative_sum_says_inverted():
+    kernel = parse_kernel("-1 -2 -1")
+    hint = brightness_hint(kernel)
+    assert hint is not None
+    assert "sum to -4" in hint
+    assert "inverted (4 times as strong)" in hint
+    assert "clipped to black" in hint
+    assert "add --normalize to divide by -4" in hint
+    # The advice works: normalized, the weights sum to 1 and the note goes away.
+    normalized = prepare_kernel(kernel, normalize=True)
+    assert math.isclose(float(normalized.weights.sum()), 1.0)
+
+
+def test_brightness_hint_for_a_sum_below_one_says_darker():
+    hint = brightness_hint(parse_kernel("0.25 0.25"))
+    assert hint is not None
+    assert "sum to 0.5" in hint
+    assert "darker (0.5 times as bright)" in hint
+
+
+def test_brightness_hint_shows_a_sum_near_one_with_enough_digits():
+    hint = brightness_hint(parse_kernel("1.0000001"))
+    assert hint is not None
+    assert "sum to 1.0000001" in hint
+
+
+@pytest.mark.parametrize(
+    "options", [{"scale": 16}, {"scale": 1}, {"normalize": True}, {"scale": 2, "flip": True}]
+)
+def test_no_brightness_hint_once_the_scale_is_given(options):
+    kernel = prepare_kernel(parse_kernel("1 2 1; 2 4 2; 1 2 1"), **options)
+    assert kernel.scale_given
+    assert brightness_hint(kernel) is None
+
+
+@pytest.mark.parametrize("options", [{}, {"offset": 10}, {"flip": True}])
+def test_brightness_hint_survives_offset_and_flip(options):
+    kernel = prepare_kernel(parse_kernel("1 2 3"), **options)
+    assert not kernel.scale_given
+    assert "sum to 6" in brightness_hint(kernel)
+
+
+def test_brightness_hint_for_kernel_files(tmp_path):
+    text_file = tmp_path / "k.txt"
+    text_file.write_text("1 1\n1 1\n")
+    npy_file = tmp_path / "k.npy"
+    np.save(npy_file, np.full((2, 2), 2.0))
+    assert f"'@{text_file}' sum to 4" in brightness_hint(parse_kernel(f"@{text_file}"))
+    assert f"'@{npy_file}' sum to 8" in brightness_hint(parse_kernel(f"@{npy_file}"))
+
+
+def test_brightness_hint_cuts_a_long_matrix():
+    hint = brightness_hint(parse_kernel(" ".join(["1"] * 100)))
+    assert "sum to 100" in hint
+    assert "1 1 ...' sum to" in hint
+    assert len(hint) < 160
+
+
+def test_no_brightness_hint_for_a_kernel_made_in_code():
+    assert brightness_hint(Kernel([[1, 2, 1]])) is None
+
+
+def test_matrix_spec_is_kept_and_does_not_change_equality():
+    kernel = parse_kernel(" 1 2 1 ")
+    assert kernel.matrix_spec == "1 2 1"
+    assert kernel.name == "matrix 1x3"
+    assert kernel == Kernel([[1, 2, 1]])
+    assert hash(kernel) == hash(Kernel([[1, 2, 1]]))
+    assert kernel.flipped().matrix_spec == "1 2 1"
+    assert parse_kernel("sobel-x").matrix_spec is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        kernel.matrix_spec = "2"
+
+
+@PROPERTY
+@given(st.lists(st.lists(st.integers(-9, 9), min_size=3, max_size=3), min_size=1, max_size=3))
+def test_brightness_hint_exactly_when_the_sum_is_neither_zero_nor_one(rows):
+    spec = "; ".join(" ".join(str(v) for v in row) for row in rows)
+    kernel = parse_kernel(spec)
+    total = sum(map(sum, rows))
+    hint = brightness_hint(kernel)
+    assert (hint is None) == (total in (0, 1))
+    if hint is not None:
+        assert f"sum to {total}" in hint
+        assert math.isclose(float(prepare_kernel(kernel, normalize=True).weights.sum()), 1.0)

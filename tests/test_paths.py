@@ -171,8 +171,8 @@ def test_batch_failure_lines_escape_newlines_in_names(tmp_path):
     broken.write_bytes(b"not an image")
     result = run("batch", broken, "-d", tmp_path / "out", "-k", "blur")
     assert result.exit_code == 1
-    failed_lines = [line for line in result.stdout.splitlines() if "bad" in line]
-    assert len(failed_lines) == 1 and "bad\\nname.png" in failed_lines[0], result.stdout
+    failed_lines = [line for line in result.stderr.splitlines() if "bad" in line]
+    assert len(failed_lines) == 1 and "bad\\nname.png" in failed_lines[0], result.stderr
 
 
 @pytest.mark.parametrize(

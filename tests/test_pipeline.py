@@ -32,7 +32,7 @@ def test_single_band_images(rng):
 
 
 def test_valid_border_crops_pass_through_bands(rgba):
-    got = pipeline.filter_image(rgba, settings("box:3", "2 1", border="valid"))
+    got = pipeline.filter_image(rgba, settings("box:3", "2 1", border="valid", alpha="keep"))
     # box:3 takes 1 each side; a 1x2 kernel (anchor column 1) takes 1 on the left.
     assert got.size == (18 - 2 - 1, 15 - 2)
     assert np.array_equal(np.asarray(got)[..., 3], np.asarray(rgba)[1:-1, 2:-1, 3])
