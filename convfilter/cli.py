@@ -189,6 +189,8 @@ def _output_options(function):
         click.option("--lossless", is_flag=True, help="Write lossless WebP."),
         click.option("--compression", type=click.Choice(COMPRESSION_CHOICES), default=None,
                      help="TIFF compression [default: the input's, else none]."),
+        click.option("--background", metavar="COLOR", default=None,
+                     help="Flatten transparency onto COLOR (a name or #rrggbb); needed for JPEG, BMP, PPM."),
         click.option("--depth", type=click.Choice(["8"]), default=None,
                      help="Write 8 bits per sample, scaling 16-bit samples [default: the input's depth]."),
         click.option("--strip-metadata", is_flag=True,
@@ -211,16 +213,25 @@ def _input_options(function):
     return function
 
 
-def build_kernels(specs, scale, offset, normalize, flip):
-    """Parse and prepare every ``-k`` spec (before any file is read)."""
-    from .kernels import parse_kernel, prepare_kernel
+def build_kernels(specs, scale, offset, normalize, flip, *, quiet=True):
+    """Parse and prepare every ``-k`` spec (before any file is read).
+
+    Unless ``quiet``, a kernel that would change the image's brightness
+    without being asked to gets a ``convfilter: note:`` line on stderr.
+    """
+    from .kernels import brightness_hint, parse_kernel, prepare_kernel
 
     if not specs:
         raise click.UsageError("give at least one kernel with -k/--kernel")
-    return tuple(
+    kernels = tuple(
         prepare_kernel(parse_kernel(spec), scale=scale, offset=offset, normalize=normalize, flip=flip)
         for spec in specs
     )
+    for kernel in kernels if not quiet else ():
+        hint = brightness_hint(kernel)
+        if hint:
+            click.echo(f"convfilter: note: {one_line(hint)}", err=True)
+    return kernels
 
 
 def build_settings(kernels, repeat, border, cval, absolute, channels, alpha, method, threads):
@@ -238,7 +249,7 @@ def build_settings(kernels, repeat, border, cval, absolute, channels, alpha, met
 
 
 def output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats, *, depth=None,
-                    lossless=False, compression=None):
+                    lossless=False, compression=None, background=None):
     from .images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, readable_formats
     from .pipeline import OutputSettings
 
@@ -253,8 +264,20 @@ def output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats, *, 
         fmt=fmt, quality=quality, strip_metadata=strip_metadata,
         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
         formats=formats, depth=None if depth is None else int(depth), lossless=lossless,
-        compression=compression,
+        compression=compression, background=None if background is None else _colour(background),
     )  # fmt: skip
+
+
+def _colour(text: str) -> tuple[int, int, int]:
+    """An 8-bit RGB colour from a name or #rrggbb, as Pillow reads colours."""
+    from PIL import ImageColor
+
+    try:
+        return ImageColor.getrgb(text)[:3]
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a colour; give a name (white) or #rrggbb", param_hint="--background"
+        ) from None
 
 
 @click.group(cls=ConvfilterGroup, context_settings=CONTEXT_SETTINGS)
@@ -292,7 +315,7 @@ def main() -> None:
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip, repeat, border,
           cval, absolute, channels, alpha, method, threads, fmt, quality, lossless, compression,
-          depth, strip_metadata, max_pixels, allow_formats, diff_pil, diff_image, fail_on_diff,
+          background, depth, strip_metadata, max_pixels, allow_formats, diff_pil, diff_image, fail_on_diff,
           as_json, quiet, debug):
     """Filter INPUT with one or more kernels and write OUTPUT.
 
@@ -308,11 +331,12 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
       cat in.png | convfilter apply - - -k blur --format png > out.png
     """
     with reported_errors(debug):
-        kernels = build_kernels(kernel_specs, scale, offset, normalize, flip)
+        kernels = build_kernels(kernel_specs, scale, offset, normalize, flip, quiet=quiet)
         settings = build_settings(kernels, repeat, border, cval, absolute, channels, alpha,
                                   method, threads)  # fmt: skip
         output = output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats,
-                                 depth=depth, lossless=lossless, compression=compression)  # fmt: skip
+                                 depth=depth, lossless=lossless, compression=compression,
+                                 background=background)  # fmt: skip
         from .pipeline import process_file
 
         to_stdout = output_path == "-"
@@ -559,8 +583,8 @@ EXIT_TERMINATED = 143
               help="Run on a Dask cluster: tcp://HOST:8786, or 'local' (needs convfilter[dask]).")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat, border, cval,
-          absolute, channels, alpha, method, threads, fmt, quality, lossless, compression, depth,
-          strip_metadata, max_pixels, allow_formats, recursive, from_file, null, name_template, in_place, overwrite,
+          absolute, channels, alpha, method, threads, fmt, quality, lossless, compression,
+          background, depth, strip_metadata, max_pixels, allow_formats, recursive, from_file, null, name_template, in_place, overwrite,
           skip_existing, jobs, fail_fast, progress, dry_run, as_json, quiet, scheduler, debug):
     """Filter many images into OUT_DIR, in parallel.
 
@@ -586,11 +610,12 @@ def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat,
     if overwrite and skip_existing:
         raise click.UsageError("give either --overwrite or --skip-existing, not both")
     with reported_errors(debug):
-        kernels = build_kernels(kernel_specs, scale, offset, normalize, flip)
+        kernels = build_kernels(kernel_specs, scale, offset, normalize, flip, quiet=quiet)
         settings = build_settings(kernels, repeat, border, cval, absolute, channels, alpha,
                                   method, threads)  # fmt: skip
         output = output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats,
-                                 depth=depth, lossless=lossless, compression=compression)  # fmt: skip
+                                 depth=depth, lossless=lossless, compression=compression,
+                                 background=background)  # fmt: skip
         from . import batch as batching
 
         try:

@@ -48,6 +48,8 @@ __all__ = [
     "band_names",
     "alpha_is_opaque",
     "check_depth",
+    "check_alpha",
+    "flatten",
     "reduce_to_8_bits",
     "encode_image",
     "write_atomically",
@@ -823,6 +825,55 @@ def check_depth(mode: str, fmt: str) -> None:
             f"{fmt} cannot store this image (mode {mode}) without losing precision; "
             f"write {holders}, or give --depth 8 to write 8 bits per sample"
         )
+
+
+#: Formats that store no alpha band (Pillow writes RGBA to BMP and PPM as RGB).
+_NO_ALPHA_FORMATS = {"JPEG", "BMP", "PPM"}
+
+
+def check_alpha(mode: str, fmt: str) -> None:
+    """Refuse writing a mode with alpha to a format that would drop it.
+
+    Raises
+    ------
+    OutputError
+        Naming the formats that hold alpha, and ``--background``.
+    """
+    if fmt in _NO_ALPHA_FORMATS and "A" in band_names(mode):
+        raise OutputError(
+            f"{fmt} cannot store transparency (mode {mode}); write PNG, TIFF or WebP to keep it, "
+            "or give --background COLOR to flatten the image onto a colour"
+        )
+
+
+def flatten(image: Image.Image | DeepImage, background: tuple[int, int, int]) -> tuple[Image.Image | DeepImage, str | None]:
+    """``image`` composited over an opaque ``background`` (8-bit RGB), alpha removed,
+    and a note saying so; an image without alpha is returned as it is, with None.
+
+    LA becomes L (the background as grey, ITU-R 601-2 luma, as Pillow
+    converts RGB to L); RGBA becomes RGB; 16-bit colour stays 16-bit.
+    """
+    mode = image.mode
+    if "A" not in band_names(mode):
+        return image, None
+    array = to_array(image)
+    top = float(np.iinfo(array.dtype).max)
+    if mode == "LA":
+        red, green, blue = background
+        backdrop = np.array([(red * 299 + green * 587 + blue * 114) / 1000 * top / 255])
+    else:
+        backdrop = np.array(background, np.float64) * (top / 255)
+    coverage = array[..., -1:].astype(np.float64) / top
+    values = array[..., :-1] * coverage + backdrop * (1.0 - coverage)
+    flat = np.clip(np.floor(values + 0.5), 0, top).astype(array.dtype)
+    note = f"flattened onto the background {_hex_colour(background)} (--background); no alpha is written"
+    if mode == "LA":
+        return from_array(flat[..., 0], "L"), note
+    return from_array(flat, {"RGBA": "RGB", "RGBA;16": "RGB;16"}[mode]), note
+
+
+def _hex_colour(rgb: tuple[int, int, int]) -> str:
+    return "#" + "".join(f"{value:02x}" for value in rgb)
 
 
 def reduce_to_8_bits(image: Image.Image | DeepImage) -> tuple[Image.Image, str | None]:

@@ -80,8 +80,9 @@ class OutputSettings:
     """How results are written.
 
     ``depth`` 8 writes 8 bits per sample whatever the input's depth (None
-    keeps it); ``quality``, ``lossless`` and ``compression`` override the
-    input's own encoding (see :mod:`convfilter.encoding`).
+    keeps it); ``background`` (8-bit RGB) flattens alpha onto that colour;
+    ``quality``, ``lossless`` and ``compression`` override the input's own
+    encoding (see :mod:`convfilter.encoding`).
     """
 
     fmt: str | None = None
@@ -92,6 +93,7 @@ class OutputSettings:
     depth: int | None = None
     lossless: bool = False
     compression: str | None = None
+    background: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.depth not in (None, 8):
@@ -376,6 +378,8 @@ def process_file(
     fmt = images.output_format(out_path, output.fmt, fallback=loaded.format)
     if output.depth is None:
         images.check_depth(loaded.mode, fmt)
+    if output.background is None:
+        images.check_alpha(loaded.mode, fmt)
     timings["load"] = _ms_since(start)
     t = time.perf_counter()
     mode = loaded.mode
@@ -429,8 +433,11 @@ def process_file(
             )
             images.save_image([picture], diff_image, fmt=images.output_format(diff_image, None))
     t = time.perf_counter()
+    if output.background is not None:
+        filtered, flatten_notes = _each_frame(images.flatten, filtered, output.background)
+        result.notes += flatten_notes
     if output.depth == 8:
-        filtered, depth_notes = _to_8_bits(filtered)
+        filtered, depth_notes = _each_frame(images.reduce_to_8_bits, filtered)
         result.notes += depth_notes
     alphas = _alpha_planes(filtered) if fmt == "GIF" else None
     plan = encoding.save_options(fmt, loaded.encoding, output.overrides, mode=filtered[0].mode, alphas=alphas)
@@ -504,11 +511,12 @@ def _int32_notes(frames: list) -> list[str]:
     return notes
 
 
-def _to_8_bits(frames: list) -> tuple[list, list[str]]:
-    """Every frame at 8 bits per sample (``--depth 8``), and the note saying how."""
-    reduced = [images.reduce_to_8_bits(frame) for frame in frames]
-    notes = [reduced[0][1]] if reduced[0][1] else []
-    return [frame for frame, _ in reduced], notes
+def _each_frame(convert, frames: list, *args) -> tuple[list, list[str]]:
+    """``convert(frame, *args)`` (which returns a frame and a note or None) on every
+    frame; the converted frames and the first frame's note."""
+    converted = [convert(frame, *args) for frame in frames]
+    notes = [converted[0][1]] if converted[0][1] else []
+    return [frame for frame, _ in converted], notes
 
 
 def _alpha_planes(frames: list) -> list[np.ndarray] | None:

@@ -711,3 +711,41 @@ def test_image_data_is_not_written_to_a_terminal(photo, tmp_path, monkeypatch):
     assert child.returncode == 1
     lines = child.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("convfilter: error: image data is not written to a terminal")
+
+
+def test_a_kernel_that_brightens_gets_a_note_suggesting_normalize(photo, tmp_path):
+    result = run("apply", photo, tmp_path / "o.png", "-k", "1 2 1; 2 4 2; 1 2 1")
+    assert result.exit_code == 0
+    notes = [line for line in result.stderr.splitlines() if line.startswith("convfilter: note:")]
+    assert len(notes) == 1 and "16" in notes[0] and "--normalize" in notes[0]
+    for quiet in (["-k", "1 2 1; 2 4 2; 1 2 1", "--normalize"], ["-k", "sobel-x"], ["-k", "1 2 1", "-q"]):
+        assert run("apply", photo, tmp_path / "o.png", *quiet).stderr == ""
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".bmp", ".ppm"])
+def test_alpha_into_a_format_without_it_needs_a_background(tmp_path, suffix):
+    card = rgba_card(tmp_path)
+    assert_one_error(run("apply", card, tmp_path / f"o{suffix}", "-k", "identity"), "--background COLOR")
+    assert not (tmp_path / f"o{suffix}").exists()
+
+
+def test_background_flattens_onto_the_colour(tmp_path, rng):
+    path = tmp_path / "la.png"
+    grey_alpha = rng.integers(0, 256, (6, 7, 2)).astype(np.uint8)
+    Image.fromarray(grey_alpha, "LA").save(path)
+    card = rgba_card(tmp_path)
+    for source, background, backdrop in ((card, "#ff8000", (255, 128, 0)), (path, "white", (255,))):
+        out = tmp_path / f"{source.stem}.bmp"
+        result = run("apply", source, out, "-k", "identity", "--background", background, "--json")
+        assert result.exit_code == 0, result.output + result.stderr
+        assert any("--background" in note for note in json.loads(result.stdout)["notes"])
+        src = pixels(source).astype(np.float64)
+        a = src[..., -1:] / 255
+        expected = np.floor(src[..., :-1] * a + np.array(backdrop) * (1 - a) + 0.5).astype(np.uint8)
+        got = pixels(out)
+        assert np.array_equal(got.reshape(expected.shape), expected)
+
+
+def test_a_bad_background_colour_is_a_usage_error(photo, tmp_path):
+    assert_one_error(run("apply", photo, tmp_path / "o.jpg", "-k", "blur", "--background", "nocolour"),
+                     "--background", code=2)  # fmt: skip
