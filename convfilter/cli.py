@@ -159,8 +159,9 @@ def _filter_options(function):
                      help="Apply the whole kernel chain N times."),
         click.option("--border", type=click.Choice(BORDER_CHOICES), default="nearest",
                      show_default=True, help="How pixels beyond the edge are made up."),
-        click.option("--cval", type=float, default=0.0, show_default=True, metavar="V",
-                     help="Fill value for --border constant."),
+        click.option("--cval", default="0", show_default=True, metavar="V",
+                     help="Fill value for --border constant: V, V% of the type's range, or one per "
+                          "band (255,0,0)."),
         click.option("--abs", "absolute", is_flag=True,
                      help="Absolute value before rounding (edges of both signs)."),
         click.option("--channels", metavar="BANDS", default=None,
@@ -235,15 +236,19 @@ def build_kernels(specs, scale, offset, normalize, flip, *, quiet=True):
 
 
 def build_settings(kernels, repeat, border, cval, absolute, channels, alpha, method, threads):
-    from .pipeline import FilterSettings
+    from .pipeline import FillValue, FilterSettings, SettingsError
 
+    try:
+        fill = FillValue.parse(cval)
+    except SettingsError as exc:
+        raise click.BadParameter(str(exc).removeprefix(f"--cval {cval!r}: "), param_hint="--cval") from None
     bands = None
     if channels is not None:
         bands = tuple(b.upper() for b in re.split(r"[,\s]+", channels) if b)
         if not bands:
             raise click.BadParameter("name at least one band, e.g. R,G", param_hint="--channels")
     return FilterSettings(
-        kernels=kernels, repeat=repeat, border=border, cval=cval, absolute=absolute,
+        kernels=kernels, repeat=repeat, border=border, cval=fill, absolute=absolute,
         channels=bands, alpha=alpha, method=method, threads=threads,
     )  # fmt: skip
 
@@ -357,7 +362,7 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
         summary = {
             "command": "apply",
             "kernels": [_kernel_summary(k) for k in kernels],
-            "settings": {"repeat": repeat, "border": border, "cval": cval, "abs": absolute,
+            "settings": {"repeat": repeat, "border": border, "cval": _cval_summary(cval), "abs": absolute,
                          "channels": settings.channels, "alpha": alpha, "method": method},
             **result.to_dict(),
         }  # fmt: skip
@@ -380,6 +385,14 @@ def _read_stdin() -> io.BytesIO:
             "and give its name"
         )
     return io.BytesIO(data)
+
+
+def _cval_summary(text: str) -> float | str:
+    """``--cval`` for the JSON summary: a number when it is one, else as given."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _kernel_summary(kernel) -> dict:

@@ -7,6 +7,7 @@ filter every frame, optionally compare with Pillow, save atomically.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # compare (and Pillow's ImageDraw/ImageFilter) load only for 
 
 __all__ = [
     "ALPHA_MODES",
+    "FillValue",
     "FilterSettings",
     "OutputSettings",
     "FileResult",
@@ -44,13 +46,71 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class FillValue:
+    """The ``constant`` border's fill (``--cval``): one value for every band, or
+    one per band of the image, each in sample units or as a percentage of the
+    type's range (``100%`` is 255 for 8 bits, 65535 for 16, 2**31 - 1 for
+    mode I, 1.0 for float).
+
+    >>> FillValue.parse("255,0,0").for_bands(np.dtype(np.uint8), 3)
+    [255.0, 0.0, 0.0]
+    >>> FillValue.parse("50%").for_bands(np.dtype(np.uint16), 2)
+    [32767.5, 32767.5]
+    """
+
+    values: tuple[float, ...] = (0.0,)
+    percent: tuple[bool, ...] = (False,)
+
+    @classmethod
+    def parse(cls, text: str) -> FillValue:
+        """Read ``V``, ``V%`` or comma-separated ones (``255,0,0``, ``100%,0,0``).
+
+        Raises
+        ------
+        SettingsError
+            An entry that is not a finite number, or a percentage outside 0-100.
+        """
+        values, percent = [], []
+        for entry in str(text).split(","):
+            entry = entry.strip()
+            is_percent = entry.endswith("%")
+            try:
+                value = float(entry[:-1] if is_percent else entry)
+            except ValueError:
+                raise SettingsError(
+                    f"--cval {text!r}: {entry!r} is not a number; give V, V% or one per band (255,0,0)"
+                ) from None
+            if not math.isfinite(value) or (is_percent and not 0 <= value <= 100):
+                raise SettingsError(f"--cval {text!r}: {entry!r} must be finite (a percentage 0-100%)")
+            values.append(value)
+            percent.append(is_percent)
+        return cls(tuple(values), tuple(percent))
+
+    def for_bands(self, dtype: np.dtype, count: int, *, bands: str = "") -> list[float]:
+        """One fill value per band, in sample units of ``dtype``.
+
+        Raises
+        ------
+        SettingsError
+            Several values, but not one per band.
+        """
+        if len(self.values) not in (1, count):
+            named = f" ({bands})" if bands else ""
+            raise SettingsError(f"--cval has {len(self.values)} values; give 1, or {count}: one per band{named}")
+        full = 1.0 if dtype.kind == "f" else float(np.iinfo(dtype).max)
+        converted = [value * full / 100 if pct else value for value, pct in zip(self.values, self.percent)]
+        return converted * count if len(converted) == 1 else converted
+
+
+@dataclass(frozen=True)
 class FilterSettings:
-    """Everything that decides the pixels of the result."""
+    """Everything that decides the pixels of the result (``cval``: a number or a
+    :class:`FillValue`)."""
 
     kernels: tuple[Kernel, ...]
     repeat: int = 1
     border: str = "nearest"
-    cval: float = 0.0
+    cval: float | FillValue = 0.0
     absolute: bool = False
     channels: tuple[str, ...] | None = None
     alpha: str = "auto"
@@ -175,20 +235,31 @@ def _crop_like(array: np.ndarray, kernel: Kernel, border: str) -> np.ndarray:
     return array[ay : rows - (h - 1 - ay), ax : cols - (w - 1 - ax)]
 
 
-def _step(array: np.ndarray, kernel: Kernel, settings: FilterSettings) -> np.ndarray:
-    return engine.filter_array(
-        array,
-        kernel,
-        border=settings.border,
-        cval=settings.cval,
-        absolute=settings.absolute,
-        method=settings.method,
-        threads=settings.threads,
-    )
+def _fill_values(settings: FilterSettings, dtype: np.dtype, mode: str) -> list[float]:
+    """The fill value of each band of a ``mode`` image."""
+    fill = settings.cval if isinstance(settings.cval, FillValue) else FillValue((float(settings.cval),), (False,))
+    bands = images.band_names(mode)
+    return fill.for_bands(np.dtype(dtype), len(bands), bands=",".join(bands))
+
+
+def _by_fill_value(array: np.ndarray, cvals: list[float], run) -> np.ndarray:
+    """``run(bands, cval)`` over the last axis of ``array``: once when every band
+    has the same fill value, else band by band, stacked again."""
+    if len(set(cvals)) <= 1:
+        return run(array, cvals[0] if cvals else 0.0)
+    return np.stack([run(array[..., i : i + 1], cval)[..., 0] for i, cval in enumerate(cvals)], axis=-1)
+
+
+def _step(array: np.ndarray, kernel: Kernel, settings: FilterSettings, cvals: list[float]) -> np.ndarray:
+    def run(bands: np.ndarray, cval: float) -> np.ndarray:
+        return engine.filter_array(bands, kernel, border=settings.border, cval=cval, absolute=settings.absolute,
+                                   method=settings.method, threads=settings.threads)  # fmt: skip
+
+    return _by_fill_value(array, cvals, run)
 
 
 def _premultiplied_step(
-    colour: np.ndarray, alpha: np.ndarray, kernel: Kernel, settings: FilterSettings
+    colour: np.ndarray, alpha: np.ndarray, kernel: Kernel, settings: FilterSettings, cvals: list[float]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Filter colour premultiplied by alpha, then divide by the filtered alpha.
 
@@ -196,16 +267,22 @@ def _premultiplied_step(
     corr(a) + offset, alpha' = corr(a), both rounded like any result of the
     type. Where the result is fully transparent, coverage says nothing about
     colour: there the colour is filtered on its own, as ``keep`` filters it
-    (so ``identity`` changes nothing).
+    (so ``identity`` changes nothing). ``cvals`` are the fill values of the
+    colour bands and then alpha: beyond a constant border lie pixels of that
+    colour and coverage.
     """
     dtype = colour.dtype
     top = float(np.iinfo(dtype).max)
     a = alpha.astype(np.float64) / top
-    options = dict(border=settings.border, cval=settings.cval, method=settings.method,
-                   threads=settings.threads)  # fmt: skip
+    options = dict(border=settings.border, method=settings.method, threads=settings.threads)
     plain = kernel.replace(offset=0.0)
-    weighted = engine.correlate(colour.astype(np.float64) * a[..., None], plain, **options)
-    coverage = engine.correlate(a, plain, **options)
+    outside = cvals[-1] / top
+
+    def run(values: np.ndarray, cval: float) -> np.ndarray:
+        return engine.correlate(values, plain, cval=cval, **options)
+
+    weighted = _by_fill_value(colour.astype(np.float64) * a[..., None], [c * outside for c in cvals[:-1]], run)
+    coverage = run(a, outside)
     covered = coverage > 1e-12
     with np.errstate(divide="ignore", invalid="ignore"):
         values = weighted / coverage[..., None] + kernel.offset
@@ -215,7 +292,7 @@ def _premultiplied_step(
     new_colour = engine.round_to_dtype((values + 0.5).astype(np.float32), dtype)
     if not covered.all():
         uncovered = ~covered
-        new_colour[uncovered] = _step(colour, kernel, settings)[uncovered]
+        new_colour[uncovered] = _step(colour, kernel, settings, cvals[:-1])[uncovered]
     new_alpha = engine.round_to_dtype((coverage * top + 0.5).astype(np.float32), dtype)
     return new_colour, new_alpha
 
@@ -263,6 +340,7 @@ def filter_pixels(array: np.ndarray, mode: str, settings: FilterSettings) -> np.
         opaque = "A" not in bands or _opaque(array[..., bands.index("A")])
         settings = replace(settings, alpha=resolve_alpha(settings, mode, opaque=opaque))
     selected, alpha = _band_indices(mode, settings)
+    cvals = _fill_values(settings, array.dtype, mode)
     single_band = array.ndim == 2
     if single_band:
         array = array[:, :, np.newaxis]
@@ -270,17 +348,19 @@ def filter_pixels(array: np.ndarray, mode: str, settings: FilterSettings) -> np.
         if settings.alpha == "premultiply":
             colour_bands = [i for i in selected if i != alpha]
             colour, new_alpha = _premultiplied_step(
-                array[:, :, colour_bands], array[:, :, alpha], kernel, settings
-            )
+                array[:, :, colour_bands], array[:, :, alpha], kernel, settings,
+                [cvals[i] for i in colour_bands + [alpha]],
+            )  # fmt: skip
             result = _crop_like(array, kernel, settings.border).copy()
             result[:, :, colour_bands] = colour
             result[:, :, alpha] = new_alpha
         elif len(selected) == array.shape[2]:
-            result = _step(array, kernel, settings)
+            result = _step(array, kernel, settings, cvals)
         else:
             result = _crop_like(array, kernel, settings.border).copy()
             if selected:
-                result[:, :, selected] = _step(array[:, :, selected], kernel, settings)
+                result[:, :, selected] = _step(array[:, :, selected], kernel, settings,
+                                               [cvals[i] for i in selected])  # fmt: skip
         array = result
     return array[:, :, 0] if single_band else array
 

@@ -749,3 +749,41 @@ def test_background_flattens_onto_the_colour(tmp_path, rng):
 def test_a_bad_background_colour_is_a_usage_error(photo, tmp_path):
     assert_one_error(run("apply", photo, tmp_path / "o.jpg", "-k", "blur", "--background", "nocolour"),
                      "--background", code=2)  # fmt: skip
+
+
+# --- --cval per band and as a percentage ---------------------------------------------------
+
+
+KERNEL_16THS = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 3]]) / 16
+
+
+@pytest.mark.parametrize(("cval", "per_band"), [("255,0,40", (255, 0, 40)), ("100%", (255, 255, 255)),
+                                                 ("50%,0,10%", (127.5, 0, 25.5))])  # fmt: skip
+def test_cval_per_band_and_percent_match_scipy(tmp_path, rng, cval, per_band):
+    array = rng.integers(0, 256, (13, 11, 3)).astype(np.uint8)
+    source = tmp_path / "rgb.png"
+    Image.fromarray(array).save(source)
+    out = tmp_path / "o.png"
+    result = run("apply", source, out, "-k", "1 2 1; 2 4 2; 1 2 3", "--scale", "16", "--border", "constant",
+                 "--cval", cval)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    for band, fill in enumerate(per_band):
+        expected = ndimage.correlate(array[..., band].astype(np.float64), KERNEL_16THS, mode="constant", cval=fill)
+        assert np.abs(pixels(out)[..., band] - np.clip(np.floor(expected + 0.5), 0, 255)).max() <= 1
+
+
+def test_cval_percent_is_of_the_16_bit_range(tmp_path):
+    source = tmp_path / "grey16.png"
+    Image.fromarray(np.full((6, 6), 1000, np.uint16)).save(source)
+    out = tmp_path / "o.png"
+    assert run("apply", source, out, "-k", "box:3", "--border", "constant", "--cval", "100%").exit_code == 0
+    corner = (4 * 1000 + 5 * 65535) / 9  # 4 of 9 taps inside the image
+    assert abs(int(pixels(out)[0, 0]) - corner) <= 1
+
+
+@pytest.mark.parametrize(("cval", "fragment"), [("1,2", "one per band (R,G,B)"), ("x", "not a number"),
+                                                 ("120%", "0-100%"), ("nan", "finite")])  # fmt: skip
+def test_bad_cvals_are_refused(photo, tmp_path, cval, fragment):
+    result = run("apply", photo, tmp_path / "o.png", "-k", "blur", "--border", "constant", "--cval", cval)
+    assert_one_error(result, fragment, code=1 if cval == "1,2" else 2)
+    assert not (tmp_path / "o.png").exists()
