@@ -539,13 +539,17 @@ def diff(first, second, diff_image, as_json, quiet, max_pixels, allow_formats, d
         from . import compare, images
 
         output = output_settings(None, None, False, max_pixels, allow_formats)
+        picture_format = None
+        if diff_image is not None:
+            picture_format = images.output_format(diff_image, None, format_option=None)
+            images.check_output_path(diff_image)
         a = images.load_image(first, max_pixels=output.max_pixels, formats=output.formats)
         b = images.load_image(second, max_pixels=output.max_pixels, formats=output.formats)
         report = compare.compare_frames(a.frames, b.frames)
         if diff_image is not None:
             picture = compare.diff_picture([("A", a.frames[0]), ("B", b.frames[0])],
                                            a.frames[0], b.frames[0])  # fmt: skip
-            images.save_image([picture], diff_image, fmt=images.output_format(diff_image, None))
+            images.save_image([picture], diff_image, fmt=picture_format)
     if as_json:
         _echo(json.dumps({"command": "diff", "a": first, "b": second, **report.to_dict()}),
               to_stderr=False)  # fmt: skip

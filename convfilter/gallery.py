@@ -201,7 +201,7 @@ def write_gallery(
     images.ImageError, images.OutputError
         Unreadable input, unknown output extension, unwritable output.
     """
-    fmt = images.output_format(destination, output.fmt)
+    fmt = images.output_format(destination, output.fmt, format_option=None)
     loaded = images.load_image(source, max_pixels=output.max_pixels, formats=output.formats)
     sheet = contact_sheet(loaded.frames[0], entries, tile_size=tile_size, columns=columns)
     options = {"quality": output.quality} if output.quality and fmt in ("JPEG", "WEBP") else None

@@ -760,7 +760,10 @@ def from_array(array: np.ndarray, mode: str, *, like: DeepImage | None = None) -
     return Image.frombuffer(mode, (width, height), array, "raw", mode, 0, 1)
 
 
-def output_format(path: str | os.PathLike | None, fmt: str | None, *, fallback: str | None = None) -> str:
+def output_format(
+    path: str | os.PathLike | None, fmt: str | None, *, fallback: str | None = None,
+    format_option: str | None = "--format",
+) -> str:
     """The Pillow format name to write: ``fmt`` if given, else from the extension.
 
     ``fallback`` (the input's format) is used for standard output.
@@ -788,7 +791,7 @@ def output_format(path: str | os.PathLike | None, fmt: str | None, *, fallback: 
     ext = Path(os.fspath(path)).suffix
     found = format_for_extension(ext)
     if found is None:
-        raise OutputError(f"'{os.fspath(path)}': {unknown_extension_message(ext)}")
+        raise OutputError(f"'{os.fspath(path)}': {unknown_extension_message(ext, format_option)}")
     return found
 
 
@@ -803,12 +806,11 @@ def format_for_extension(ext: str) -> str | None:
     return found if found in Image.SAVE else None
 
 
-def unknown_extension_message(ext: str) -> str:
-    """Why an output with extension ``ext`` cannot be written, and what to do."""
-    return (
-        f"unknown output extension {ext.lower() or '(none)'!r}; "
-        "use .png, .jpg, .tif, .webp, ... or give --format"
-    )
+def unknown_extension_message(ext: str, format_option: str | None = "--format") -> str:
+    """Why an output with extension ``ext`` cannot be written, and what to do
+    (``format_option``: the option that names a format, where there is one)."""
+    also = f" or give {format_option}" if format_option else ""
+    return f"unknown output extension {ext.lower() or '(none)'!r}; use .png, .jpg, .tif, .webp, ...{also}"
 
 
 def check_depth(mode: str, fmt: str) -> None:

@@ -447,7 +447,7 @@ def process_file(
         images.output_format(out_path, output.fmt)
         images.check_output_path(out_path)
     if diff_image is not None:
-        images.output_format(diff_image, None)
+        images.output_format(diff_image, None, format_option=None)
         images.check_output_path(diff_image)
     if comparing:
         _check_comparable(settings, diff_filter)
@@ -511,7 +511,7 @@ def process_file(
                 filtered[0],
                 reference,
             )
-            images.save_image([picture], diff_image, fmt=images.output_format(diff_image, None))
+            images.save_image([picture], diff_image, fmt=images.output_format(diff_image, None, format_option=None))
     t = time.perf_counter()
     if output.background is not None:
         filtered, flatten_notes = _each_frame(images.flatten, filtered, output.background)

@@ -787,3 +787,17 @@ def test_bad_cvals_are_refused(photo, tmp_path, cval, fragment):
     result = run("apply", photo, tmp_path / "o.png", "-k", "blur", "--border", "constant", "--cval", cval)
     assert_one_error(result, fragment, code=1 if cval == "1,2" else 2)
     assert not (tmp_path / "o.png").exists()
+
+
+def test_hints_name_only_options_the_command_has(photo, tmp_path):
+    message = "use .png, .jpg, .tif, .webp, ..."
+    diff_image = run("apply", photo, tmp_path / "o.png", "-k", "blur", "--diff-image", tmp_path / "d.xyz")
+    assert_one_error(diff_image, message)
+    assert "--format" not in diff_image.stderr
+    gallery = run("gallery", photo, "-o", tmp_path / "g.xyz", "-k", "blur")
+    assert_one_error(gallery, message)
+    assert "--format" not in gallery.stderr
+    diff = run("diff", photo, photo, "--diff-image", tmp_path / "d.xyz")
+    assert_one_error(diff, message, code=2)
+    assert "--format" not in diff.stderr
+    assert_one_error(run("apply", photo, tmp_path / "o.xyz", "-k", "blur"), message, "--format")
