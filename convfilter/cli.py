@@ -350,13 +350,19 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
                                "(... - > out.png) or give an output file name")  # fmt: skip
         source = _read_stdin() if input_path == "-" else input_path
         destination = sys.stdout.buffer if to_stdout else output_path
-        result = process_file(
-            source, destination, settings, output,
-            diff_pil=diff_pil is not None or diff_image is not None or fail_on_diff,
-            diff_filter=diff_pil or None,
-            diff_image=diff_image,
-            source_name="-" if input_path == "-" else None,
-        )  # fmt: skip
+        progress = _FilterProgress(sys.stderr) if sys.stderr.isatty() and not quiet else None
+        try:
+            result = process_file(
+                source, destination, settings, output,
+                diff_pil=diff_pil is not None or diff_image is not None or fail_on_diff,
+                diff_filter=diff_pil or None,
+                diff_image=diff_image,
+                source_name="-" if input_path == "-" else None,
+                progress=progress,
+            )  # fmt: skip
+        finally:
+            if progress is not None:
+                progress.close()
     differs = result.diff is not None and not result.diff.identical
     if as_json:
         summary = {
@@ -371,6 +377,36 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
         _echo(_apply_report(result, settings), to_stderr=to_stdout)
     if differs and fail_on_diff:
         click.get_current_context().exit(EXIT_ERROR)
+
+
+class _FilterProgress:
+    """A one-line percentage on a terminal, once filtering has run for two seconds."""
+
+    DELAY = 2.0
+
+    def __init__(self, stream) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self.stream = stream
+        self.started = self._clock()
+        self.drawn_at = 0.0
+        self.best = 0.0
+        self.shown = False
+
+    def __call__(self, fraction: float) -> None:
+        self.best = max(self.best, min(1.0, fraction))
+        now = self._clock()
+        if now - self.started >= self.DELAY and now - self.drawn_at >= 0.1:
+            self.drawn_at = now
+            self.shown = True
+            self.stream.write(f"\rconvfilter: filtering {100 * self.best:3.0f}% ({now - self.started:.0f} s)")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * 48 + "\r")
+            self.stream.flush()
 
 
 #: The most standard input `apply -` reads (an endless stream must not exhaust memory).

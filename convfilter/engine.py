@@ -12,16 +12,21 @@ each row summed left to right, with weights ``float32(matrix) /
 float32(scale)``. Float addition is not associative, so this order is what
 makes the ten Pillow presets byte-identical to ``Image.filter``.
 
-Speed. The image is worked on in strips of rows, each padded by itself and
-small enough to stay in cache, on a pool of threads (NumPy releases the
-GIL). Four methods (:data:`METHODS`) compute the sums, see
-:mod:`convfilter.methods`: ``direct`` (one array operation per distinct
-weight), ``separable`` (two 1-D passes), ``fft`` (overlap-save tiles) and
-``auto``, which asks the cost model :func:`estimate_seconds`. For an
-integer matrix on an 8- or 16-bit image the sum is computed exactly in
-int16 or int32 and Pillow's float32 result is recovered from it with
-integer arithmetic; where that cannot be proved identical (see
-``_IntegerRule``) the float32 order above is used instead.
+Speed. The image is worked on in pieces, each padded by itself and small
+enough to stay in cache: strips of rows, or tiles for FFTs. A pool of
+threads takes them in turn (NumPy releases the GIL) while the calling
+thread waits and reports progress. Strips are cut to about 0.1 s of work;
+the slowest kernels are checked between kernel rows and large FFT tiles
+between passes of a few milliseconds. So a KeyboardInterrupt gets through
+within a fraction of a second, and the workers stop soon after it. Four
+methods (:data:`METHODS`) compute the sums, see :mod:`convfilter.methods`:
+``direct`` (one array operation per distinct weight), ``separable`` (two
+1-D passes), ``fft`` (overlap-save tiles) and ``auto``, which asks the
+cost model :func:`estimate_seconds`. For an integer matrix on an 8- or
+16-bit image the sum is computed exactly in int16 or int32 and Pillow's
+float32 result is recovered from it with integer arithmetic; where that
+cannot be proved identical (see ``_IntegerRule``) the float32 order above
+is used instead.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import functools
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import Enum
 
@@ -194,6 +201,7 @@ def correlate(
     cval: float = 0.0,
     method: str = "auto",
     threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
 ) -> np.ndarray:
     """Cross-correlate every channel of ``array`` with ``kernel.weights``.
 
@@ -218,6 +226,13 @@ def correlate(
         Worker threads at most; None means one per CPU. Work the cost model
         estimates under 20 ms runs on one thread, as starting more costs
         more than it saves.
+    progress : callable or None
+        Called as ``progress(done, total)`` on the calling thread, never on
+        a worker: ``total`` pieces of work (strips of rows, or FFT tiles),
+        the same in every call, of which ``done`` are finished. ``done``
+        grows from call to call; calls come about every 0.1 s (no more
+        often) and once at the end, with ``done == total``. Not called when
+        there is nothing to filter. None, the default, costs nothing.
 
     Returns
     -------
@@ -240,7 +255,8 @@ def correlate(
     """
     array = _native(np.asarray(array))
     mode = _check(array, kernel, border)
-    return _filter(array, kernel, mode, cval, method, threads, raw=True, absolute=False)
+    return _filter(array, kernel, mode, cval, method, threads, progress, raw=True,
+                   absolute=False)  # fmt: skip
 
 
 def filter_array(
@@ -252,6 +268,7 @@ def filter_array(
     absolute: bool = False,
     method: str = "auto",
     threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
 ) -> np.ndarray:
     """Filter ``array`` with ``kernel``: same shape (except ``valid``) and dtype.
 
@@ -259,14 +276,15 @@ def filter_array(
     Pillow's order, so with ``border="keep"`` a Pillow preset gives exactly
     ``Image.filter(ImageFilter.X)``. Float results are ``sum + offset``,
     unclamped. ``absolute=True`` takes ``abs(sum + offset)`` before rounding,
-    which shows edges of both signs. ``method`` and ``threads`` are as for
-    :func:`correlate`. On 8-bit images every method gives Pillow's bytes
-    for Pillow's presets (``auto`` does on every dtype, as it takes
-    ``direct`` for them); otherwise 8-bit results are within 1 of the
-    exactly rounded ones and float results within 1e-4 of the exact sums
-    (relative to their scale, ``sum(|weights|) * max(|image|)``). 16- and
-    32-bit images are summed in float32 as Pillow does, so beyond 1 their
-    error is float32's relative error of that scale.
+    which shows edges of both signs. ``method``, ``threads`` and
+    ``progress`` are as for :func:`correlate`. On 8-bit images every
+    method gives Pillow's bytes for Pillow's presets (``auto`` does on
+    every dtype, as it takes ``direct`` for them); otherwise 8-bit results
+    are within 1 of the exactly rounded ones and float results within 1e-4
+    of the exact sums (relative to their scale, ``sum(|weights|) *
+    max(|image|)``). 16- and 32-bit images are summed in float32 as Pillow
+    does, so beyond 1 their error is float32's relative error of that
+    scale.
 
     Examples
     --------
@@ -278,7 +296,8 @@ def filter_array(
     """
     array = _native(np.asarray(array))
     mode = _check(array, kernel, border)
-    return _filter(array, kernel, mode, cval, method, threads, raw=False, absolute=absolute)
+    return _filter(array, kernel, mode, cval, method, threads, progress, raw=False,
+                   absolute=absolute)  # fmt: skip
 
 
 def _native(array: np.ndarray) -> np.ndarray:
@@ -468,7 +487,7 @@ _FFT_SECONDS = {"scipy": {4: 0.5e-9, 8: 0.8e-9}, "numpy": {4: 1.2e-9, 8: 2e-9}}
 _GEMM_FLOPS = 40e9
 _TIE_SECONDS = 8e-9  # per tap of one tie recomputed in float32
 
-#: Estimated single-core seconds above which a method is refused (issue 6).
+#: Estimated single-core seconds above which a method is refused.
 MAX_SECONDS = 300.0
 #: ``auto`` keeps ``direct`` below this estimate, or unless another method
 #: is estimated to take less than this fraction of its time.
@@ -637,15 +656,27 @@ class _Strategy:
     sum_dtype: np.dtype  # dtype of the sums
     integer = False  # the sums are the exact integer S of the rule
     has_start = False  # the sums already include the start value
+    # Strip heights are a multiple of this, counted from the image's top:
+    # the sums of a batch of rows (matrix products) or of a tile (FFT)
+    # depend on which rows it holds. Any height gives the same sums when 1.
+    row_step = 1
 
     def strip_rows(self, width: int) -> int:
         return max(8, _STRIP_BYTES // max(1, width * self.work_dtype.itemsize))
 
+    def piece_cols(self, out_cols: int) -> int:
+        """Output columns of one piece of work."""
+        return out_cols
+
     def pitch(self, width: int) -> int:
         return width
 
-    def compute(self, src, buffer, n, m, scratch):
-        """Sums of the strip: an iterable of (first row, n' x m or n' x cols x C sums)."""
+    def compute(self, src, buffer, n, m, scratch, checkpoint):
+        """Sums of the strip: an iterable of (first row, n' x m or n' x cols x C sums).
+
+        ``checkpoint()`` may be called between parts of long work; it
+        raises when the work is to be abandoned.
+        """
         raise NotImplementedError
 
 
@@ -656,9 +687,9 @@ class _DirectInteger(_Strategy):
         self.plan = _integer_direct(kernel, channels)
         self.work_dtype = self.sum_dtype = rule.dtype
 
-    def compute(self, src, buffer, n, m, scratch):
+    def compute(self, src, buffer, n, m, scratch, checkpoint):
         out = scratch.get("sums", (n, m), self.sum_dtype)
-        self.plan.run(src, out, scratch)
+        self.plan.run(src, out, scratch, checkpoint)
         return [(0, out)]
 
 
@@ -671,9 +702,10 @@ class _DirectFloat(_Strategy):
         self.channels = channels
         self.work_dtype = self.sum_dtype = np.dtype(dtype)
 
-    def compute(self, src, buffer, n, m, scratch):
+    def compute(self, src, buffer, n, m, scratch, checkpoint):
         out = scratch.get("sums", (n, m), self.sum_dtype)
-        methods.pillow_direct(src, self.weights, self.start, out, self.channels, scratch)
+        methods.pillow_direct(src, self.weights, self.start, out, self.channels, scratch,
+                              checkpoint)  # fmt: skip
         return [(0, out)]
 
 
@@ -684,7 +716,7 @@ class _SeparableDirect(_Strategy):
         self.integer = integer
         self.work_dtype = self.sum_dtype = np.dtype(dtype)
 
-    def compute(self, src, buffer, n, m, scratch):
+    def compute(self, src, buffer, n, m, scratch, checkpoint):
         out = scratch.get("sums", (n, m), self.sum_dtype)
         methods.separable_direct(src, self.column, self.row, out, self.channels, scratch)
         return [(0, out)]
@@ -694,6 +726,7 @@ class _SeparableGemm(_Strategy):
     def __init__(self, column, row, channels: int, out_cols: int, dtype) -> None:
         self.work_dtype = self.sum_dtype = np.dtype(dtype)
         self.plan = methods.SeparableGemm(column, row, channels, out_cols, dtype)
+        self.row_step = self.plan.batch
 
     def strip_rows(self, width):
         return self.plan.rows
@@ -701,7 +734,7 @@ class _SeparableGemm(_Strategy):
     def pitch(self, width):
         return self.plan.pitch(width)
 
-    def compute(self, src, buffer, n, m, scratch):
+    def compute(self, src, buffer, n, m, scratch, checkpoint):
         return self.plan.run(buffer, n, scratch)
 
 
@@ -710,12 +743,17 @@ class _Fourier(_Strategy):
         self.plan = methods.FourierTiles(weights, channels, dtype, exact=exact, extent=extent)
         self.integer = exact
         self.work_dtype = self.sum_dtype = np.dtype(sum_dtype)
+        self.row_step = self.plan.rows
 
     def strip_rows(self, width):
         return self.plan.rows
 
-    def compute(self, src, buffer, n, m, scratch):
-        return [(0, self.plan.run(src, n, m // self.plan.channels, self.sum_dtype, scratch))]
+    def piece_cols(self, out_cols):
+        return self.plan.cols * self.plan.tiles_per_run
+
+    def compute(self, src, buffer, n, m, scratch, checkpoint):
+        cols = m // self.plan.channels
+        return [(0, self.plan.run(src, n, cols, self.sum_dtype, scratch, checkpoint))]
 
 
 def _strategy(
@@ -819,6 +857,7 @@ def _filter(
     cval: float,
     method: str,
     threads: int | None,
+    progress: Callable[[int, int], object] | None,
     *,
     raw: bool,
     absolute: bool,
@@ -853,6 +892,7 @@ def _filter(
         return array.astype(out_dtype)  # Pillow returns such an image unchanged
     layout = _layout(array.shape, kernel, mode)
     chosen, seconds = _choose(array.shape, kernel, dtype, method)
+    planned = chosen
     wide_fft = False
     if dtype.kind == "f" and chosen in ("fft", "separable"):
         # Matrix products and FFTs mix every value of a tile or column into
@@ -869,6 +909,8 @@ def _filter(
                 affordable = estimate_seconds("direct", array.shape, kernel, dtype=dtype) <= MAX_SECONDS
                 chosen = "direct" if affordable else "fft"
             wide_fft = chosen == "fft"
+    if chosen != planned:
+        seconds = estimate_seconds(chosen, array.shape, kernel, dtype=dtype)
     rule = None
     if not raw:
         uses_cval = mode is BorderMode.CONSTANT
@@ -890,51 +932,137 @@ def _filter(
     dest = dest.reshape(layout.out_rows, layout.out_cols, layout.channels)
     image = array.reshape(rows, cols, layout.channels)
 
-    width = layout.width
-    pitch = strategy.pitch(width)
-    m = layout.out_cols * layout.channels
     workers = _worker_count(threads, seconds)
-    step = strategy.strip_rows(width)
-    if workers > 1:  # at least two strips each, so that one slow thread cannot hold all back
-        step = min(step, -(-layout.out_rows // (2 * workers)))
-    starts = range(0, layout.out_rows, max(1, step))
-    workers = min(workers, len(starts))
+    pieces = _pieces(strategy, layout, seconds, workers)
     weights32 = kernel.weights_float32
+    channels = layout.channels
     local = threading.local()
 
-    def strip(y0: int) -> None:
+    def filter_piece(piece: tuple[int, int, int, int], checkpoint: Callable[[], None]) -> None:
         # Float images near float32's limit overflow to infinity, as IEEE
-        # arithmetic says; NumPy's warning about it is noise. Set per call:
+        # arithmetic says; NumPy's warning about it is noise. Set per piece:
         # pool threads do not inherit the caller's error state.
         with np.errstate(over="ignore", invalid="ignore"):
-            filter_strip(y0)
+            scratch = getattr(local, "scratch", None)
+            if scratch is None:
+                scratch = local.scratch = methods.Scratch()
+            y0, y1, x0, x1 = piece
+            n = y1 - y0
+            width = (x1 - x0 + w - 1) * channels  # elements of one padded row
+            buffer = scratch.get("strip", (n + h - 1, strategy.pitch(width)),
+                                 strategy.work_dtype, zeros=True)  # fmt: skip
+            src = buffer[:, :width]
+            _gather(image, layout, layout.rows[y0 : y1 + h - 1], x0, src, cval)
+            m = (x1 - x0) * channels
+            for first, sums in strategy.compute(src, buffer, n, m, scratch, checkpoint):
+                target = dest[y0 + first : y0 + first + sums.shape[0], x0:x1]
+                if rule is not None:
+                    _finish_integer(sums, rule, buffer[first:], channels, weights32, target,
+                                    scratch)  # fmt: skip
+                else:
+                    _finish_float(sums, target, start=0.0 if strategy.has_start else start,
+                                  absolute=absolute, integer_output=integer_output)  # fmt: skip
 
-    def filter_strip(y0: int) -> None:
-        scratch = getattr(local, "scratch", None)
-        if scratch is None:
-            scratch = local.scratch = methods.Scratch()
-        y1 = min(layout.out_rows, y0 + step)
-        n = y1 - y0
-        buffer = scratch.get("strip", (n + h - 1, pitch), strategy.work_dtype, zeros=True)
-        src = buffer[:, :width]
-        _gather(image, layout, layout.rows[y0 : y1 + h - 1], src, cval)
-        for first, sums in strategy.compute(src, buffer, n, m, scratch):
-            target = dest[y0 + first : y0 + first + sums.shape[0]]
-            if rule is not None:
-                _finish_integer(sums, rule, buffer[first:], layout.channels, weights32, target,
-                                scratch)  # fmt: skip
-            else:
-                _finish_float(sums, target, start=0.0 if strategy.has_start else start,
-                              absolute=absolute, integer_output=integer_output)  # fmt: skip
-
-    if workers == 1:
-        for y0 in starts:
-            strip(y0)
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(strip, starts):
-                pass
+    _run(filter_piece, pieces, min(workers, len(pieces)), progress)
     return out
+
+
+#: Estimated single-core seconds (by the cost model, whose nominal times
+#: run about three times fast) of one strip at most: some 0.1 s of real
+#: work between two counts of progress. Short strips also stay in cache.
+_PIECE_SECONDS = 0.03
+#: Output elements of one strip at least. Array operations on fewer spend
+#: their time handing the GIL from thread to thread: strips of one row of
+#: a 4000-pixel RGB image took five times as long on two threads. Strips
+#: of slow kernels therefore take longer than the above, and their
+#: methods check for cancellation between kernel rows.
+_MIN_STRIP_ELEMENTS = 100_000
+#: Seconds between calls of a progress callback, at least.
+_PROGRESS_SECONDS = 0.1
+#: Seconds the calling thread waits for workers before looking again.
+_WAIT_SECONDS = 0.05
+
+
+def _pieces(
+    strategy: _Strategy, layout: _Layout, seconds: float, workers: int
+) -> list[tuple[int, int, int, int]]:
+    """The pieces of work, as output rows and columns ``(y0, y1, x0, x1)``, in order."""
+    out_rows, out_cols = layout.out_rows, layout.out_cols
+    rows = strategy.strip_rows(layout.width)
+    if seconds > 0:
+        fewest = -(-_MIN_STRIP_ELEMENTS // (out_cols * layout.channels))
+        rows = min(rows, max(fewest, int(_PIECE_SECONDS * out_rows / seconds)))
+    if workers > 1:  # at least two strips each, so that one slow thread cannot hold all back
+        rows = min(rows, -(-out_rows // (2 * workers)))
+    step = strategy.row_step
+    rows = max(step, rows // step * step)
+    cols = strategy.piece_cols(out_cols)
+    return [(y0, min(out_rows, y0 + rows), x0, min(out_cols, x0 + cols))
+            for y0 in range(0, out_rows, rows) for x0 in range(0, out_cols, cols)]  # fmt: skip
+
+
+class _Stopped(Exception):
+    """Raised in a worker, at a checkpoint, once the call has been abandoned."""
+
+
+def _run(filter_piece, pieces: list, workers: int, progress) -> None:
+    """Call ``filter_piece(piece, checkpoint)`` for every piece, on ``workers`` threads.
+
+    With one worker the calling thread does the work, and a
+    KeyboardInterrupt arrives between two NumPy calls of a piece. With
+    more, the calling thread waits in short, interruptible waits; on any
+    exception there (a KeyboardInterrupt, a worker's error, the progress
+    callback's) it cancels the pieces not started, tells the running ones
+    to stop at their next checkpoint, and re-raises at once.
+    """
+    report = _ProgressReport(progress, len(pieces))
+    if workers == 1:
+        for done, piece in enumerate(pieces, 1):
+            filter_piece(piece, methods.carry_on)
+            report(done)
+        return
+    stop = threading.Event()
+
+    def checkpoint() -> None:
+        if stop.is_set():
+            raise _Stopped
+
+    def work(piece) -> None:
+        if not stop.is_set():
+            filter_piece(piece, checkpoint)
+
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        pending = [pool.submit(work, piece) for piece in pieces]
+        while pending:
+            finished, pending = wait(pending, timeout=_WAIT_SECONDS, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                future.result()  # a worker's exception is raised here
+            report(len(pieces) - len(pending))
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+class _ProgressReport:
+    """Passes ``(done, total)`` on to a progress callback, at most every
+    :data:`_PROGRESS_SECONDS`, and always when all is done."""
+
+    def __init__(self, progress, total: int) -> None:
+        self.progress = progress
+        self.total = total
+        self.reported = 0
+        self.last = time.monotonic()
+
+    def __call__(self, done: int) -> None:
+        if self.progress is None or done <= self.reported:
+            return
+        now = time.monotonic()
+        if done == self.total or now - self.last >= _PROGRESS_SECONDS:
+            self.progress(done, self.total)
+            self.reported, self.last = done, now
 
 
 def _worker_count(threads: int | None, seconds: float) -> int:
@@ -957,23 +1085,41 @@ def _copy_frame(out, array, ay, ax, out_rows, out_cols) -> None:
     out[ay : ay + out_rows, ax + out_cols :] = array[ay : ay + out_rows, ax + out_cols :]
 
 
-def _gather(image: np.ndarray, layout: _Layout, rows: np.ndarray, src: np.ndarray, cval) -> None:
-    """Fill ``src`` with the padded image rows ``rows`` (cast to src's dtype)."""
+def _gather(
+    image: np.ndarray, layout: _Layout, rows: np.ndarray, first: int, src: np.ndarray, cval
+) -> None:
+    """Fill ``src`` with the padded image's rows ``rows``, from padded column
+    ``first`` on, as many columns as ``src`` holds (cast to src's dtype)."""
     count = len(rows)
-    cols = image.shape[1]
-    target = src.reshape(count, len(layout.cols), layout.channels)
-    first, last = int(rows[0]), int(rows[-1])
+    span = src.shape[1] // layout.channels
+    target = src.reshape(count, span, layout.channels)
+    top, bottom = int(rows[0]), int(rows[-1])
     # Padding only ever steps back or stays at the edge, and cval rows lie
     # at the ends: so these rows are consecutive exactly when this holds.
-    plain = first >= 0 and last >= 0 and last - first == count - 1
-    block = image[first : last + 1] if plain else image[np.maximum(rows, 0)]
-    left = layout.left
-    np.copyto(target[:, left : left + cols], block, casting="unsafe")
+    plain = top >= 0 and bottom >= 0 and bottom - top == count - 1
+    end = first + span
+    if plain:
+        block, skipped = image[top : bottom + 1], 0
+    else:  # a copy of the rows, so only of the image columns these padded columns use
+        used = layout.cols[first:end]
+        used = used[used >= 0]
+        skipped = int(used.min()) if used.size else 0
+        block = image[np.maximum(rows, 0), skipped : int(used.max(initial=0)) + 1]
+    left = layout.left + skipped  # padded column of block's first column
+    lo, hi = max(first, left), min(end, left + block.shape[1])  # the image's own columns
+    if lo < hi:
+        np.copyto(target[:, lo - first : hi - first], block[:, lo - left : hi - left],
+                  casting="unsafe")  # fmt: skip
     for pad, index in layout.pads:
+        lo, hi = max(first, pad.start), min(end, pad.stop)
+        if lo >= hi:
+            continue
+        part = target[:, lo - first : hi - first]
         if index is None:
-            target[:, pad] = cval
+            part[...] = cval
         else:
-            np.copyto(target[:, pad], block[:, index], casting="unsafe")
+            source = index[lo - pad.start : hi - pad.start] - skipped
+            np.copyto(part, block[:, source], casting="unsafe")
     if not plain:
         fill = rows < 0
         if fill.any():

@@ -24,7 +24,8 @@ The strategies:
 * :func:`separable_direct` and :class:`SeparableGemm` -- two 1-D passes, as
   weighted views (box factors summed by doubling) or as banded matrix
   products.
-* :class:`FourierTiles` -- overlap-save FFTs on tiles.
+* :class:`FourierTiles` -- overlap-save FFTs on tiles; a large tile in
+  passes of 1-D FFTs, each a bounded call, with a checkpoint between them.
 
 This module needs nothing but NumPy; it uses ``scipy.fft`` for the FFTs
 when SciPy is installed (same results, several times faster).
@@ -89,6 +90,14 @@ class Scratch:
             buffer = (np.zeros if zeros else np.empty)(max(size, 1), dtype)
             self._buffers[name] = buffer
         return buffer[:size].reshape(shape)
+
+
+def carry_on() -> None:
+    """The default checkpoint: never stops.
+
+    A checkpoint is called between the parts of a long piece of work and
+    raises to abandon it.
+    """
 
 
 # ---------------------------------------------------------------------------
@@ -211,7 +220,8 @@ class IntegerDirect:
             total += count_lincomb_ops(across)
         return total + len(self.groups) - 1
 
-    def run(self, src: np.ndarray, out: np.ndarray, scratch: Scratch) -> None:
+    def run(self, src: np.ndarray, out: np.ndarray, scratch: Scratch, checkpoint=carry_on) -> None:
+        """out = the sums of ``src``; ``checkpoint()`` is called between row patterns."""
         n, m = out.shape
         c = self.channels
         if not self.groups:
@@ -227,6 +237,7 @@ class IntegerDirect:
                 rows = wide
             terms = [(p, rows[:, j * c : j * c + m]) for j, p in enumerate(across)]
             lincomb(out, terms, tmp[:, :m], accumulate=index > 0)
+            checkpoint()
 
 
 # ---------------------------------------------------------------------------
@@ -241,13 +252,15 @@ def pillow_direct(
     out: np.ndarray,
     channels: int,
     scratch: Scratch,
+    checkpoint=carry_on,
 ) -> None:
     """out = start + kernel rows bottom-first, each summed left to right.
 
     The same float operations, in the same order, as Pillow's C loops, so
     the rounding is identical. Zero weights are skipped (adding an exact
     zero changes nothing) and weights of +-1 become adds and subtracts
-    (``x * -1 == -x`` and ``a + -x == a - x`` exactly).
+    (``x * -1 == -x`` and ``a + -x == a - x`` exactly). ``checkpoint()``
+    is called after each kernel row.
     """
     h, w = weights.shape
     n, m = out.shape
@@ -287,6 +300,7 @@ def pillow_direct(
         else:
             np.add(acc, kind(start), out=out)
             started = True
+        checkpoint()
     if not started:
         out.fill(start)
 
@@ -519,12 +533,31 @@ def fast_length_at_least(length: int) -> int:
     return length
 
 
+#: Elements one FFT call transforms at most. A tile is transformed in
+#: passes of 1-D FFTs over at most this many elements (a few milliseconds
+#: each), so a 4096 x 4096 tile is never one call of a second that neither
+#: a checkpoint nor a KeyboardInterrupt can break into. The passes are the
+#: ones pocketfft's 2-D transforms make, in the same order, so the sums are
+#: the same bits as ``rfft2`` and ``irfft2`` of the whole tile.
+FFT_CALL_ELEMENTS = 1 << 20
+
+
+def _parts(count: int, line: int) -> list[slice]:
+    """Consecutive slices of ``count`` lines of ``line`` elements, each within one FFT call."""
+    step = max(1, FFT_CALL_ELEMENTS // max(1, line))
+    return [slice(i, min(count, i + step)) for i in range(0, count, step)]
+
+
 class FourierTiles:
     """Overlap-save correlation by FFT on (fh x fw) tiles.
 
     Each tile's channels are transformed together; the kernel's spectrum
     is computed once. With ``exact=True`` (integer matrices on integer
     images) the float64 results are rounded to the exact integer sums.
+    A tile's sums depend on what the tile holds, so tiles sit on a grid
+    fixed by the image, every :attr:`rows` x :attr:`cols` output pixels
+    from its top left corner; a caller splitting the work among threads
+    starts each :meth:`run` on that grid.
     """
 
     def __init__(
@@ -544,51 +577,137 @@ class FourierTiles:
         self.channels = channels
         self.dtype = np.dtype(np.float64 if exact else dtype)
         self.exact = exact
+        # scipy's irfft2 scales its result once, by 1 / (fh fw) rounded
+        # from long double to the tile's precision; the passes do the same.
+        self.scale = self.dtype.type(1 / np.longdouble(self.fh * self.fw))
         flipped = np.asarray(weights, dtype=np.float64)[::-1, ::-1]
-        spectrum = np.fft.rfft2(flipped, s=(self.fh, self.fw))
+        spectrum = np.empty((self.fh, self.fw // 2 + 1), np.complex128)
+        # numpy.fft.rfft2(flipped, s=(fh, fw)), pass by pass.
+        for part in _parts(self.h, spectrum.shape[1]):
+            np.fft.rfft(flipped[part], n=self.fw, axis=1, out=spectrum[part])
+        spectrum[self.h :] = 0
+        for part in _parts(spectrum.shape[1], self.fh):
+            np.fft.fft(spectrum[:, part], axis=0, out=spectrum[:, part])
         complex_type = np.complex128 if self.dtype == np.float64 else np.complex64
         self.spectrum = spectrum.astype(complex_type)
 
     @property
     def rows(self) -> int:
-        """Output rows per strip."""
+        """Output rows per tile."""
         return self.fh - self.h + 1
 
-    def run(self, src: np.ndarray, n: int, out_cols: int, sum_dtype, scratch: Scratch):
-        """Sums for ``n`` rows of ``src``, as an n x out_cols x channels array.
+    @property
+    def cols(self) -> int:
+        """Output columns per tile."""
+        return self.fw - self.w + 1
 
-        Tiles keep the channels interleaved (the FFTs run over axes 0 and
-        1, the channels being a batch), so no data is ever transposed.
+    @property
+    def tiles_per_run(self) -> int:
+        """Tiles side by side that one :meth:`run` should take: as many as
+        make up one FFT call's elements, so that small tiles share the
+        costs of a run outside the FFTs, and at least one."""
+        return max(1, FFT_CALL_ELEMENTS // (self.fh * self.fw * self.channels))
+
+    def run(
+        self,
+        src: np.ndarray,
+        n: int,
+        out_cols: int,
+        sum_dtype,
+        scratch: Scratch,
+        checkpoint=carry_on,
+    ) -> np.ndarray:
+        """Sums of a row of tiles, as an n x out_cols x channels array.
+
+        ``src`` holds their padded image: ``n + h - 1`` rows (n at most
+        :attr:`rows`) of ``out_cols + w - 1`` pixels, channels interleaved.
+        The tiles start every :attr:`cols` output columns from the left.
+        The FFTs run over axes 0 and 1, the channels being a batch, so no
+        data is ever transposed. A tile larger than
+        :data:`FFT_CALL_ELEMENTS` is transformed in passes, and
+        ``checkpoint()`` is called after each pass and each tile; it may
+        raise to abandon the work.
         """
         c = self.channels
-        rows = src.shape[0]
-        source = src.reshape(rows, -1, c)
+        source = src.reshape(src.shape[0], -1, c)
         sums = scratch.get("fft-sums", (n, out_cols, c), sum_dtype)
-        across = self.fw - self.w + 1
-        tile = scratch.get("fft-tile", (self.fh, self.fw, c), self.dtype)
-        spectrum = self.spectrum[:, :, None]
-        spec = scratch.get("fft-spec", spectrum.shape[:2] + (c,), self.spectrum.dtype)
-        full = scratch.get("fft-full", (self.fh, self.fw, c), self.dtype)
-        for x0 in range(0, out_cols, across):
-            x1 = min(out_cols, x0 + across)
-            width = x1 - x0 + self.w - 1
-            if width < self.fw or rows < self.fh:
-                tile.fill(0)
-            np.copyto(tile[:rows, :width], source[:, x0 : x0 + width], casting="unsafe")
-            fft = scipy_fft()
-            if fft is not None:
-                transform = fft.rfft2(tile, axes=(0, 1), overwrite_x=True)
-                np.multiply(transform, spectrum, out=transform)
-                full = fft.irfft2(transform, s=(self.fh, self.fw), axes=(0, 1),
-                                         overwrite_x=True)  # fmt: skip
-            else:
-                np.fft.rfft2(tile, axes=(0, 1), out=spec)
-                np.multiply(spec, spectrum, out=spec)
-                # irfft2 ignores `out`; its two stages written out honour it.
-                np.fft.ifft(spec, axis=0, out=spec)
-                np.fft.irfft(spec, n=self.fw, axis=1, out=full)
-            valid = full[self.h - 1 : self.h - 1 + n, self.w - 1 : self.w - 1 + x1 - x0]
-            if self.exact:
-                np.rint(valid, out=valid)
-            np.copyto(sums[:, x0:x1], valid, casting="unsafe")
+        for x0 in range(0, out_cols, self.cols):
+            x1 = min(out_cols, x0 + self.cols)
+            self._tile(source[:, x0 : x1 + self.w - 1], sums[:, x0:x1], scratch, checkpoint)
+            checkpoint()
         return sums
+
+    def _tile(self, source: np.ndarray, sums: np.ndarray, scratch: Scratch, checkpoint) -> None:
+        """sums (n x cols x C) = one tile's sums from its padded image ``source``."""
+        n, cols, c = sums.shape
+        rows, width = source.shape[:2]
+        tile = scratch.get("fft-tile", (self.fh, self.fw, c), self.dtype)
+        if width < self.fw:
+            tile[:rows, width:] = 0
+        np.copyto(tile[:rows, :width], source, casting="unsafe")
+        valid = slice(self.w - 1, width)
+        if tile.size <= FFT_CALL_ELEMENTS:
+            tile[rows:] = 0
+            full = self._whole_tile(tile, scratch)
+            self._store(full[self.h - 1 : self.h - 1 + n, valid], sums)
+            return
+        fft = scipy_fft()
+        half = scratch.get("fft-half", (self.fh, self.fw // 2 + 1, c), self.spectrum.dtype)
+        for part in _parts(rows, half[0].size):
+            if fft is not None:
+                half[part] = fft.rfft(tile[part], axis=1)
+            else:
+                np.fft.rfft(tile[part], axis=1, out=half[part])
+            checkpoint()
+        half[rows:] = 0  # the transforms of the tile's rows of zeros
+        for part in _parts(half.shape[1], self.fh * c):
+            self._filter_columns(half[:, part], self.spectrum[:, part, None], fft)
+            checkpoint()
+        needed = half[self.h - 1 : self.h - 1 + n]
+        for part in _parts(n, self.fw * c):
+            if fft is not None:
+                values = fft.irfft(needed[part], n=self.fw, axis=1, norm="forward",
+                                   overwrite_x=True)[:, valid]  # fmt: skip
+                np.multiply(values, self.scale, out=values)
+            else:
+                full = scratch.get("fft-full", (part.stop - part.start, self.fw, c), self.dtype)
+                values = np.fft.irfft(needed[part], n=self.fw, axis=1, out=full)[:, valid]
+            self._store(values, sums[part])
+            checkpoint()
+
+    def _whole_tile(self, tile: np.ndarray, scratch: Scratch) -> np.ndarray:
+        """The tile correlated with the kernel, by one 2-D FFT each way."""
+        fft = scipy_fft()
+        spectrum = self.spectrum[:, :, None]
+        if fft is not None:
+            transform = fft.rfft2(tile, axes=(0, 1), overwrite_x=True)
+            np.multiply(transform, spectrum, out=transform)
+            return fft.irfft2(transform, s=(self.fh, self.fw), axes=(0, 1), overwrite_x=True)
+        spec = scratch.get("fft-spec", spectrum.shape[:2] + (self.channels,), spectrum.dtype)
+        full = scratch.get("fft-full", tile.shape, self.dtype)
+        np.fft.rfft2(tile, axes=(0, 1), out=spec)
+        np.multiply(spec, spectrum, out=spec)
+        # irfft2 ignores `out`; its two stages written out honour it.
+        np.fft.ifft(spec, axis=0, out=spec)
+        np.fft.irfft(spec, n=self.fw, axis=1, out=full)
+        return full
+
+    @staticmethod
+    def _filter_columns(block: np.ndarray, spectrum: np.ndarray, fft) -> None:
+        """Columns of the rows' spectra -> times the kernel's, transformed back along axis 0."""
+        if fft is not None:
+            product = fft.fft(block, axis=0)
+            np.multiply(product, spectrum, out=product)
+            # Unscaled here: the rows' inverse scales once, by 1 / (fh fw).
+            block[...] = fft.ifft(product, axis=0, norm="forward", overwrite_x=True)
+        else:
+            # numpy.fft.irfft2 scales each axis's inverse by its own length.
+            np.fft.fft(block, axis=0, out=block)
+            np.multiply(block, spectrum, out=block)
+            np.fft.ifft(block, axis=0, out=block)
+
+    def _store(self, values: np.ndarray, sums: np.ndarray) -> None:
+        """Copy float results into ``sums``, rounded to the exact integers when ``exact``."""
+        if self.exact:
+            np.rint(values, out=values)
+        np.copyto(sums, values, casting="unsafe")

@@ -11,7 +11,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 import numpy as np
 from PIL import Image
@@ -250,16 +250,20 @@ def _by_fill_value(array: np.ndarray, cvals: list[float], run) -> np.ndarray:
     return np.stack([run(array[..., i : i + 1], cval)[..., 0] for i, cval in enumerate(cvals)], axis=-1)
 
 
-def _step(array: np.ndarray, kernel: Kernel, settings: FilterSettings, cvals: list[float]) -> np.ndarray:
+def _step(
+    array: np.ndarray, kernel: Kernel, settings: FilterSettings, cvals: list[float], progress=None
+) -> np.ndarray:
     def run(bands: np.ndarray, cval: float) -> np.ndarray:
         return engine.filter_array(bands, kernel, border=settings.border, cval=cval, absolute=settings.absolute,
-                                   method=settings.method, threads=settings.threads)  # fmt: skip
+                                   method=settings.method, threads=settings.threads,
+                                   progress=progress)  # fmt: skip
 
     return _by_fill_value(array, cvals, run)
 
 
 def _premultiplied_step(
-    colour: np.ndarray, alpha: np.ndarray, kernel: Kernel, settings: FilterSettings, cvals: list[float]
+    colour: np.ndarray, alpha: np.ndarray, kernel: Kernel, settings: FilterSettings, cvals: list[float],
+    progress=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Filter colour premultiplied by alpha, then divide by the filtered alpha.
 
@@ -274,7 +278,7 @@ def _premultiplied_step(
     dtype = colour.dtype
     top = float(np.iinfo(dtype).max)
     a = alpha.astype(np.float64) / top
-    options = dict(border=settings.border, method=settings.method, threads=settings.threads)
+    options = dict(border=settings.border, method=settings.method, threads=settings.threads, progress=progress)
     plain = kernel.replace(offset=0.0)
     outside = cvals[-1] / top
 
@@ -333,8 +337,14 @@ def resolve_alpha(settings: FilterSettings, mode: str, *, opaque: bool) -> str:
     return "premultiply" if all(float(k.weights.sum()) > 0 for k in settings.kernels) else "keep"
 
 
-def filter_pixels(array: np.ndarray, mode: str, settings: FilterSettings) -> np.ndarray:
-    """:func:`filter_image` on the pixel array of a ``mode`` image (H x W or H x W x C)."""
+def filter_pixels(
+    array: np.ndarray, mode: str, settings: FilterSettings, *, progress: Callable[[float], object] | None = None
+) -> np.ndarray:
+    """:func:`filter_image` on the pixel array of a ``mode`` image (H x W or H x W x C).
+
+    ``progress(fraction)``, if given, is called on this thread as the work
+    advances (0 to 1 over the whole chain).
+    """
     if settings.alpha == "auto":
         bands = images.band_names(mode)
         opaque = "A" not in bands or _opaque(array[..., bands.index("A")])
@@ -344,23 +354,25 @@ def filter_pixels(array: np.ndarray, mode: str, settings: FilterSettings) -> np.
     single_band = array.ndim == 2
     if single_band:
         array = array[:, :, np.newaxis]
-    for kernel in settings.chain:
+    chain = settings.chain
+    for index, kernel in enumerate(chain):
+        step_progress = None if progress is None else _share(progress, index, len(chain))
         if settings.alpha == "premultiply":
             colour_bands = [i for i in selected if i != alpha]
             colour, new_alpha = _premultiplied_step(
                 array[:, :, colour_bands], array[:, :, alpha], kernel, settings,
-                [cvals[i] for i in colour_bands + [alpha]],
+                [cvals[i] for i in colour_bands + [alpha]], step_progress,
             )  # fmt: skip
             result = _crop_like(array, kernel, settings.border).copy()
             result[:, :, colour_bands] = colour
             result[:, :, alpha] = new_alpha
         elif len(selected) == array.shape[2]:
-            result = _step(array, kernel, settings, cvals)
+            result = _step(array, kernel, settings, cvals, step_progress)
         else:
             result = _crop_like(array, kernel, settings.border).copy()
             if selected:
                 result[:, :, selected] = _step(array[:, :, selected], kernel, settings,
-                                               [cvals[i] for i in selected])  # fmt: skip
+                                               [cvals[i] for i in selected], step_progress)  # fmt: skip
         array = result
     return array[:, :, 0] if single_band else array
 
@@ -390,7 +402,11 @@ def pillow_reference(
         label = "Pillow " + " then ".join(_pillow_label(k) for k in settings.kernels)
         if settings.repeat > 1:
             label += f" (x{settings.repeat})"
-    selected, _ = _band_indices(image.mode, settings)
+    selected, alpha = _band_indices(image.mode, settings)
+    if alpha is not None:
+        bands = image.getbands()
+        label += (" on every band, alpha included" if alpha in selected
+                  else f" on {','.join(bands[i] for i in selected)}, alpha as in the input")  # fmt: skip
     result = image
     try:
         for pillow_filter in filters:
@@ -424,6 +440,7 @@ def process_file(
     diff_image: str | os.PathLike | None = None,
     source_name: str | None = None,
     destination_name: str | None = None,
+    progress: Callable[[float], object] | None = None,
 ) -> FileResult:
     """Load ``source``, filter every frame, write ``destination``; report what happened.
 
@@ -433,6 +450,7 @@ def process_file(
     writes the side-by-side picture. Nothing is written when anything fails
     before the final rename, and the input is read completely before the
     output is replaced, so input and output may be the same file.
+    ``progress(fraction)`` is called as filtering advances (0 to 1).
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -486,7 +504,12 @@ def process_file(
     if mode == "I":
         loaded.notes += _int32_notes(loaded.frames)
     first_input = loaded.frames[0] if comparing else None
-    filtered = [_filter_frame(loaded.frames, i, settings) for i in range(len(loaded.frames))]
+    count = len(loaded.frames)
+    filtered = [
+        _filter_frame(loaded.frames, i, settings,
+                      None if progress is None else lambda fraction, i=i: progress((i + fraction) / count))
+        for i in range(count)
+    ]  # fmt: skip
     timings["filter"] = _ms_since(t)
     result = FileResult(
         input=in_name,
@@ -554,11 +577,20 @@ _NO_PREMULTIPLIED_REFERENCE = (
 )
 
 
+def _share(progress: Callable[[float], object], index: int, count: int) -> Callable[[int, int], None]:
+    """An engine progress callback for part ``index`` of ``count`` equal parts of ``progress``."""
+
+    def report(done: int, total: int) -> None:
+        progress((index + done / max(total, 1)) / count)
+
+    return report
+
+
 def _opaque(alpha: np.ndarray) -> bool:
     return bool((alpha == np.iinfo(alpha.dtype).max).all())
 
 
-def _filter_frame(frames: list, index: int, settings: FilterSettings) -> Image.Image:
+def _filter_frame(frames: list, index: int, settings: FilterSettings, progress=None) -> Image.Image:
     """Filter ``frames[index]``, letting go of each copy as soon as it is used.
 
     The decoded frame is dropped from ``frames`` once its pixels are in an
@@ -570,7 +602,7 @@ def _filter_frame(frames: list, index: int, settings: FilterSettings) -> Image.I
     like = frame if isinstance(frame, images.DeepImage) else None
     array = images.to_array(frame)
     frames[index] = frame = None
-    result = filter_pixels(array, mode, settings)
+    result = filter_pixels(array, mode, settings, progress=progress)
     del array
     return images.from_array(result, mode, like=like)
 

@@ -801,3 +801,72 @@ def test_hints_name_only_options_the_command_has(photo, tmp_path):
     assert_one_error(diff, message, code=2)
     assert "--format" not in diff.stderr
     assert_one_error(run("apply", photo, tmp_path / "o.xyz", "-k", "blur"), message, "--format")
+
+
+# --- long work: progress ---------------------------------------------------------------------
+
+
+def test_filtering_reports_progress_up_to_the_whole(tmp_path, rng):
+    import threading as threads
+
+    from convfilter import pipeline
+    from convfilter.kernels import parse_kernel
+
+    source = tmp_path / "anim.gif"
+    frames = [Image.fromarray(rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)).quantize(64) for _ in range(2)]
+    frames[0].save(source, save_all=True, append_images=frames[1:], duration=50)
+    seen: list[tuple[float, bool]] = []
+    settings = pipeline.FilterSettings(kernels=(parse_kernel("blur"), parse_kernel("sharpen")))
+    pipeline.process_file(source, tmp_path / "o.gif", settings,
+                          progress=lambda f: seen.append((f, threads.current_thread() is threads.main_thread())))
+    fractions = [f for f, _ in seen]
+    assert fractions[-1] == pytest.approx(1.0) and all(0 <= f <= 1 for f in fractions)
+    assert any(0.4 < f < 0.6 for f in fractions)  # the second frame's half comes after the first's
+    assert all(on_main for _, on_main in seen)
+
+
+def test_the_progress_line_shows_after_two_seconds_and_is_cleared():
+    stream = io.StringIO()
+    progress = cli._FilterProgress(stream)
+    now = [100.0]
+    progress._clock = lambda: now[0]
+    progress.started = 100.0
+    progress(0.3)
+    assert stream.getvalue() == ""
+    now[0] = 102.5
+    progress(0.45)
+    assert stream.getvalue() == "\rconvfilter: filtering  45% (2 s)"
+    progress.close()
+    assert stream.getvalue().endswith("\r")
+
+
+def test_ctrl_c_stops_a_long_filter_within_a_second_and_writes_nothing(tmp_path):
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    executable = shutil.which("convfilter", path=os.path.dirname(sys.executable))
+    source, out = tmp_path / "big.png", tmp_path / "out.png"
+    rng = np.random.default_rng(7)
+    Image.fromarray(rng.integers(0, 256, (2000, 3000, 3), dtype=np.uint8)).save(source, compress_level=1)
+    np.save(tmp_path / "k.npy", rng.random((101, 101)))
+    child = subprocess.Popen([executable, "apply", str(source), str(out), "-k", f"@{tmp_path / 'k.npy'}",
+                              "--normalize", "--method", "fft"], stderr=subprocess.PIPE)  # fmt: skip
+    time.sleep(2.0)  # past decoding, into the filter
+    assert child.poll() is None, "the filter finished before the signal; make the work bigger"
+    sent = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=30)
+    assert time.monotonic() - sent < 1.0
+    assert child.returncode == 130
+    assert stderr.decode().strip() == "convfilter: error: interrupted"
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_the_comparison_says_which_alpha_it_assumes(tmp_path):
+    card = rgba_card(tmp_path)
+    for alpha, said in (("keep", "on R,G,B, alpha as in the input"), ("filter", "on every band, alpha included")):
+        result = run("apply", card, tmp_path / "o.png", "-k", "blur", "--diff-pil", "--alpha", alpha, "--json")
+        assert said in json.loads(result.stdout)["reference"], result.stdout

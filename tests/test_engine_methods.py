@@ -15,6 +15,9 @@ The accuracy contract of issue 5, each part proved here:
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -454,24 +457,106 @@ def test_exact_fft_for_integer_kernels_matches_direct_bytes(rng):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "kernel",
-    [PRESETS["smooth_more"].kernel(), gaussian_kernel(4.0), Kernel(np.arange(81.0).reshape(9, 9))],
-    ids=["integer", "separable", "dense"],
-)
-def test_threads_do_not_change_the_result(kernel, rng, monkeypatch):
-    # Work this small runs on one thread unless told otherwise.
+KERNELS_AND_METHODS = [
+    pytest.param(PRESETS["smooth_more"].kernel(), method, id=f"integer-{method}")
+    for method in ("auto", "direct", "fft")
+] + [
+    pytest.param(gaussian_kernel(4.0), method, id=f"separable-{method}")
+    for method in ("auto", "direct", "separable", "fft")
+] + [
+    pytest.param(Kernel(np.arange(81.0).reshape(9, 9)), method, id=f"dense-{method}")
+    for method in ("auto", "direct", "fft")
+]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize(("kernel", "method"), KERNELS_AND_METHODS)
+def test_threads_strips_and_progress_do_not_change_the_result(kernel, method, dtype, rng,
+                                                              monkeypatch):  # fmt: skip
+    array = image(rng, dtype, (300, 257, 3))
+    one = filter_array(array, kernel, method=method, threads=1)
+    # Work this small runs on one thread, in few strips, unless told
+    # otherwise; from here on strips are short and FFT tiles go in passes.
     monkeypatch.setattr(engine, "_THREAD_SECONDS", 0.0)
-    array = image(rng, np.uint8, (300, 257, 3))
-    one = filter_array(array, kernel, threads=1)
-    for threads in (2, 3, None):
-        np.testing.assert_array_equal(filter_array(array, kernel, threads=threads), one)
+    monkeypatch.setattr(engine, "_STRIP_BYTES", 1)
+    monkeypatch.setattr(methods, "FFT_CALL_ELEMENTS", 5000)
+    ignore = lambda done, total: None  # noqa: E731
+    for threads, progress in [(1, None), (2, None), (2, ignore), (3, None), (None, None)]:
+        got = filter_array(array, kernel, method=method, threads=threads, progress=progress)
+        np.testing.assert_array_equal(got, one)
 
 
 def test_small_work_runs_on_one_thread():
     assert engine._worker_count(4, 0.001) == 1
     assert engine._worker_count(4, 1.0) == 4
     assert engine._worker_count(None, 1.0) >= 1
+
+
+# ---------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------
+
+
+def record_progress(calls: list):
+    """A progress callback appending (done, total, on the main thread?) to ``calls``."""
+
+    def progress(done: int, total: int) -> None:
+        calls.append((done, total, threading.current_thread() is threading.main_thread()))
+
+    return progress
+
+
+@pytest.mark.parametrize("function", [filter_array, correlate])
+@pytest.mark.parametrize("method", EXPLICIT)
+def test_progress_on_one_thread_counts_every_piece(method, function, rng, monkeypatch):
+    monkeypatch.setattr(engine, "_PROGRESS_SECONDS", 0.0)  # report every piece
+    monkeypatch.setattr(engine, "_STRIP_BYTES", 1)  # in strips of 8 rows
+    array = image(rng, np.uint8, (600, 700, 3))
+    calls: list = []
+    function(array, gaussian_kernel(2.0), method=method, threads=1, progress=record_progress(calls))
+    total = calls[-1][1]
+    assert total >= 4
+    assert calls == [(done, total, True) for done in range(1, total + 1)]
+
+
+@pytest.mark.parametrize("method", EXPLICIT)
+def test_progress_with_workers_is_reported_on_the_calling_thread(method, rng, monkeypatch):
+    monkeypatch.setattr(engine, "_THREAD_SECONDS", 0.0)
+    monkeypatch.setattr(engine, "_PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(engine, "_STRIP_BYTES", 1)
+    monkeypatch.setattr(engine, "_WAIT_SECONDS", 0.001)
+    array = image(rng, np.uint8, (600, 700, 3))
+    kernel = gaussian_kernel(2.0)
+    calls: list = []
+    got = filter_array(array, kernel, method=method, threads=2, progress=record_progress(calls))
+    done = [call[0] for call in calls]
+    total = calls[-1][1]
+    assert done == sorted(set(done)) and done[-1] == total
+    assert {call[1] for call in calls} == {total}
+    assert all(call[2] for call in calls)
+    np.testing.assert_array_equal(got, filter_array(array, kernel, method=method, threads=1))
+
+
+def test_progress_is_reported_at_most_every_tenth_of_a_second(rng):
+    calls: list = []
+    times: list = []
+
+    def progress(done, total):
+        calls.append(done)
+        times.append(time.monotonic())
+
+    array = image(rng, np.uint8, (1000, 1200, 3))
+    filter_array(array, Kernel(rng.random((15, 15))), method="direct", threads=1, progress=progress)
+    assert len(calls) >= 2
+    # Every call but the last, which always comes, waits its turn.
+    assert np.all(np.diff(times[:-1]) > engine._PROGRESS_SECONDS - 0.005)
+
+
+def test_progress_is_not_called_when_there_is_nothing_to_filter():
+    calls: list = []
+    small = np.zeros((2, 2), np.uint8)
+    filter_array(small, PRESETS["blur"].kernel(), border="keep", progress=record_progress(calls))
+    assert calls == []
 
 
 # ---------------------------------------------------------------------------
@@ -542,6 +627,44 @@ def test_fft_tiles_fit_the_kernel():
 # ---------------------------------------------------------------------------
 # Building blocks
 # ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("library", ["scipy", "numpy"])
+def test_fft_tiles_in_passes_are_the_whole_tiles_bits(library, rng, monkeypatch):
+    if library == "numpy":
+        monkeypatch.setattr(methods, "_scipy_fft", None)
+    weights = rng.random((31, 25))
+    plan = methods.FourierTiles(weights, 3, np.float32)
+    rows, cols = plan.rows - 5, plan.cols - 7  # a tile at the image's corner
+    src = rng.random((rows + 30, (cols + 24) * 3)).astype(np.float32)
+    whole = plan.run(src, rows, cols, np.float32, methods.Scratch()).copy()
+    monkeypatch.setattr(methods, "FFT_CALL_ELEMENTS", 10_000)
+    in_passes = methods.FourierTiles(weights, 3, np.float32)
+    np.testing.assert_array_equal(in_passes.spectrum, plan.spectrum)
+    checkpoints = []
+    sums = in_passes.run(src, rows, cols, np.float32, methods.Scratch(),
+                         checkpoint=lambda: checkpoints.append(None))  # fmt: skip
+    np.testing.assert_array_equal(sums, whole)
+    assert len(checkpoints) > 10
+
+
+def test_fft_tile_is_abandoned_at_a_checkpoint(rng, monkeypatch):
+    monkeypatch.setattr(methods, "FFT_CALL_ELEMENTS", 10_000)
+    plan = methods.FourierTiles(rng.random((31, 31)), 1, np.float32)
+    src = rng.random((plan.fh, plan.fw)).astype(np.float32)
+    checkpoints = []
+
+    class Abandoned(Exception):
+        pass
+
+    def checkpoint():
+        checkpoints.append(None)
+        if len(checkpoints) == 3:
+            raise Abandoned
+
+    with pytest.raises(Abandoned):
+        plan.run(src, plan.rows, plan.cols, np.float32, methods.Scratch(), checkpoint)
+    assert len(checkpoints) == 3
 
 
 @settings(max_examples=100, deadline=None)

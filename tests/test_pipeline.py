@@ -49,7 +49,7 @@ def test_settings_validation():
 
 def test_pillow_reference_keeps_unfiltered_bands(rgba):
     reference, label = pipeline.pillow_reference(rgba, settings("blur", channels=("G",)))
-    assert label == "Pillow ImageFilter.BLUR"
+    assert label == "Pillow ImageFilter.BLUR on G, alpha as in the input"
     ref, src = np.asarray(reference), np.asarray(rgba)
     assert np.array_equal(ref[..., 1], np.asarray(rgba.filter(ImageFilter.BLUR))[..., 1])
     assert np.array_equal(ref[..., [0, 2, 3]], src[..., [0, 2, 3]])
