@@ -230,13 +230,17 @@ def _blur_radius(name: str, value: str) -> float:
 
 
 def _median_size(name: str, value: str) -> int:
-    """The window side in ``median:N``: an odd whole number from 1 to MAX_KERNEL_SIDE."""
+    """The window side in ``median:N``: an odd whole number from 3 to MAX_KERNEL_SIDE.
+
+    A side of 1 would be the image itself, and Pillow 12 dies of a floating
+    point exception on it.
+    """
     try:
         number = float(value)
     except ValueError:
         number = math.nan
-    if not (math.isfinite(number) and number.is_integer() and number >= 1 and number % 2 == 1):
-        raise CompareError(f"{name} size must be an odd whole number, 1 or more (3, 5, ...); got {value}")
+    if not (math.isfinite(number) and number.is_integer() and number >= 3 and number % 2 == 1):
+        raise CompareError(f"{name} size must be an odd whole number, 3 or more (3, 5, ...); got {value}")
     largest = MAX_KERNEL_SIDE if MAX_KERNEL_SIDE % 2 else MAX_KERNEL_SIDE - 1
     if number > largest:
         raise CompareError(f"{name} size must be at most {largest} (the largest kernel side); got {value}")
@@ -269,7 +273,7 @@ def pillow_filter(name: str) -> ImageFilter.Filter:
     >>> pillow_filter("median:4")
     Traceback (most recent call last):
     ...
-    convfilter.compare.CompareError: median size must be an odd whole number, 1 or more (3, 5, ...); got 4
+    convfilter.compare.CompareError: median size must be an odd whole number, 3 or more (3, 5, ...); got 4
     """
     head, _, value = name.partition(":")
     key = preset_key(head)
