@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["DEEP_MODES", "DeepImage", "decode", "encode", "FORMATS"]
+__all__ = ["DEEP_MODES", "DeepImage", "PixelLimitError", "decode", "encode", "FORMATS"]
 
 #: Pseudo-mode -> number of channels.
 DEEP_MODES: dict[str, int] = {"RGB;16": 3, "RGBA;16": 4}
@@ -34,9 +34,12 @@ _TIFF_COMPRESSION = {
     "tiff_adobe_deflate": "adobe_deflate",
     "tiff_deflate": "deflate",
     "packbits": "packbits",
-    "tiff_zstd": "zstd",
-    "tiff_lzma": "lzma",
+    "zstd": "zstd",
+    "lzma": "lzma",
 }
+
+#: Compressions a TIFF predictor is defined for (it means nothing to the others).
+_PREDICTED = {"lzw", "adobe_deflate", "deflate", "zstd", "lzma"}
 
 
 @dataclass
@@ -69,59 +72,85 @@ class DeepImage:
         return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
 
 
-def decode(data: bytes, fmt: str, *, ppm_offset: int = 0, ppm_maxval: int = 65535) -> list[DeepImage]:
-    """Every frame of a 16-bit colour PNG, TIFF or PPM file, at full depth.
+class PixelLimitError(ValueError):
+    """The frames hold more pixels than the limit given to :func:`decode`."""
 
-    A PPM whose maxval is below 65535 is rescaled to the full 16-bit range.
+    def __init__(self, pixels: int, what: str) -> None:
+        super().__init__(f"{pixels} pixels ({what})")
+        self.pixels = pixels
+        self.what = what
+
+
+def decode(
+    data: bytes, fmt: str, *, size: tuple[int, int], ppm_offset: int = 0, ppm_maxval: int = 65535,
+    max_pixels: int = 0,
+) -> tuple[list[DeepImage], list[str]]:
+    """Every frame of a 16-bit colour PNG, TIFF or PPM file of ``size`` (width,
+    height), at full depth, and notes on what was converted.
+
+    16-bit grey with alpha becomes RGBA (grey in each colour band). A PPM
+    whose maxval is below 65535 is rescaled to the full 16-bit range. TIFF
+    pages are counted against ``max_pixels`` (0: no limit) from their headers.
 
     Raises
     ------
+    PixelLimitError
+        Over ``max_pixels``.
     ValueError
-        The codec's refusal, one line.
+        The codec's refusal, or pages that are not all 16-bit colour; one line.
     """
     if fmt == "PNG":
         import imagecodecs
 
-        return [DeepImage(_native(imagecodecs.png_decode(data)))]
+        array = imagecodecs.png_decode(data)
+        if array.ndim == 3 and array.shape[2] == 2:
+            grey, alpha = array[..., :1], array[..., 1:]
+            note = "16-bit grey with alpha is filtered and written as 16-bit RGBA (no grey-alpha mode holds 16 bits)"
+            return [DeepImage(_native(np.concatenate([grey, grey, grey, alpha], axis=2)))], [note]
+        return [DeepImage(_native(array))], []
     if fmt == "TIFF":
-        import tifffile
-
-        frames = []
-        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
-            for page in tiff.pages:
-                array = page.asarray()
-                if page.planarconfig == 2 and array.ndim == 3 and array.shape[0] in (3, 4):
-                    array = np.moveaxis(array, 0, -1)
-                info = {"predictor": int(page.predictor), "planarconfig": int(page.planarconfig),
-                        "extrasamples": tuple(int(e) for e in page.extrasamples)}  # fmt: skip
-                frames.append(DeepImage(_native(array), info))
-        return frames
+        return _decode_tiff(data, max_pixels), []
     if fmt == "PPM":
-        height, width = _ppm_size(data)
-        count = height * width * 3
-        samples = np.frombuffer(data, ">u2", count, ppm_offset).reshape(height, width, 3)
-        array = samples.astype(np.uint16)
-        if ppm_maxval != 65535:
-            array = ((array.astype(np.uint32) * 65535 + ppm_maxval // 2) // ppm_maxval).astype(np.uint16)
-        return [DeepImage(array)]
+        width, height = size
+        samples = np.frombuffer(data, ">u2", height * width * 3, ppm_offset).reshape(height, width, 3)
+        if ppm_maxval == 65535:
+            return [DeepImage(samples.astype(np.uint16))], []
+        clipped = np.minimum(samples.astype(np.uint32), ppm_maxval)
+        array = ((clipped * 65535 + ppm_maxval // 2) // ppm_maxval).astype(np.uint16)
+        return [DeepImage(array)], [f"PPM samples of maxval {ppm_maxval} rescaled to 16 bits (maxval 65535)"]
     raise ValueError(f"16-bit colour {fmt} is not supported")
+
+
+def _decode_tiff(data: bytes, max_pixels: int) -> list[DeepImage]:
+    import tifffile
+
+    frames = []
+    with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+        pages = list(tiff.pages)
+        total = 0
+        for index, page in enumerate(pages):
+            total += int(page.imagewidth) * int(page.imagelength)
+            if max_pixels and total > max_pixels:
+                raise PixelLimitError(total, f"pages 1 to {index + 1} of {len(pages)}")
+            if page.bitspersample != 16 or page.photometric != 2 or page.samplesperpixel not in (3, 4):
+                raise ValueError(
+                    f"page {index + 1} is not 16-bit RGB(A) like page 1; TIFFs that mix such pages "
+                    "with others are not supported"
+                )
+        for page in pages:
+            array = page.asarray()
+            if page.planarconfig == 2 and array.ndim == 3 and array.shape[0] in (3, 4):
+                array = np.moveaxis(array, 0, -1)
+            info = {"predictor": int(page.predictor), "planarconfig": int(page.planarconfig),
+                    "extrasamples": tuple(int(e) for e in page.extrasamples)}  # fmt: skip
+            frames.append(DeepImage(_native(array), info))
+    return frames
 
 
 def _native(array: np.ndarray) -> np.ndarray:
     if array.dtype != np.uint16 or array.ndim != 3 or array.shape[2] not in (3, 4):
         raise ValueError(f"unexpected 16-bit colour layout {array.shape} {array.dtype}")
     return np.ascontiguousarray(array, dtype=np.dtype(np.uint16).newbyteorder("="))
-
-
-def _ppm_size(data: bytes) -> tuple[int, int]:
-    """(height, width) from a PPM header (tokens after the magic number)."""
-    tokens: list[bytes] = []
-    for line in data[2:512].split(b"\n"):
-        tokens += line.split(b"#")[0].split()
-        if len(tokens) >= 3:
-            break
-    width, height = int(tokens[0]), int(tokens[1])
-    return height, width
 
 
 def encode(
@@ -179,7 +208,7 @@ def _encode_tiff(frames, stream, *, icc_profile, exif, dpi, compression) -> list
             options: dict = {"photometric": "rgb"}
             if codec:
                 options["compression"] = codec
-                if info.get("predictor", 1) > 1:
+                if info.get("predictor", 1) > 1 and codec in _PREDICTED:
                     options["predictor"] = info["predictor"]
             if info.get("planarconfig") == 2:
                 options["planarconfig"] = "separate"

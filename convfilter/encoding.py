@@ -3,8 +3,9 @@
 Without options, an output in the input's format is encoded as the input
 was: a JPEG keeps its quantization tables, chroma subsampling, progressive
 scan and comment; a lossless WebP stays lossless; a TIFF keeps its
-compression; animations keep per-frame durations, loop count, disposal and
-blending. ``--quality``, ``--lossless`` and ``--compression`` override.
+compression; animations keep per-frame durations, loop count and disposal
+(where Pillow's writers show the frames faithfully with it). ``--quality``,
+``--lossless`` and ``--compression`` override.
 A change of format uses the defaults in :data:`FORMAT_DEFAULTS`.
 """
 
@@ -50,7 +51,8 @@ _WEBP_REENCODE_QUALITY = 80
 class SourceEncoding:
     """What the input's file says about its encoding (None or empty: unknown).
 
-    ``durations``, ``disposal`` and ``blend`` have one entry per frame.
+    ``durations`` and ``disposal`` have one entry per frame; ``loop`` is None
+    for an animation that plays once (a GIF without a loop count).
     """
 
     format: str | None = None
@@ -61,9 +63,9 @@ class SourceEncoding:
     webp_lossless: bool | None = None
     tiff_compression: str | None = None
     durations: tuple[int, ...] = ()
-    loop: int = 0
+    loop: int | None = 0
     disposal: tuple[int, ...] | None = None
-    blend: tuple[int, ...] | None = None
+    default_image: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,11 +141,17 @@ def save_options(
         result.notes.append(f"--lossless applies to WebP only; {fmt} written as usual")
     if overrides.compression and fmt != "TIFF":
         result.notes.append(f"--compression applies to TIFF only; {fmt} written as usual")
-    if source.comment and same and fmt in ("JPEG", "GIF", "PNG"):
+    if source.comment and same and fmt in ("JPEG", "GIF"):
         result.options["comment"] = source.comment
+    elif source.comment:
+        result.notes.append(f"the input's comment is not written ({fmt} output)")
+    if overrides.quality is not None and fmt not in ("JPEG", "WEBP") and "quality" not in result.options:
+        result.notes.append(f"--quality applies to JPEG and WebP (and JPEG-compressed TIFF); {fmt} written as usual")
     if len(source.durations) > 1 and fmt in ("GIF", "PNG", "WEBP"):
         timing = SourceEncoding(durations=source.durations, loop=source.loop)
         _animation(result, fmt, source if same else timing, alphas)
+        if fmt == "PNG" and same and source.default_image:
+            result.options["default_image"] = True
     return result
 
 
@@ -187,7 +195,15 @@ def _tiff(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverri
     kept = source.tiff_compression
     if kept is None:
         result.options.update(FORMAT_DEFAULTS["TIFF"])
-    elif kept in _LOSSLESS_TIFF or (kept == "jpeg" and mode in ("L", "RGB")):
+    elif kept == "jpeg" and mode in ("L", "RGB"):
+        result.options["compression"] = kept
+        result.options["quality"] = overrides.quality or FORMAT_DEFAULTS["JPEG"]["quality"]
+        if overrides.quality is None:
+            result.notes.append(
+                f"JPEG-compressed TIFF re-encoded at quality {result.options['quality']} (the file does not "
+                "record its quality; set it with --quality)"
+            )
+    elif kept in _LOSSLESS_TIFF or kept in ("zstd", "lzma"):
         result.options["compression"] = kept
     else:
         result.options["compression"] = "tiff_lzw"
@@ -198,11 +214,15 @@ def _tiff(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverri
 
 def _animation(result: SaveOptions, fmt: str, source: SourceEncoding, alphas: Sequence | None) -> None:
     options = result.options
-    if source.durations and any(source.durations):
+    count = len(source.durations)
+    if any(source.durations):
         options["duration"] = list(source.durations)
-    options["loop"] = source.loop
-    if fmt == "GIF" and source.disposal:
-        disposal = list(source.disposal)
+    if source.loop is not None:
+        options["loop"] = source.loop
+    elif fmt != "GIF":  # a GIF without a loop count plays once; WebP and APNG say so with 1
+        options["loop"] = 1
+    if fmt == "GIF":
+        disposal = list(source.disposal or [0] * count)
         if not _gif_disposal_displays_faithfully(disposal, alphas):
             disposal = [2] * len(disposal)
             result.notes.append(
@@ -210,11 +230,11 @@ def _animation(result: SaveOptions, fmt: str, source: SourceEncoding, alphas: Se
                 "display as in the input"
             )
         options["disposal"] = disposal
-    if fmt == "PNG" and source.disposal:
+    if fmt == "PNG":
         # The frames are stored composited, so each one replaces its area (blend
         # "source"); blending "over" would composite semi-transparent pixels twice.
-        options["disposal"] = list(source.disposal)
-        options["blend"] = [0] * len(source.disposal)
+        options["disposal"] = list(source.disposal or [0] * count)
+        options["blend"] = [0] * count
 
 
 def _gif_disposal_displays_faithfully(disposal: list[int], alphas: Sequence | None) -> bool:

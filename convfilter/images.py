@@ -50,6 +50,7 @@ __all__ = [
     "check_depth",
     "check_alpha",
     "flatten",
+    "flattened_mode",
     "reduce_to_8_bits",
     "encode_image",
     "write_atomically",
@@ -173,6 +174,12 @@ class Metadata:
             if value:
                 options[key] = value
         return options
+
+    def not_held(self, fmt: str) -> list[str]:
+        """What this metadata holds that ``fmt`` cannot: ``["ICC profile", "DPI"]``."""
+        names = {"icc_profile": "ICC profile", "exif": "EXIF", "dpi": "DPI"}
+        keys = _METADATA_KEYS.get(fmt, set())
+        return [name for key, name in names.items() if getattr(self, key) and key not in keys]
 
 
 def _valid_dpi(value: object) -> tuple[float, float] | None:
@@ -478,6 +485,8 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
             label, f"{n_frames} frames of {width}x{height}", n_frames * width * height, max_pixels
         ))  # fmt: skip
     deep_source = _deep_colour_source(image)  # before load(), which consumes the tile list
+    if deep_source is None:
+        _refuse_16_bits_read_as_8(image, label, 0)
     # A PNG whose EXIF is not ahead of its pixels decodes them when EXIF is
     # read, so its first frame is decoded first: a decoder error must fail the
     # image, not pass for unreadable EXIF. Other formats' EXIF is read before
@@ -496,12 +505,13 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
     if exif_after_pixels:
         orientation = _orientation(image)
         metadata = _read_metadata(image)
+    uncarried = _uncarried_metadata(image)
     if orientation in _QUARTER_TURNS and metadata.dpi:
         metadata = dataclasses.replace(metadata, dpi=metadata.dpi[::-1])
     frames: list[Image.Image] = []
     durations: list[int] = []
     target_mode: str | None = None
-    notes: list[str] = []
+    notes: list[str] = uncarried
     if fmt == "MPO" and n_frames > 1:
         # A camera JPEG with extra pictures (previews, other views): the
         # first is the photograph; the others are not frames of an animation.
@@ -509,18 +519,20 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
                      "picture(s) (previews or other views) are not written")  # fmt: skip
         n_frames = 1
     source_encoding = _source_encoding(image, fmt)
-    if deep_source is not None:  # Pillow's 8-bit decode above has checked the data
-        deep_frames = _decode_deep_colour(handle, fmt, n_frames, deep_source, label, orientation)
+    if deep_source is not None:  # Pillow's 8-bit decode above has checked the first frame
+        deep_frames, deep_notes = _decode_deep_colour(handle, image, n_frames, deep_source, label, orientation,
+                                                      max_pixels)  # fmt: skip
+        notes += deep_notes
         if orientation in _ORIENTATION_TRANSPOSE:
             notes.append(f"applied EXIF orientation {orientation}; the output is stored upright")
         return LoadedImage(deep_frames, fmt, deep_frames[0].mode, metadata, notes, source_encoding)
     total = 0
     disposal: list[int] = []
-    blend: list[int] = []
     for index in range(n_frames):
         try:
             if index:
                 image.seek(index)
+                _refuse_16_bits_read_as_8(image, label, index)
             total += image.size[0] * image.size[1]
             if max_pixels and total > max_pixels:
                 raise ImageTooLargeError(_too_large_message(
@@ -547,7 +559,6 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
         frames.append(frame)
         durations.append(_duration(image.info.get("duration")))
         disposal.append(_small_int(getattr(image, "disposal_method", getattr(image, "dispose_op", 0))))
-        blend.append(_small_int(getattr(image, "blend_op", 0)))
     if orientation in _ORIENTATION_TRANSPOSE:
         notes.append(f"applied EXIF orientation {orientation}; the output is stored upright")
     source_encoding = dataclasses.replace(
@@ -555,7 +566,7 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
         durations=tuple(durations),
         loop=_loop(image.info.get("loop")),
         disposal=tuple(disposal) if fmt in ("GIF", "PNG") else None,
-        blend=tuple(blend) if fmt == "PNG" else None,
+        default_image=bool(fmt == "PNG" and image.info.get("default_image")),
         webp_lossless=_webp_lossless(handle) if fmt == "WEBP" else None,
     )
     return LoadedImage(frames, fmt, source_mode, metadata, notes, source_encoding)
@@ -616,22 +627,42 @@ def _deep_colour_source(image: Image.Image) -> dict | None:
     return None
 
 
+def _refuse_16_bits_read_as_8(image: Image.Image, label: str, index: int) -> None:
+    """Refuse a frame whose 16-bit samples Pillow would decode to 8 bits (16-bit
+    CMYK or grey with alpha, or a 16-bit colour page after an 8-bit one)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return
+    for tile in getattr(image, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            where = f" (frame {index + 1})" if index else ""
+            raise ImageError(
+                f"{label}: 16-bit {image.mode}{where} would be read at 8 bits per sample; convfilter keeps "
+                "16 bits for grey and for RGB(A) images whose every frame is 16-bit, not for this one"
+            )
+
+
 def _decode_deep_colour(
-    handle: BinaryIO, fmt: str, n_frames: int, source: dict, label: str, orientation: int
-) -> list[DeepImage]:
+    handle: BinaryIO, image: Image.Image, n_frames: int, source: dict, label: str, orientation: int,
+    max_pixels: int,
+) -> tuple[list[DeepImage], list[str]]:
+    fmt = image.format
     if source.get("plain") or (n_frames > 1 and fmt != "TIFF"):
         what = "plain-text PPM" if source.get("plain") else "animations"
         raise ImageError(f"{label}: 16-bit colour {what} are not supported")
     try:
         handle.seek(0)
-        frames = deep_colour.decode(handle.read(), fmt, **source)
+        frames, notes = deep_colour.decode(handle.read(), fmt, size=image.size, max_pixels=max_pixels, **source)
+    except deep_colour.PixelLimitError as exc:
+        raise ImageTooLargeError(_too_large_message(label, exc.what, exc.pixels, max_pixels)) from None
     except MemoryError:
         raise
     except Exception as exc:  # the codecs raise their own kinds on bad data
         raise ImageError(f"{label}: cannot decode 16-bit colour: {_reason(exc)}") from None
     for frame in frames:
         frame.array = _upright(frame.array, orientation)
-    return frames
+    return frames, notes
 
 
 def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -657,9 +688,12 @@ def _duration(value: object) -> int:
     return int(number) if math.isfinite(number) and 0 <= number < 2**31 else 0
 
 
-def _loop(value: object) -> int:
+def _loop(value: object) -> int | None:
+    """The loop count (0: for ever), or None when the file has none (plays once)."""
+    if value is None:
+        return None
     try:
-        number = int(value or 0)  # type: ignore[call-overload]
+        number = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError, OverflowError):
         return 0
     return number if 0 <= number < 2**16 else 0
@@ -702,6 +736,19 @@ def _read_metadata(image: Image.Image) -> Metadata:
     if not isinstance(icc, bytes):
         icc = None
     return Metadata(icc_profile=icc, exif=exif_bytes, dpi=dpi)
+
+
+def _uncarried_metadata(image: Image.Image) -> list[str]:
+    """Notes on metadata in the file that convfilter never writes (XMP, PNG text)."""
+    info = image.info
+    notes = []
+    if info.get("xmp") or info.get("XML:com.adobe.xmp"):
+        notes.append("the input's XMP metadata is not written")
+    texts = sorted(key for key, value in info.items()
+                   if image.format == "PNG" and isinstance(value, str) and key != "XML:com.adobe.xmp")  # fmt: skip
+    if texts:
+        notes.append(f"the input's PNG text ({', '.join(texts)}) is not written")
+    return notes
 
 
 _COPY_STRIP_BYTES = 4 << 20
@@ -848,6 +895,15 @@ def check_alpha(mode: str, fmt: str) -> None:
         )
 
 
+def flattened_mode(mode: str) -> str:
+    """The mode :func:`flatten` gives an image of ``mode``.
+
+    >>> flattened_mode("RGBA;16"), flattened_mode("LA"), flattened_mode("RGB")
+    ('RGB;16', 'L', 'RGB')
+    """
+    return {"LA": "L", "RGBA": "RGB", "RGBA;16": "RGB;16"}.get(mode, mode)
+
+
 def flatten(image: Image.Image | DeepImage, background: tuple[int, int, int]) -> tuple[Image.Image | DeepImage, str | None]:
     """``image`` composited over an opaque ``background`` (8-bit RGB), alpha removed,
     and a note saying so; an image without alpha is returned as it is, with None.
@@ -871,7 +927,7 @@ def flatten(image: Image.Image | DeepImage, background: tuple[int, int, int]) ->
     note = f"flattened onto the background {_hex_colour(background)} (--background); no alpha is written"
     if mode == "LA":
         return from_array(flat[..., 0], "L"), note
-    return from_array(flat, {"RGBA": "RGB", "RGBA;16": "RGB;16"}[mode]), note
+    return from_array(flat, flattened_mode(mode)), note
 
 
 def _hex_colour(rgb: tuple[int, int, int]) -> str:
@@ -928,13 +984,21 @@ def encode_image(
     options = dict(options or {})
     if metadata is not None:
         options.update(metadata.save_options(fmt))
+    if fmt == "GIF" and first.mode == "LA":  # Pillow writes LA to GIF as opaque grey
+        frames = [frame.convert("RGBA") for frame in frames]
+        first = frames[0]
+    if fmt == "ICO":  # Pillow's default icon sizes would shrink the image
+        options.setdefault("sizes", [first.size])
     if len(frames) > 1:
         options["save_all"] = True
         options["append_images"] = list(frames[1:])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            first.save(stream, format=fmt, **options)
+            if fmt == "WEBP" and len(frames) > 1:
+                stream.write(_animated_webp(frames, options))
+            else:
+                first.save(stream, format=fmt, **options)
     except MemoryError:
         raise
     except OSError as exc:
@@ -946,14 +1010,45 @@ def encode_image(
     return _palette_notes(frames) if fmt == "GIF" else []
 
 
+def _animated_webp(frames: Sequence[Image.Image], options: dict) -> bytes:
+    """An animated WebP that keeps transparency.
+
+    libwebp's animation encoder can leave the alpha flag out of the file when
+    only some frames' changed areas hold transparent pixels; readers then show
+    every frame opaque. Such a file is encoded again with every frame a key
+    frame, which keeps the flag.
+    """
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="WEBP", **options)
+    data = buffer.getvalue()
+    transparent = any(not alpha_is_opaque(frame) for frame in frames)
+    if transparent and data[12:16] == b"VP8X" and not data[20] & 0x10:
+        buffer = io.BytesIO()
+        frames[0].save(buffer, format="WEBP", **options, kmax=1)
+        data = buffer.getvalue()
+    return data
+
+
 def _palette_notes(frames: Sequence[Image.Image]) -> list[str]:
     """A note when GIF's 256 colours a frame could not hold every frame's colours."""
+    notes = []
     reduced = sum(1 for frame in frames if frame.mode != "P" and frame.getcolors(256) is None)
-    if not reduced:
-        return []
-    which = "the image had" if len(frames) == 1 else f"{reduced} of {len(frames)} frames had"
-    verb = "was" if len(frames) == 1 else "were"
-    return [f"GIF holds 256 colours a frame: {which} more, and {verb} reduced to 256"]
+    if reduced:
+        which = "the image had" if len(frames) == 1 else f"{reduced} of {len(frames)} frames had"
+        verb = "was" if len(frames) == 1 else "were"
+        notes.append(f"GIF holds 256 colours a frame: {which} more, and {verb} reduced to 256")
+    partial = any(
+        "A" in frame.getbands() and any(0 < value < 255 for value, _ in _alpha_values(frame)) for frame in frames
+    )
+    if partial:
+        notes.append("GIF holds only fully transparent or opaque pixels: partly transparent ones were made one or the other")
+    return notes
+
+
+def _alpha_values(frame: Image.Image) -> list[tuple[int, int]]:
+    """(value, count) of the alpha band's values."""
+    histogram = frame.getchannel("A").histogram()
+    return [(value, count) for value, count in enumerate(histogram) if count]
 
 
 def _encode_deep_colour(frames, stream: BinaryIO, fmt: str, metadata: Metadata | None, options: dict) -> list[str]:
@@ -1002,24 +1097,51 @@ def check_output_path(path: str | os.PathLike) -> None:
 
 def _special_kind(path: str | os.PathLike) -> str | None:
     """What ``path`` is when it exists and is neither a regular file, a directory
-    nor a symbolic link: "character device", "FIFO", "socket", "block device"."""
+    nor a symbolic link: "character device", "FIFO", "socket", "block device".
+
+    A symbolic link counts as what it leads to when that is a character
+    device or FIFO, and as ``"descriptor"`` (written through, never
+    replaced) when it lies in /dev or /proc or leads into /proc or /dev/fd
+    (``/dev/stdout``, ``/dev/fd/63`` from a shell's ``>(...)``): replacing
+    such a link would break the system's own, and writing through it is
+    what ``>`` does.
+    """
     try:
-        mode = os.lstat(path).st_mode
+        info = os.lstat(path)
     except OSError:
         return None
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            where = os.path.abspath(path)
+            leads_to = os.path.normpath(os.path.join(os.path.dirname(where), os.readlink(path)))
+            target = os.stat(path).st_mode
+        except OSError:
+            return None
+        if where.startswith(("/dev/", "/proc/")) or leads_to.startswith(("/proc/", "/dev/fd/")):
+            return "descriptor"
+        kind = _node_kind(target)
+        return kind if kind in ("character device", "FIFO") else None
+    return _node_kind(info.st_mode)
+
+
+def _node_kind(mode: int) -> str | None:
     kinds = ((stat.S_ISCHR, "character device"), (stat.S_ISFIFO, "FIFO"),
              (stat.S_ISSOCK, "socket"), (stat.S_ISBLK, "block device"))  # fmt: skip
     return next((name for test, name in kinds if test(mode)), None)
 
 
 def _write_into(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` into an existing character device or FIFO, as ``cp`` does.
+    """Write ``data`` into an existing character device, FIFO or open file
+    descriptor, as ``cp`` and ``>`` do.
 
     The node itself is kept; opening a FIFO waits for its reader.
     """
     label = f"'{os.fsdecode(os.fspath(path))}'"
     try:
-        fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0))
+        if os.isatty(fd):
+            os.close(fd)
+            raise OutputError(f"{label} is a terminal; image data is not written to a terminal, redirect it")
         with os.fdopen(fd, "wb") as stream:
             _write_all(stream, data)
     except OSError as exc:
@@ -1167,7 +1289,7 @@ def save_image(
         raise
     data = buffer.getvalue()  # bytes, not a view: nothing is left exported if a write fails
     if isinstance(destination, (str, os.PathLike)):
-        if _special_kind(destination) in ("character device", "FIFO"):
+        if _special_kind(destination) in ("character device", "FIFO", "descriptor"):
             check_output_path(destination)
             _write_into(destination, data)
         else:

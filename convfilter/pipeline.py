@@ -236,9 +236,12 @@ def _crop_like(array: np.ndarray, kernel: Kernel, border: str) -> np.ndarray:
 
 
 def _fill_values(settings: FilterSettings, dtype: np.dtype, mode: str) -> list[float]:
-    """The fill value of each band of a ``mode`` image."""
-    fill = settings.cval if isinstance(settings.cval, FillValue) else FillValue((float(settings.cval),), (False,))
+    """The fill value of each band of a ``mode`` image (zeros, unused, unless the
+    border is ``constant``)."""
     bands = images.band_names(mode)
+    if settings.border != "constant":
+        return [0.0] * len(bands)
+    fill = settings.cval if isinstance(settings.cval, FillValue) else FillValue((float(settings.cval),), (False,))
     return fill.for_bands(np.dtype(dtype), len(bands), bands=",".join(bands))
 
 
@@ -474,10 +477,10 @@ def process_file(
         name=None if source_name is None else "standard input" if source_name == "-" else f"'{source_name}'",
     )  # fmt: skip
     fmt = images.output_format(out_path, output.fmt, fallback=loaded.format)
+    written_mode = loaded.mode if output.background is None else images.flattened_mode(loaded.mode)
     if output.depth is None:
-        images.check_depth(loaded.mode, fmt)
-    if output.background is None:
-        images.check_alpha(loaded.mode, fmt)
+        images.check_depth(written_mode, fmt)
+    images.check_alpha(written_mode, fmt)
     timings["load"] = _ms_since(start)
     t = time.perf_counter()
     mode = loaded.mode
@@ -544,8 +547,13 @@ def process_file(
         result.notes += depth_notes
     alphas = _alpha_planes(filtered) if fmt == "GIF" else None
     plan = encoding.save_options(fmt, loaded.encoding, output.overrides, mode=filtered[0].mode, alphas=alphas)
-    result.notes += plan.notes
-    metadata = None if output.strip_metadata else loaded.metadata
+    if output.strip_metadata:
+        plan.options.pop("comment", None)
+        metadata = None
+    else:
+        metadata = loaded.metadata
+        result.notes += [f"{fmt} holds no {name}; not written" for name in metadata.not_held(fmt)]
+        result.notes += plan.notes
     result.notes += images.save_image(filtered, destination, fmt=fmt, metadata=metadata, options=plan.options)
     timings["save"] = _ms_since(t)
     timings["total"] = _ms_since(start)

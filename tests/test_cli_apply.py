@@ -870,3 +870,24 @@ def test_the_comparison_says_which_alpha_it_assumes(tmp_path):
     for alpha, said in (("keep", "on R,G,B, alpha as in the input"), ("filter", "on every band, alpha included")):
         result = run("apply", card, tmp_path / "o.png", "-k", "blur", "--diff-pil", "--alpha", alpha, "--json")
         assert said in json.loads(result.stdout)["reference"], result.stdout
+
+
+def test_a_link_to_an_open_descriptor_is_written_through_and_kept(photo, tmp_path):
+    read_end, write_end = os.pipe()
+    link = tmp_path / "stdout"
+    link.symlink_to(f"/proc/self/fd/{write_end}")
+    received: list[bytes] = []
+
+    def drain() -> None:
+        with os.fdopen(read_end, "rb") as stream:
+            received.append(stream.read())
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    result = run("apply", photo, link, "-k", "blur", "--format", "png")
+    os.close(write_end)
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert link.is_symlink() and os.readlink(link) == f"/proc/self/fd/{write_end}"
+    assert run("apply", photo, tmp_path / "file.png", "-k", "blur").exit_code == 0
+    assert received == [(tmp_path / "file.png").read_bytes()]

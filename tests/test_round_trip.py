@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import tifffile
 from click.testing import CliRunner
-from PIL import Image, ImageCms, JpegImagePlugin
+from PIL import Image, ImageCms, JpegImagePlugin, PngImagePlugin
 
 from convfilter import cli
 
@@ -768,3 +768,143 @@ def test_quality_option_gives_coarser_jpeg_tables(tmp_path):
     for table in fine:
         assert all(c >= f for c, f in zip(coarse[table], fine[table])), table
         assert sum(coarse[table]) > sum(fine[table]), table
+
+
+# --- awkward inputs: each once, through apply ------------------------------------------------
+
+
+def moving_square_frames(count: int = 3) -> list[Image.Image]:
+    """RGBA frames: a transparent canvas and one opaque square that moves."""
+    frames = []
+    for index in range(count):
+        frame = np.zeros((24, 32, 4), np.uint8)
+        frame[4:14, 2 + 6 * index : 12 + 6 * index] = (200, 30, 50, 255)
+        frames.append(Image.fromarray(frame))
+    return frames
+
+
+def displayed(path: Path) -> list[np.ndarray]:
+    return animation(path).displayed
+
+
+@pytest.mark.parametrize("target", [".webp", ".gif", ".png"])
+@pytest.mark.parametrize("source_kind", ["gif-disposal-2", "apng-dispose-background"])
+def test_animations_display_the_same_after_a_change_of_format(tmp_path, source_kind, target):
+    frames = moving_square_frames()
+    if source_kind.startswith("gif"):
+        source = tmp_path / "in.gif"
+        frames[0].save(source, save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=2)
+    else:
+        source = tmp_path / "in.png"
+        frames[0].save(source, save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=1)
+    output = tmp_path / f"out{target}"
+    result = run("apply", source, output, "-k", "identity", *(["--lossless"] if target == ".webp" else []))
+    assert result.exit_code == 0, describe_failure(result)
+    shown, wanted = displayed(output), displayed(source)
+    assert len(shown) == len(wanted)
+    assert all(np.array_equal(a, b) for a, b in zip(shown, wanted)), "frames differ as displayed"
+
+
+def test_a_gif_that_plays_once_still_plays_once(tmp_path):
+    frames = [frame.convert("RGB") for frame in moving_square_frames()]
+    source, output = tmp_path / "once.gif", tmp_path / "out.gif"
+    frames[0].save(source, save_all=True, append_images=frames[1:], duration=100)
+    with Image.open(source) as original:
+        assert "loop" not in original.info
+    assert run("apply", source, output, "-k", "identity").exit_code == 0
+    with Image.open(output) as written:
+        assert "loop" not in written.info
+
+
+def test_an_apng_default_image_stays_outside_the_animation(tmp_path):
+    frames = moving_square_frames()
+    source, output = tmp_path / "def.png", tmp_path / "out.png"
+    frames[0].save(source, save_all=True, append_images=frames[1:], duration=100, default_image=True)
+    assert run("apply", source, output, "-k", "identity").exit_code == 0
+    with Image.open(output) as written, Image.open(source) as original:
+        assert written.info.get("default_image") and written.n_frames == original.n_frames
+
+
+def test_16_bit_tiff_pages_count_against_max_pixels(tmp_path):
+    import tifffile
+
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(np.zeros((10, 10, 3), np.uint16), photometric="rgb")
+        writer.write(np.zeros((200, 200, 3), np.uint16), photometric="rgb")
+    assert_one_error(run("apply", path, tmp_path / "o.tif", "-k", "identity", "--max-pixels", "1000"),
+                     "more than the limit")  # fmt: skip
+
+
+def test_packbits_drops_a_predictor_it_has_no_use_for(tmp_path):
+    import tifffile
+
+    samples = samples_for("RGB16", "packbits")
+    source, output = tmp_path / "lzw.tif", tmp_path / "packbits.tif"
+    tifffile.imwrite(source, samples, photometric="rgb", compression="lzw", predictor=True)
+    assert run("apply", source, output, "-k", "identity", "--compression", "packbits").exit_code == 0
+    with tifffile.TiffFile(output) as tiff:
+        assert tiff.pages[0].predictor == 1 and tiff.pages[0].compression == 32773
+    with Image.open(output) as pillow, Image.open(source) as original:  # libtiff reads it alike
+        assert np.array_equal(np.asarray(pillow), np.asarray(original))
+    assert np.array_equal(tifffile.imread(output), samples)
+
+
+def test_16_bit_samples_pillow_reads_at_8_bits_are_refused(tmp_path):
+    import tifffile
+
+    path = tmp_path / "cmyk16.tif"
+    tifffile.imwrite(path, np.full((6, 5, 4), 1000, np.uint16), photometric="separated")
+    assert_one_error(run("apply", path, tmp_path / "o.tif", "-k", "identity"), "16-bit CMYK", "8 bits")
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_16_bit_grey_with_alpha_is_kept_as_16_bit_rgba(tmp_path):
+    import imagecodecs
+
+    grey_alpha = samples_for("RGBA16", "la16")[..., 2:]
+    source, output = tmp_path / "la16.png", tmp_path / "out.png"
+    source.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(grey_alpha)))
+    result = run("apply", source, output, "-k", "identity")
+    assert result.exit_code == 0 and "16-bit RGBA" in result.output, describe_failure(result)
+    written = imagecodecs.png_decode(output.read_bytes())
+    grey = grey_alpha[..., :1]
+    assert np.array_equal(written, np.concatenate([grey, grey, grey, grey_alpha[..., 1:]], axis=2))
+
+
+def test_a_ppm_of_lower_maxval_is_rescaled_clipped_and_noted(tmp_path):
+    import tifffile
+
+    samples = np.array([[[0, 1023, 4000]]], ">u2")  # 4000 lies beyond maxval: taken as 1023
+    source, output = tmp_path / "c10.ppm", tmp_path / "out.tif"
+    source.write_bytes(b"P6\n1 1\n1023\n" + samples.tobytes())
+    result = run("apply", source, output, "-k", "identity")
+    assert result.exit_code == 0 and "maxval 1023" in result.output, describe_failure(result)
+    assert tifffile.imread(output).tolist() == [[[0, 65535, 65535]]]
+
+
+def test_background_makes_16_bit_rgba_fit_a_ppm(tmp_path):
+    import imagecodecs
+
+    source, output = tmp_path / "rgba16.png", tmp_path / "out.ppm"
+    source.write_bytes(imagecodecs.png_encode(np.full((3, 4, 4), 65535, np.uint16)))
+    assert run("apply", source, output, "-k", "identity", "--background", "black").exit_code == 0
+    assert output.read_bytes().startswith(b"P6\n4 3\n65535\n")
+
+
+def test_an_icon_keeps_its_size(tmp_path):
+    source, output = tmp_path / "in.png", tmp_path / "out.ico"
+    Image.fromarray(samples_for("RGBA", "icon")).save(source)
+    assert run("apply", source, output, "-k", "identity").exit_code == 0
+    with Image.open(output) as icon:
+        assert icon.size == (WIDTH, HEIGHT) and max(WIDTH, HEIGHT) not in (16, 24, 32, 48)
+
+
+def test_metadata_an_output_cannot_hold_is_noted(tmp_path):
+    source = tmp_path / "in.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "a test")
+    Image.fromarray(samples_for("RGB", "meta")).save(source, icc_profile=ICC_PROFILE, pnginfo=info)
+    result = run("apply", source, tmp_path / "out.bmp", "-k", "identity")
+    assert result.exit_code == 0
+    assert "BMP holds no ICC profile" in result.output and "PNG text (Title)" in result.output
