@@ -701,6 +701,8 @@ def _loop(value: object) -> int | None:
 
 def _filterable_mode(frame: Image.Image, label: str) -> str:
     mode = frame.mode
+    if mode in ("L", "RGB") and "transparency" in frame.info:
+        return mode[0] + "A" if mode == "L" else "RGBA"  # a colour key becomes alpha
     if mode in FILTERABLE_MODES:
         return mode
     if mode in _CONVERTED_MODES:

@@ -598,7 +598,9 @@ def _opaque(alpha: np.ndarray) -> bool:
     return bool((alpha == np.iinfo(alpha.dtype).max).all())
 
 
-def _filter_frame(frames: list, index: int, settings: FilterSettings, progress=None) -> Image.Image:
+def _filter_frame(
+    frames: list, index: int, settings: FilterSettings, progress=None
+) -> Image.Image | images.DeepImage:
     """Filter ``frames[index]``, letting go of each copy as soon as it is used.
 
     The decoded frame is dropped from ``frames`` once its pixels are in an

@@ -908,3 +908,17 @@ def test_metadata_an_output_cannot_hold_is_noted(tmp_path):
     result = run("apply", source, tmp_path / "out.bmp", "-k", "identity")
     assert result.exit_code == 0
     assert "BMP holds no ICC profile" in result.output and "PNG text (Title)" in result.output
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_a_png_colour_key_becomes_alpha(tmp_path, mode):
+    samples = samples_for(mode, "key")
+    key = samples[0, 0].item() if mode == "L" else tuple(samples[0, 0].tolist())
+    source, output = tmp_path / "key.png", tmp_path / "out.png"
+    Image.fromarray(samples).save(source, transparency=key)
+    result = run("apply", source, output, "-k", "identity")
+    target = "LA" if mode == "L" else "RGBA"
+    assert result.exit_code == 0 and f"converted mode {mode} to {target}" in result.output, result.output
+    with Image.open(source) as original, Image.open(output) as written:
+        expected = original.convert(target)
+        assert written.mode == expected.mode and np.array_equal(np.asarray(written), np.asarray(expected))
