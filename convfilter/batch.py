@@ -697,7 +697,7 @@ def _check_overwrites(
         )
     if existing:
         raise PlanError(
-            f"{len(existing)} output{'s' if len(existing) > 1 else ''} exist already "
+            f"{len(existing)} output{'s exist' if len(existing) > 1 else ' exists'} already "
             "(use --overwrite to replace or --skip-existing to leave them): " + _listing(existing)
         )
     return keep

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["DEEP_MODES", "DeepImage", "PixelLimitError", "decode", "encode", "FORMATS"]
+__all__ = ["DEEP_MODES", "DeepImage", "PixelLimitError", "decode", "encode", "scale_to_8_bits", "FORMATS"]
 
 #: Pseudo-mode -> number of channels.
 DEEP_MODES: dict[str, int] = {"RGB;16": 3, "RGBA;16": 4}
@@ -68,8 +68,16 @@ class DeepImage:
         """The image as a Pillow RGB/RGBA image, samples scaled by 255/65535 and rounded."""
         from PIL import Image
 
-        wide = self.array.astype(np.uint32)
-        return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
+        return Image.fromarray(scale_to_8_bits(self.array))
+
+
+def scale_to_8_bits(array: np.ndarray) -> np.ndarray:
+    """16-bit samples scaled by 255/65535 and rounded to uint8.
+
+    >>> scale_to_8_bits(np.array([0, 128, 129, 65535], np.uint16)).tolist()
+    [0, 0, 1, 255]
+    """
+    return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
 class PixelLimitError(ValueError):

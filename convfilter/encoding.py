@@ -62,6 +62,7 @@ class SourceEncoding:
     comment: bytes | None = None
     webp_lossless: bool | None = None
     tiff_compression: str | None = None
+    tiff_predictor: int = 1
     durations: tuple[int, ...] = ()
     loop: int | None = 0
     disposal: tuple[int, ...] | None = None
@@ -188,7 +189,17 @@ def _webp(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverri
         options.update(FORMAT_DEFAULTS["WEBP"])
 
 
+#: TIFF compressions a predictor applies to.
+_PREDICTED_TIFF = {"tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "zstd", "lzma"}
+
+
 def _tiff(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverrides, mode: str) -> None:
+    _tiff_compression(result, source, overrides, mode)
+    if source.tiff_predictor > 1 and result.options.get("compression") in _PREDICTED_TIFF:
+        result.options["predictor"] = source.tiff_predictor  # images.encode_image writes it as a tag
+
+
+def _tiff_compression(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverrides, mode: str) -> None:
     if overrides.compression is not None:
         result.options["compression"] = COMPRESSIONS[overrides.compression]
         return

@@ -118,6 +118,7 @@ _ORIENTATION_TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 _EXIF_ORIENTATION = 0x0112
+_TIFF_PREDICTOR = 317
 #: Orientations that turn the picture a quarter (width and height swap).
 _QUARTER_TURNS = {5, 6, 7, 8}
 
@@ -519,12 +520,13 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
                      "picture(s) (previews or other views) are not written")  # fmt: skip
         n_frames = 1
     source_encoding = _source_encoding(image, fmt)
+    upright_note = f"applied EXIF orientation {orientation}; the output is stored upright"
     if deep_source is not None:  # Pillow's 8-bit decode above has checked the first frame
         deep_frames, deep_notes = _decode_deep_colour(handle, image, n_frames, deep_source, label, orientation,
                                                       max_pixels)  # fmt: skip
         notes += deep_notes
         if orientation in _ORIENTATION_TRANSPOSE:
-            notes.append(f"applied EXIF orientation {orientation}; the output is stored upright")
+            notes.append(upright_note)
         return LoadedImage(deep_frames, fmt, deep_frames[0].mode, metadata, notes, source_encoding)
     total = 0
     disposal: list[int] = []
@@ -560,7 +562,7 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
         durations.append(_duration(image.info.get("duration")))
         disposal.append(_small_int(getattr(image, "disposal_method", getattr(image, "dispose_op", 0))))
     if orientation in _ORIENTATION_TRANSPOSE:
-        notes.append(f"applied EXIF orientation {orientation}; the output is stored upright")
+        notes.append(upright_note)
     source_encoding = dataclasses.replace(
         source_encoding,
         durations=tuple(durations),
@@ -605,6 +607,7 @@ def _source_encoding(image: Image.Image, fmt: str | None) -> SourceEncoding:
         found["jpeg_progressive"] = bool(info.get("progressive") or info.get("progression"))
     if fmt == "TIFF" and isinstance(info.get("compression"), str):
         found["tiff_compression"] = info["compression"]
+        found["tiff_predictor"] = _small_int(getattr(image, "tag_v2", {}).get(_TIFF_PREDICTOR, 1)) or 1
     return SourceEncoding(**found)
 
 
@@ -945,8 +948,7 @@ def reduce_to_8_bits(image: Image.Image | DeepImage) -> tuple[Image.Image, str |
     if isinstance(image, DeepImage):
         return image.to_8_bits(), "wrote 8 bits per sample (--depth 8): 16-bit colour scaled by 255/65535"
     if image.mode == "I;16":
-        wide = to_array(image).astype(np.uint32)
-        narrow = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        narrow = deep_colour.scale_to_8_bits(to_array(image))
         return Image.fromarray(narrow), "wrote 8 bits per sample (--depth 8): 16-bit grey scaled by 255/65535"
     if image.mode in ("I", "F"):
         values = np.nan_to_num(to_array(image).astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
@@ -989,6 +991,13 @@ def encode_image(
     if fmt == "GIF" and first.mode == "LA":  # Pillow writes LA to GIF as opaque grey
         frames = [frame.convert("RGBA") for frame in frames]
         first = frames[0]
+    predictor = options.pop("predictor", None)
+    if predictor and fmt == "TIFF":  # Pillow writes a predictor given as a tag of the IFD
+        tags = Image.Exif()
+        if options.get("exif"):
+            tags.load(options["exif"])
+        tags[_TIFF_PREDICTOR] = predictor
+        options["exif"] = tags
     if fmt == "ICO":  # Pillow's default icon sizes would shrink the image
         options.setdefault("sizes", [first.size])
     if len(frames) > 1:

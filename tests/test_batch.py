@@ -309,7 +309,7 @@ def test_existing_outputs_are_listed_unless_overwrite_or_skip(tree, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.png").write_bytes(b"old")
-    with pytest.raises(batch.PlanError, match="exist already") as info:
+    with pytest.raises(batch.PlanError, match="1 output exists already") as info:
         batch.plan_batch([str(tree)], out)
     assert str(out / "a.png") in str(info.value)
     assert len(batch.plan_batch([str(tree)], out, overwrite=True).tasks) == 2

@@ -212,7 +212,7 @@ def test_existing_outputs_are_refused_and_listed(photos, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "b.jpg").write_bytes(b"keep me")
-    line = one_error(run("batch", photos, "-d", out, "-k", "blur"), 1, "exist already", "--overwrite",
+    line = one_error(run("batch", photos, "-d", out, "-k", "blur"), 1, "1 output exists already", "--overwrite",
                      "--skip-existing")  # fmt: skip
     assert str(out / "b.jpg") in line
     assert files(out) == {"b.jpg": b"keep me"}

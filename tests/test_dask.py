@@ -70,7 +70,7 @@ def test_the_safety_checks_run_before_the_cluster_sees_anything(cluster, inputs,
     out.mkdir()
     (out / "p0.png").write_bytes(b"old")
     result = run("batch", inputs, "-d", out, "-k", "blur", "--scheduler", cluster.scheduler_address)
-    assert result.exit_code == 1 and "exist already" in result.stderr
+    assert result.exit_code == 1 and "1 output exists already" in result.stderr
     assert files(out) == {"p0.png": b"old"}
 
 

@@ -922,3 +922,13 @@ def test_a_png_colour_key_becomes_alpha(tmp_path, mode):
     with Image.open(source) as original, Image.open(output) as written:
         expected = original.convert(target)
         assert written.mode == expected.mode and np.array_equal(np.asarray(written), np.asarray(expected))
+
+
+def test_an_8_bit_tiff_keeps_its_predictor(tmp_path):
+    samples = samples_for("RGB", "predictor")
+    source, output = tmp_path / "pred.tif", tmp_path / "out.tif"
+    tifffile.imwrite(source, samples, photometric="rgb", compression="lzw", predictor=True)
+    assert run("apply", source, output, "-k", "identity").exit_code == 0
+    with tifffile.TiffFile(output) as tiff:
+        assert tiff.pages[0].predictor == 2 and tiff.pages[0].compression == 5
+    assert np.array_equal(tifffile.imread(output), samples)
