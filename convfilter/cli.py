@@ -637,8 +637,9 @@ EXIT_TERMINATED = 143
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat, border, cval,
           absolute, channels, alpha, method, threads, fmt, quality, lossless, compression,
-          background, depth, strip_metadata, max_pixels, allow_formats, recursive, from_file, null, name_template, in_place, overwrite,
-          skip_existing, jobs, fail_fast, progress, dry_run, as_json, quiet, scheduler, debug):
+          background, depth, strip_metadata, max_pixels, allow_formats, recursive, from_file, null,
+          name_template, in_place, overwrite, skip_existing, jobs, fail_fast, progress, dry_run, as_json,
+          quiet, scheduler, debug):
     """Filter many images into OUT_DIR, in parallel.
 
     INPUTS are image files, directories (their images; sub-folders with -r)
@@ -700,12 +701,8 @@ def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat,
             )  # fmt: skip
         finally:
             report.close()
-    if quiet:
-        pass
-    elif as_json:
-        _echo(json.dumps(summary.to_dict()), to_stderr=False)
-    else:
-        _echo(summary.to_text(), to_stderr=False)
+    if not quiet:
+        _echo(json.dumps(summary.to_dict()) if as_json else summary.to_text(), to_stderr=False)
     if summary.interrupted == "SIGINT":
         code = EXIT_INTERRUPTED
     elif summary.interrupted == "SIGTERM":
@@ -732,11 +729,6 @@ def _dry_run_listing(plan, *, as_json: bool) -> str:
             lines.append(f"{source}: {'not processed' if status == 'failed' else 'skipped'} ({reason})")
     lines.append(f"{len(plan.tasks)} to process, {len(plan.skipped)} skipped, {len(plan.failed)} refused; "
                  "nothing written (--dry-run)")  # fmt: skip
-    return one_line_each(lines)
-
-
-def one_line_each(lines: list[str]) -> str:
-    """``lines`` joined, each with its control characters escaped (see :func:`one_line`)."""
     return "\n".join(one_line(line) for line in lines)
 
 

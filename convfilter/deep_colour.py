@@ -113,7 +113,8 @@ def decode(
         array = imagecodecs.png_decode(data)
         if array.ndim == 3 and array.shape[2] == 2:
             grey, alpha = array[..., :1], array[..., 1:]
-            note = "16-bit grey with alpha is filtered and written as 16-bit RGBA (no grey-alpha mode holds 16 bits)"
+            note = ("16-bit grey with alpha is filtered and written as 16-bit RGBA "
+                    "(no grey-alpha mode holds 16 bits)")
             return [DeepImage(_native(np.concatenate([grey, grey, grey, alpha], axis=2)))], [note]
         return [DeepImage(_native(array))], []
     if fmt == "TIFF":

@@ -147,7 +147,9 @@ def save_options(
     elif source.comment:
         result.notes.append(f"the input's comment is not written ({fmt} output)")
     if overrides.quality is not None and fmt not in ("JPEG", "WEBP") and "quality" not in result.options:
-        result.notes.append(f"--quality applies to JPEG and WebP (and JPEG-compressed TIFF); {fmt} written as usual")
+        result.notes.append(
+            f"--quality applies to JPEG and WebP (and JPEG-compressed TIFF); {fmt} written as usual"
+        )
     if len(source.durations) > 1 and fmt in ("GIF", "PNG", "WEBP"):
         timing = SourceEncoding(durations=source.durations, loop=source.loop)
         _animation(result, fmt, source if same else timing, alphas)
@@ -199,7 +201,9 @@ def _tiff(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverri
         result.options["predictor"] = source.tiff_predictor  # images.encode_image writes it as a tag
 
 
-def _tiff_compression(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverrides, mode: str) -> None:
+def _tiff_compression(
+    result: SaveOptions, source: SourceEncoding, overrides: EncodingOverrides, mode: str
+) -> None:
     if overrides.compression is not None:
         result.options["compression"] = COMPRESSIONS[overrides.compression]
         return

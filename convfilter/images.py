@@ -909,7 +909,9 @@ def flattened_mode(mode: str) -> str:
     return {"LA": "L", "RGBA": "RGB", "RGBA;16": "RGB;16"}.get(mode, mode)
 
 
-def flatten(image: Image.Image | DeepImage, background: tuple[int, int, int]) -> tuple[Image.Image | DeepImage, str | None]:
+def flatten(
+    image: Image.Image | DeepImage, background: tuple[int, int, int]
+) -> tuple[Image.Image | DeepImage, str | None]:
     """``image`` composited over an opaque ``background`` (8-bit RGB), alpha removed,
     and a note saying so; an image without alpha is returned as it is, with None.
 
@@ -1052,7 +1054,8 @@ def _palette_notes(frames: Sequence[Image.Image]) -> list[str]:
         "A" in frame.getbands() and any(0 < value < 255 for value, _ in _alpha_values(frame)) for frame in frames
     )
     if partial:
-        notes.append("GIF holds only fully transparent or opaque pixels: partly transparent ones were made one or the other")
+        notes.append("GIF holds only fully transparent or opaque pixels: partly transparent ones "
+                     "were made one or the other")
     return notes
 
 
@@ -1062,7 +1065,9 @@ def _alpha_values(frame: Image.Image) -> list[tuple[int, int]]:
     return [(value, count) for value, count in enumerate(histogram) if count]
 
 
-def _encode_deep_colour(frames, stream: BinaryIO, fmt: str, metadata: Metadata | None, options: dict) -> list[str]:
+def _encode_deep_colour(
+    frames, stream: BinaryIO, fmt: str, metadata: Metadata | None, options: dict
+) -> list[str]:
     metadata = metadata or Metadata()
     try:
         return deep_colour.encode(

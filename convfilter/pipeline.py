@@ -537,7 +537,8 @@ def process_file(
                 filtered[0],
                 reference,
             )
-            images.save_image([picture], diff_image, fmt=images.output_format(diff_image, None, format_option=None))
+            picture_format = images.output_format(diff_image, None, format_option=None)
+            images.save_image([picture], diff_image, fmt=picture_format)
     t = time.perf_counter()
     if output.background is not None:
         filtered, flatten_notes = _each_frame(images.flatten, filtered, output.background)
@@ -626,7 +627,8 @@ def _int32_notes(frames: list) -> list[str]:
         wide += int(np.count_nonzero(array >= 2**23))
     notes = []
     if negative:
-        notes.append(f"{negative} samples below 0 became 0 (mode I is clamped at 0, as Pillow's filters clamp it)")
+        notes.append(f"{negative} samples below 0 became 0 (mode I is clamped at 0, as Pillow's "
+                     "filters clamp it)")
     if wide:
         notes.append(f"{wide} samples of 8,388,608 or more were summed with float32 precision, as Pillow sums "
                      "them, so their lowest bits may change")  # fmt: skip
