@@ -123,12 +123,14 @@ def save_options(
     *,
     mode: str,
     alphas: Sequence | None = None,
+    comment: bool = True,
 ) -> SaveOptions:
     """The ``Image.save`` keywords that write ``fmt`` as the policy says.
 
     ``mode`` is the output's mode; ``alphas`` (one alpha array per frame, or
     None) tells whether a GIF's disposal still displays its frames as they
     are when a pixel grows more transparent from one frame to the next.
+    ``comment`` False leaves the input's comment out (``--strip-metadata``).
     """
     result = SaveOptions()
     same = source.format == fmt or (source.format == "MPO" and fmt == "JPEG")
@@ -142,9 +144,9 @@ def save_options(
         result.notes.append(f"--lossless applies to WebP only; {fmt} written as usual")
     if overrides.compression and fmt != "TIFF":
         result.notes.append(f"--compression applies to TIFF only; {fmt} written as usual")
-    if source.comment and same and fmt in ("JPEG", "GIF"):
+    if source.comment and comment and same and fmt in ("JPEG", "GIF"):
         result.options["comment"] = source.comment
-    elif source.comment:
+    elif source.comment and comment:
         result.notes.append(f"the input's comment is not written ({fmt} output)")
     if overrides.quality is not None and fmt not in ("JPEG", "WEBP") and "quality" not in result.options:
         result.notes.append(

@@ -484,21 +484,16 @@ def process_file(
     timings["load"] = _ms_since(start)
     t = time.perf_counter()
     mode = loaded.mode
-    if settings.alpha == "auto" and "A" in images.band_names(mode):
-        premultiplied = any(
-            resolve_alpha(settings, mode, opaque=images.alpha_is_opaque(frame)) == "premultiply"
-            for frame in loaded.frames
-        )
-        if premultiplied and comparing:
+    if settings.alpha == "auto" and _auto_premultiplies(loaded, settings):
+        if comparing:
             from . import compare
 
             raise compare.CompareError(
                 f"{_NO_PREMULTIPLIED_REFERENCE}; this image has transparent pixels, so --alpha auto "
                 "premultiplies: give --alpha keep (or filter) to compare"
             )
-        if premultiplied:
-            loaded.notes.append("colour filtered weighted by alpha, as the image has transparent pixels "
-                                "(--alpha auto; --alpha keep filters colour alone)")  # fmt: skip
+        loaded.notes.append("colour filtered weighted by alpha, as the image has transparent pixels "
+                            "(--alpha auto; --alpha keep filters colour alone)")  # fmt: skip
     if comparing and mode in ("F", "RGB;16", "RGBA;16"):
         from . import compare
 
@@ -547,14 +542,12 @@ def process_file(
         filtered, depth_notes = _each_frame(images.reduce_to_8_bits, filtered)
         result.notes += depth_notes
     alphas = _alpha_planes(filtered) if fmt == "GIF" else None
-    plan = encoding.save_options(fmt, loaded.encoding, output.overrides, mode=filtered[0].mode, alphas=alphas)
-    if output.strip_metadata:
-        plan.options.pop("comment", None)
-        metadata = None
-    else:
-        metadata = loaded.metadata
+    plan = encoding.save_options(fmt, loaded.encoding, output.overrides, mode=filtered[0].mode, alphas=alphas,
+                                 comment=not output.strip_metadata)  # fmt: skip
+    metadata = None if output.strip_metadata else loaded.metadata
+    if metadata is not None:
         result.notes += [f"{fmt} holds no {name}; not written" for name in metadata.not_held(fmt)]
-        result.notes += plan.notes
+    result.notes += plan.notes
     result.notes += images.save_image(filtered, destination, fmt=fmt, metadata=metadata, options=plan.options)
     timings["save"] = _ms_since(t)
     timings["total"] = _ms_since(start)
@@ -593,6 +586,16 @@ def _share(progress: Callable[[float], object], index: int, count: int) -> Calla
         progress((index + done / max(total, 1)) / count)
 
     return report
+
+
+def _auto_premultiplies(loaded: images.LoadedImage, settings: FilterSettings) -> bool:
+    """Whether ``--alpha auto`` premultiplies some frame of ``loaded``."""
+    if "A" not in images.band_names(loaded.mode):
+        return False
+    return any(
+        resolve_alpha(settings, loaded.mode, opaque=images.alpha_is_opaque(frame)) == "premultiply"
+        for frame in loaded.frames
+    )
 
 
 def _opaque(alpha: np.ndarray) -> bool:

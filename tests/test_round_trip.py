@@ -932,3 +932,11 @@ def test_an_8_bit_tiff_keeps_its_predictor(tmp_path):
     with tifffile.TiffFile(output) as tiff:
         assert tiff.pages[0].predictor == 2 and tiff.pages[0].compression == 5
     assert np.array_equal(tifffile.imread(output), samples)
+
+
+def test_strip_metadata_leaves_the_comment_out_too(tmp_path):
+    source, output = tmp_path / "c.jpg", tmp_path / "out.jpg"
+    Image.fromarray(photo_like(WIDTH, HEIGHT)).save(source, comment=b"private")
+    assert run("apply", source, output, "-k", "identity", "--strip-metadata").exit_code == 0
+    with Image.open(output) as written:
+        assert "comment" not in written.info
