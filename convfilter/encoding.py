@@ -32,8 +32,8 @@ COMPRESSIONS: dict[str, str] = {
     "packbits": "packbits",
 }
 
-#: TIFF compressions Pillow writes for any mode convfilter writes.
-_LOSSLESS_TIFF = {"raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits"}
+#: Lossless TIFF compressions (zstd and LZMA where Pillow's libtiff has them).
+_LOSSLESS_TIFF = {"raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "zstd", "lzma"}
 
 #: What an output gets when its format differs from the input's (or with no input format).
 FORMAT_DEFAULTS: dict[str, dict] = {
@@ -220,7 +220,7 @@ def _tiff_compression(
                 f"JPEG-compressed TIFF re-encoded at quality {result.options['quality']} (the file does not "
                 "record its quality; set it with --quality)"
             )
-    elif kept in _LOSSLESS_TIFF or kept in ("zstd", "lzma"):
+    elif kept in _LOSSLESS_TIFF:
         result.options["compression"] = kept
     else:
         result.options["compression"] = "tiff_lzw"
