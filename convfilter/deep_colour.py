@@ -118,7 +118,7 @@ def decode(
             return [DeepImage(_native(np.concatenate([grey, grey, grey, alpha], axis=2)))], [note]
         return [DeepImage(_native(array))], []
     if fmt == "TIFF":
-        return _decode_tiff(data, max_pixels), []
+        return _decode_tiff(data, max_pixels)
     if fmt == "PPM":
         width, height = size
         samples = np.frombuffer(data, ">u2", height * width * 3, ppm_offset).reshape(height, width, 3)
@@ -130,10 +130,10 @@ def decode(
     raise ValueError(f"16-bit colour {fmt} is not supported")
 
 
-def _decode_tiff(data: bytes, max_pixels: int) -> list[DeepImage]:
+def _decode_tiff(data: bytes, max_pixels: int) -> tuple[list[DeepImage], list[str]]:
     import tifffile
 
-    frames = []
+    frames, notes = [], []
     with tifffile.TiffFile(io.BytesIO(data)) as tiff:
         pages = list(tiff.pages)
         total = 0
@@ -152,8 +152,29 @@ def _decode_tiff(data: bytes, max_pixels: int) -> list[DeepImage]:
                 array = np.moveaxis(array, 0, -1)
             info = {"predictor": int(page.predictor), "planarconfig": int(page.planarconfig),
                     "extrasamples": tuple(int(e) for e in page.extrasamples)}  # fmt: skip
-            frames.append(DeepImage(_native(array), info))
-    return frames
+            array = _native(array)
+            if array.shape[2] == 4 and info["extrasamples"] == (_ASSOCIATED_ALPHA,):
+                array = _unassociated(array)
+                info["extrasamples"] = (_UNASSOCIATED_ALPHA,)
+                if not notes:
+                    notes.append("associated (premultiplied) alpha converted to unassociated alpha, "
+                                 "as convfilter filters and writes it")  # fmt: skip
+            frames.append(DeepImage(array, info))
+    return frames, notes
+
+
+#: TIFF ExtraSamples values.
+_ASSOCIATED_ALPHA, _UNASSOCIATED_ALPHA = 1, 2
+
+
+def _unassociated(array: np.ndarray) -> np.ndarray:
+    """RGBA whose colour was premultiplied by alpha, with colour divided back (rounded)."""
+    alpha = array[..., 3:].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        colour = np.where(alpha > 0, array[..., :3] * 65535.0 / alpha, 0.0)
+    result = array.copy()
+    result[..., :3] = np.clip(np.floor(colour + 0.5), 0, 65535).astype(np.uint16)
+    return result
 
 
 def _native(array: np.ndarray) -> np.ndarray:

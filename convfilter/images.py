@@ -981,9 +981,9 @@ def encode_image(
     first = frames[0]
     check_depth(first.mode, fmt)
     if len(frames) > 1 and fmt not in _MULTIFRAME_FORMATS:
+        holders = sorted(_MULTIFRAME_FORMATS & _DEEP_MODE_FORMATS.get(first.mode, _MULTIFRAME_FORMATS))
         raise OutputError(
-            f"{fmt} cannot hold {len(frames)} frames; write GIF, PNG, TIFF or WebP "
-            "to keep every frame"
+            f"{fmt} cannot hold {len(frames)} frames; write {' or '.join(holders)} to keep every frame"
         )
     if isinstance(first, DeepImage):
         return _encode_deep_colour(frames, stream, fmt, metadata, options or {})
@@ -1080,8 +1080,8 @@ def _encode_deep_colour(
         if exc.errno is not None:
             raise OutputError(f"cannot write {fmt} data: {_os_reason(exc)}") from None
         raise OutputError(_cannot_store(fmt, frames[0].mode, exc)) from None
-    except Exception as exc:  # the codecs raise their own kinds
-        raise OutputError(_cannot_store(fmt, frames[0].mode, exc)) from None
+    except Exception as exc:  # the codecs raise their own kinds; deep_colour's say what to write
+        raise OutputError(f"{fmt} cannot store this image (mode {frames[0].mode}): {_reason(exc)}") from None
 
 
 def _cannot_store(fmt: str, mode: str, exc: BaseException) -> str:

@@ -940,3 +940,14 @@ def test_strip_metadata_leaves_the_comment_out_too(tmp_path):
     assert run("apply", source, output, "-k", "identity", "--strip-metadata").exit_code == 0
     with Image.open(output) as written:
         assert "comment" not in written.info
+
+
+def test_16_bit_associated_alpha_is_divided_back_and_noted(tmp_path):
+    premultiplied = np.array([[[32768, 16384, 0, 32768], [65535, 0, 0, 65535]]], np.uint16)
+    source, output = tmp_path / "assoc.tif", tmp_path / "out.tif"
+    tifffile.imwrite(source, premultiplied, photometric="rgb", extrasamples=["assocalpha"])
+    result = run("apply", source, output, "-k", "identity", "--alpha", "keep")
+    assert result.exit_code == 0 and "associated" in result.output, describe_failure(result)
+    with tifffile.TiffFile(output) as tiff:
+        assert tuple(tiff.pages[0].extrasamples) == (2,)
+        assert tiff.pages[0].asarray().tolist() == [[[65535, 32768, 0, 32768], [65535, 0, 0, 65535]]]
