@@ -507,7 +507,7 @@ def kernels(spec, scale, offset, normalize, flip, as_json, debug):
         if spec is None:
             _echo(_preset_listing(as_json), to_stderr=False)
             return
-        (kernel,) = build_kernels((spec,), scale, offset, normalize, flip)
+        (kernel,) = build_kernels((spec,), scale, offset, normalize, flip, quiet=False)
     if as_json:
         data = _kernel_summary(kernel)
         data.update(anchor=list(kernel.anchor), weights=kernel.weights.tolist(),
@@ -842,7 +842,7 @@ def gallery(image_path, sheet_path, kernel_specs, tile_size, columns, repeat, bo
         specs = galleries.gallery_specs(kernel_specs)
         entries = []
         for spec in specs:
-            kernels = build_kernels((spec,), None, None, False, False)
+            kernels = build_kernels((spec,), None, None, False, False, quiet=quiet)
             entries.append((spec, build_settings(kernels, repeat, border, cval, absolute, channels,
                                                  alpha, method, threads)))  # fmt: skip
         output = output_settings(None, None, False, max_pixels, allow_formats)

@@ -164,3 +164,10 @@ def test_diff_treats_nan_in_both_as_equal(tmp_path):
     save(tmp_path / "n3.tif", changed)
     data = json.loads(run("diff", tmp_path / "n1.tif", tmp_path / "n3.tif", "--json").output)
     assert data["whole"]["differing"] == 1
+
+
+def test_kernels_notes_a_matrix_that_changes_brightness():
+    result = CliRunner().invoke(cli.main, ["kernels", "1 2 1; 2 4 2; 1 2 1"])
+    assert result.exit_code == 0
+    assert result.stderr.startswith("convfilter: note: ") and "--normalize" in result.stderr
+    assert CliRunner().invoke(cli.main, ["kernels", "1 2 1; 2 4 2; 1 2 1", "--normalize"]).stderr == ""
