@@ -80,6 +80,8 @@ class ConvfilterGroup(click.Group):
             )
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            if isinstance(exc, click.NoSuchOption) and re.fullmatch(r"-[\d.]+", exc.option_name or ""):
+                hint = " (a kernel that starts with '-' goes after '--', e.g. -- \"-1 0 1\")"
             click.echo(f"convfilter: error: {one_line(exc.format_message())}{hint}", err=True)
             code = EXIT_USAGE
         except click.ClickException as exc:
@@ -167,8 +169,8 @@ def _filter_options(function):
         click.option("--channels", metavar="BANDS", default=None,
                      help="Bands to filter, e.g. R,G; the others pass through."),
         click.option("--alpha", type=click.Choice(ALPHA_CHOICES), default="auto", show_default=True,
-                     help="auto: premultiply where alpha is not fully opaque; or keep alpha, filter it, "
-                          "premultiply."),
+                     help="auto: premultiply transparent images for kernels that keep brightness, "
+                          "else keep; or keep alpha, filter it, premultiply."),
         click.option("--method", type=click.Choice(METHOD_CHOICES), default="auto",
                      show_default=True, help="Engine strategy; auto picks the fastest."),
         click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
@@ -220,7 +222,7 @@ def build_kernels(specs, scale, offset, normalize, flip, *, quiet=True):
     Unless ``quiet``, a kernel that would change the image's brightness
     without being asked to gets a ``convfilter: note:`` line on stderr.
     """
-    from .kernels import brightness_hint, parse_kernel, prepare_kernel
+    from .kernels import parse_kernel, prepare_kernel
 
     if not specs:
         raise click.UsageError("give at least one kernel with -k/--kernel")
@@ -228,11 +230,16 @@ def build_kernels(specs, scale, offset, normalize, flip, *, quiet=True):
         prepare_kernel(parse_kernel(spec), scale=scale, offset=offset, normalize=normalize, flip=flip)
         for spec in specs
     )
-    for kernel in kernels if not quiet else ():
-        hint = brightness_hint(kernel)
-        if hint:
-            click.echo(f"convfilter: note: {one_line(hint)}", err=True)
+    for hint in [] if quiet else brightness_hints(kernels):
+        click.echo(f"convfilter: note: {one_line(hint)}", err=True)
     return kernels
+
+
+def brightness_hints(kernels) -> list[str]:
+    """The brightness note of each kernel that has one (see ``kernels.brightness_hint``)."""
+    from .kernels import brightness_hint
+
+    return [hint for hint in map(brightness_hint, kernels) if hint]
 
 
 def build_settings(kernels, repeat, border, cval, absolute, channels, alpha, method, threads):
@@ -336,7 +343,7 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
       cat in.png | convfilter apply - - -k blur --format png > out.png
     """
     with reported_errors(debug):
-        kernels = build_kernels(kernel_specs, scale, offset, normalize, flip, quiet=quiet)
+        kernels = build_kernels(kernel_specs, scale, offset, normalize, flip, quiet=quiet or as_json)
         settings = build_settings(kernels, repeat, border, cval, absolute, channels, alpha,
                                   method, threads)  # fmt: skip
         output = output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats,
@@ -372,6 +379,7 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
                          "channels": settings.channels, "alpha": alpha, "method": method},
             **result.to_dict(),
         }  # fmt: skip
+        summary["notes"] = brightness_hints(kernels) + summary["notes"]
         _echo(json.dumps(summary), to_stderr=to_stdout)
     elif not quiet:
         _echo(_apply_report(result, settings), to_stderr=to_stdout)
@@ -470,7 +478,8 @@ def _diff_table(report) -> str:
             if math.isinf(metrics.psnr):
                 return "inf" if metrics.psnr > 0 else "-inf"
             return f"{metrics.psnr:.2f} dB"
-        return f"{getattr(metrics, key):.4g}"
+        value = getattr(metrics, key)
+        return str(int(value)) if math.isfinite(value) and float(value).is_integer() else f"{value:.4g}"
 
     rows = [("identical", "identical"), ("samples differing", "differing"),
             ("max |diff|", "max_abs"), ("mean |diff|", "mean_abs"), ("RMSE", "rmse"),
@@ -842,7 +851,7 @@ def gallery(image_path, sheet_path, kernel_specs, tile_size, columns, repeat, bo
         specs = galleries.gallery_specs(kernel_specs)
         entries = []
         for spec in specs:
-            kernels = build_kernels((spec,), None, None, False, False, quiet=quiet)
+            kernels = build_kernels((spec,), None, None, False, False)
             entries.append((spec, build_settings(kernels, repeat, border, cval, absolute, channels,
                                                  alpha, method, threads)))  # fmt: skip
         output = output_settings(None, None, False, max_pixels, allow_formats)
@@ -851,4 +860,5 @@ def gallery(image_path, sheet_path, kernel_specs, tile_size, columns, repeat, bo
     if not quiet:
         width, height = sheet.image.size
         _echo(f"{image_path} -> {sheet_path}: {len(sheet.tiles)} tiles "
-              f"(original and {len(entries)} kernels), {width}x{height}", to_stderr=False)  # fmt: skip
+              f"(original and {len(entries)} kernel{'s' if len(entries) != 1 else ''}), {width}x{height}",
+              to_stderr=False)  # fmt: skip

@@ -230,7 +230,7 @@ def _encode_tiff(frames, stream, *, icc_profile, exif, dpi, compression) -> list
     if compression and compression not in _TIFF_COMPRESSION:
         notes.append(f"TIFF compression {compression} cannot hold 16-bit colour exactly; written with deflate")
         codec = "adobe_deflate"
-    if exif:
+    if exif and _has_exif_beyond_a_description(exif):
         notes.append("EXIF is not written into 16-bit colour TIFF files")
     with tifffile.TiffWriter(stream) as writer:
         for frame in frames:
@@ -254,6 +254,18 @@ def _encode_tiff(frames, stream, *, icc_profile, exif, dpi, compression) -> list
                 array = np.moveaxis(array, -1, 0)
             writer.write(array, **options)
     return notes
+
+
+def _has_exif_beyond_a_description(exif: bytes) -> bool:
+    """Whether ``exif`` holds more than an ImageDescription (which tifffile writes itself)."""
+    from PIL import Image
+
+    tags = Image.Exif()
+    try:
+        tags.load(exif)
+    except Exception:  # noqa: BLE001 - unreadable EXIF counts as EXIF
+        return True
+    return bool(set(tags) - {270})
 
 
 def _with_png_chunks(png: bytes, *, icc_profile, exif, dpi) -> bytes:

@@ -111,7 +111,12 @@ def sheet_size(count: int, cell: tuple[int, int], columns: int | None = None) ->
 def _viewable(image: Image.Image, value_range: tuple[float, float] | None) -> Image.Image:
     """An RGB picture of any filterable mode: alpha over white, wide modes scaled to 8 bits."""
     if isinstance(image, images.DeepImage):
-        image = image.to_8_bits()
+        colour = _stretched(image.array[..., :3], value_range)
+        if image.mode == "RGB;16":
+            return Image.fromarray(colour)
+        coverage = image.array[..., 3:] / 65535.0
+        over_white = colour * coverage + np.array(_BACKGROUND) * (1.0 - coverage)
+        return Image.fromarray(np.clip(np.floor(over_white + 0.5), 0, 255).astype(np.uint8))
     if image.mode in ("I;16", "I", "F"):
         low, high = value_range or (0.0, 1.0)
         values = np.asarray(image, dtype=np.float64)
@@ -121,6 +126,13 @@ def _viewable(image: Image.Image, value_range: tuple[float, float] | None) -> Im
         backdrop = Image.new("RGBA", image.size, _BACKGROUND + (255,))
         return Image.alpha_composite(backdrop, image.convert("RGBA")).convert("RGB")
     return image.convert("RGB")
+
+
+def _stretched(values: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    """``values`` scaled from ``value_range`` (default 0-65535) to 0-255, as uint8."""
+    low, high = value_range or (0.0, 65535.0)
+    scaled = np.clip((values.astype(np.float64) - low) * (255.0 / ((high - low) or 1.0)), 0, 255)
+    return scaled.round().astype(np.uint8)
 
 
 def _fit_label(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
@@ -154,8 +166,10 @@ def contact_sheet(
     if tile_size < 1:
         raise ValueError(f"tile size must be at least 1, got {tile_size}")
     value_range = None
-    if image.mode in ("I;16", "I", "F"):
+    if image.mode in ("I;16", "I", "F", "RGB;16", "RGBA;16"):
         values = np.asarray(image, dtype=np.float64)
+        if image.mode == "RGBA;16":
+            values = values[..., :3]
         value_range = (float(values.min()), float(values.max()))
     cell = tile_shape(image.size, tile_size)
     factor = cell[0] / image.size[0]

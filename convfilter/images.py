@@ -131,6 +131,7 @@ _DEEP_MODE_FORMATS = {"I;16": {"PNG", "TIFF", "PPM"}, "I": {"TIFF"}, "F": {"TIFF
 #: tags that describe the stored pixels, which would contradict the output's.
 _NOT_CARRIED_TAGS = frozenset({
     _EXIF_ORIENTATION, 282, 283, 296,  # orientation; X/Y resolution and unit
+    305,  # Software: the program that wrote the input, not the output
     254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284,
     317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 347, 512, 513, 514, 515, 517,
     518, 519, 520, 521, 529, 530, 531, 532, 34675,
@@ -837,7 +838,9 @@ def output_format(
     if path is None or os.fspath(path) == "-":
         if fallback:
             return fallback
-        raise OutputError("give --format to write to standard output")
+        if format_option:
+            raise OutputError(f"give {format_option} to write to standard output")
+        raise OutputError("this output cannot be standard output; give a file name")
     if os.path.isdir(path) and not os.path.islink(path):  # a link is replaced, not followed
         raise OutputError(_directory_output_message(f"'{os.fsdecode(os.fspath(path))}'", "is"))
     ext = Path(os.fspath(path)).suffix

@@ -300,6 +300,8 @@ def _premultiplied_step(
     if not covered.all():
         uncovered = ~covered
         new_colour[uncovered] = _step(colour, kernel, settings, cvals[:-1])[uncovered]
+    if settings.absolute:
+        coverage = np.abs(coverage)
     new_alpha = engine.round_to_dtype((coverage * top + 0.5).astype(np.float32), dtype)
     return new_colour, new_alpha
 
@@ -328,16 +330,19 @@ def resolve_alpha(settings: FilterSettings, mode: str, *, opaque: bool) -> str:
     whose alpha is fully ``opaque`` or not.
 
     ``auto`` is ``premultiply`` for an image whose alpha is not fully opaque,
-    filtered by kernels whose weights all sum above 0 (a blur or a sharpen:
-    colour is weighted by coverage, so transparent pixels' colour cannot
-    bleed in), and ``keep`` otherwise: opaque images, edge kernels (whose
-    weights sum to 0, so coverage cannot divide), and ``channels`` given.
+    filtered by kernels whose weights all sum to 1 (blurs and sharpens, which
+    keep brightness: colour is weighted by coverage, so transparent pixels'
+    colour cannot bleed in), and ``keep`` otherwise: opaque images, edge
+    kernels (weights summing to 0, which coverage cannot divide), kernels
+    that change brightness (premultiplied, their gain would go to alpha) and
+    ``channels`` given.
     """
     if settings.alpha != "auto":
         return settings.alpha
     if opaque or "A" not in images.band_names(mode) or settings.channels is not None:
         return "keep"
-    return "premultiply" if all(float(k.weights.sum()) > 0 for k in settings.kernels) else "keep"
+    keeps_brightness = all(abs(float(k.weights.sum()) - 1.0) <= 1e-9 for k in settings.kernels)
+    return "premultiply" if keeps_brightness else "keep"
 
 
 def filter_pixels(
@@ -477,10 +482,7 @@ def process_file(
         name=None if source_name is None else "standard input" if source_name == "-" else f"'{source_name}'",
     )  # fmt: skip
     fmt = images.output_format(out_path, output.fmt, fallback=loaded.format)
-    written_mode = loaded.mode if output.background is None else images.flattened_mode(loaded.mode)
-    if output.depth is None:
-        images.check_depth(written_mode, fmt)
-    images.check_alpha(written_mode, fmt)
+    _check_writable(loaded.mode, fmt, output)
     timings["load"] = _ms_since(start)
     t = time.perf_counter()
     mode = loaded.mode
@@ -553,6 +555,20 @@ def process_file(
     timings["total"] = _ms_since(start)
     result.timings_ms = timings
     return result
+
+
+def _check_writable(mode: str, fmt: str, output: OutputSettings) -> None:
+    """Refuse, in one message, every reason ``fmt`` cannot hold a ``mode`` image as asked."""
+    written_mode = mode if output.background is None else images.flattened_mode(mode)
+    reasons = []
+    for check in (images.check_depth if output.depth is None else None, images.check_alpha):
+        try:
+            if check is not None:
+                check(written_mode, fmt)
+        except images.OutputError as exc:
+            reasons.append(str(exc))
+    if reasons:
+        raise images.OutputError("; and ".join(reasons))
 
 
 def _check_comparable(settings: FilterSettings, diff_filter: str | None) -> None:

@@ -891,3 +891,40 @@ def test_a_link_to_an_open_descriptor_is_written_through_and_kept(photo, tmp_pat
     assert link.is_symlink() and os.readlink(link) == f"/proc/self/fd/{write_end}"
     assert run("apply", photo, tmp_path / "file.png", "-k", "blur").exit_code == 0
     assert received == [(tmp_path / "file.png").read_bytes()]
+
+
+def test_alpha_auto_keeps_alpha_alone_for_kernels_that_change_brightness(tmp_path):
+    card = rgba_card(tmp_path)
+    auto, keep = tmp_path / "a.png", tmp_path / "k.png"
+    run("apply", card, auto, "-k", "1 2 1")
+    run("apply", card, keep, "-k", "1 2 1", "--alpha", "keep")
+    assert np.array_equal(pixels(auto), pixels(keep))
+
+
+def test_premultiply_with_abs_keeps_both_edges_visible(tmp_path):
+    card = rgba_card(tmp_path)
+    out = tmp_path / "o.png"
+    assert run("apply", card, out, "-k", "sobel-x", "--abs", "--alpha", "premultiply").exit_code == 0
+    alpha = pixels(out)[..., 3].astype(int)
+    assert np.array_equal(alpha, alpha[:, ::-1])  # the card is symmetric left to right
+    assert alpha.max() > 0
+
+
+def test_a_format_that_cannot_hold_depth_or_alpha_says_both_at_once(tmp_path):
+    import imagecodecs
+
+    source = tmp_path / "rgba16.png"
+    source.write_bytes(imagecodecs.png_encode(np.full((3, 4, 4), 30000, np.uint16)))
+    assert_one_error(run("apply", source, tmp_path / "o.jpg", "-k", "blur"), "--depth 8", "--background")
+
+
+def test_a_kernel_starting_with_a_minus_gets_a_hint(tmp_path):
+    result = run("kernels", "-1 0 1")
+    assert_one_error(result, "'--'", code=2)
+    assert run("kernels", "--", "-1 0 1").exit_code == 0
+
+
+def test_json_carries_the_brightness_note_and_stderr_stays_clean(photo, tmp_path):
+    result = run("apply", photo, tmp_path / "o.png", "-k", "1 2 1", "--json")
+    assert result.stderr == ""
+    assert any("--normalize" in note for note in json.loads(result.stdout)["notes"])

@@ -149,3 +149,19 @@ def test_errors_are_one_line_and_nothing_is_written(photo, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
     missing = run("gallery", tmp_path / "nope.png", "-o", tmp_path / "s.png")
     assert missing.exit_code == 1 and not (tmp_path / "s.png").exists()
+
+
+def test_16_bit_colour_is_shown_stretched_to_its_range(tmp_path, rng):
+    import imagecodecs
+
+    dim = rng.integers(0, 4096, (40, 60, 3)).astype(np.uint16)  # a 12-bit scan in 16-bit samples
+    source, sheet = tmp_path / "dim.png", tmp_path / "sheet.png"
+    source.write_bytes(imagecodecs.png_encode(dim))
+    assert run("gallery", source, "-o", sheet, "-k", "identity", "--tile-size", "60").exit_code == 0
+    tile = np.asarray(Image.open(sheet).convert("L"), np.float64)
+    assert tile.max() >= 250  # the brightest sample shows white, not 4096 / 65535 of it
+
+
+def test_gallery_refuses_standard_output_without_naming_a_missing_option(photo, tmp_path):
+    result = run("gallery", photo, "-o", "-", "-k", "blur")
+    assert result.exit_code == 1 and "give a file name" in result.stderr and "--format" not in result.stderr

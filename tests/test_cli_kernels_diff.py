@@ -171,3 +171,11 @@ def test_kernels_notes_a_matrix_that_changes_brightness():
     assert result.exit_code == 0
     assert result.stderr.startswith("convfilter: note: ") and "--normalize" in result.stderr
     assert CliRunner().invoke(cli.main, ["kernels", "1 2 1; 2 4 2; 1 2 1", "--normalize"]).stderr == ""
+
+
+def test_diff_prints_whole_16_bit_differences_as_integers(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(np.zeros((4, 4), np.uint16)).save(a)
+    Image.fromarray(np.full((4, 4), 52325, np.uint16)).save(b)
+    result = CliRunner().invoke(cli.main, ["diff", str(a), str(b)])
+    assert result.exit_code == 1 and "52325" in result.stdout and "e+04" not in result.stdout
