@@ -196,7 +196,8 @@ def encode(
     """Write 16-bit colour ``frames`` to ``stream`` as PNG, TIFF or PPM.
 
     ``compression`` is Pillow's name for a TIFF compression (``"tiff_lzw"``).
-    Returns notes on what could not be kept.
+    Returns notes on what could not be kept (metadata a format holds no
+    place for is the caller's to name).
 
     Raises
     ------
@@ -219,7 +220,7 @@ def encode(
     height, width = frames[0].array.shape[:2]
     stream.write(b"P6\n%d %d\n65535\n" % (width, height))
     stream.write(frames[0].array.astype(">u2").tobytes())
-    return ["PPM holds no ICC profile, EXIF or DPI"] if (icc_profile or exif or dpi) else []
+    return []
 
 
 def _encode_tiff(frames, stream, *, icc_profile, exif, dpi, compression) -> list[str]:

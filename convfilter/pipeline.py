@@ -547,8 +547,10 @@ def process_file(
     plan = encoding.save_options(fmt, loaded.encoding, output.overrides, mode=filtered[0].mode, alphas=alphas,
                                  comment=not output.strip_metadata)  # fmt: skip
     metadata = None if output.strip_metadata else loaded.metadata
-    if metadata is not None:
-        result.notes += [f"{fmt} holds no {name}; not written" for name in metadata.not_held(fmt)]
+    not_held = metadata.not_held(fmt) if metadata is not None else []
+    if not_held:
+        names = ", ".join(not_held[:-1]) + " or " + not_held[-1] if len(not_held) > 1 else not_held[0]
+        result.notes.append(f"{fmt} holds no {names}; not written")
     result.notes += plan.notes
     result.notes += images.save_image(filtered, destination, fmt=fmt, metadata=metadata, options=plan.options)
     timings["save"] = _ms_since(t)
