@@ -47,6 +47,7 @@ __all__ = [
     "unknown_extension_message",
     "band_names",
     "alpha_is_opaque",
+    "opaque_alpha",
     "check_depth",
     "check_alpha",
     "flatten",
@@ -617,34 +618,37 @@ def _deep_colour_source(image: Image.Image) -> dict | None:
     what :func:`deep_colour.decode` needs; None for any other image."""
     if image.mode not in ("RGB", "RGBA") or image.format not in ("PNG", "TIFF", "PPM"):
         return None
+    if image.format == "PPM":
+        for tile in getattr(image, "tile", None) or ():
+            args = tile[3] if len(tile) > 3 else None
+            if isinstance(args, tuple) and len(args) > 1 and int(args[1]) > 255:
+                if tile[0] == "ppm":
+                    return {"ppm_offset": int(tile[2]), "ppm_maxval": int(args[1])}
+                if tile[0] == "ppm_plain":
+                    return {"plain": True}
+        return None
+    return {} if _stores_16_bit_samples(image) else None
+
+
+def _stores_16_bit_samples(image: Image.Image) -> bool:
+    """Whether the current frame's data holds 16-bit samples (its raw mode says ``;16``)."""
     for tile in getattr(image, "tile", None) or ():
         args = tile[3] if len(tile) > 3 else None
-        if image.format == "PPM":
-            if tile[0] == "ppm" and isinstance(args, tuple) and len(args) > 1 and int(args[1]) > 255:
-                return {"ppm_offset": int(tile[2]), "ppm_maxval": int(args[1])}
-            if tile[0] == "ppm_plain" and isinstance(args, tuple) and len(args) > 1 and int(args[1]) > 255:
-                return {"plain": True}
-            continue
         rawmode = args[0] if isinstance(args, tuple) and args else args
         if isinstance(rawmode, str) and ";16" in rawmode:
-            return {}
-    return None
+            return True
+    return False
 
 
 def _refuse_16_bits_read_as_8(image: Image.Image, label: str, index: int) -> None:
     """Refuse a frame whose 16-bit samples Pillow would decode to 8 bits (16-bit
     CMYK or grey with alpha, or a 16-bit colour page after an 8-bit one)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return
-    for tile in getattr(image, "tile", None) or ():
-        args = tile[3] if len(tile) > 3 else None
-        rawmode = args[0] if isinstance(args, tuple) and args else args
-        if isinstance(rawmode, str) and ";16" in rawmode:
-            where = f" (frame {index + 1})" if index else ""
-            raise ImageError(
-                f"{label}: 16-bit {image.mode}{where} would be read at 8 bits per sample; convfilter keeps "
-                "16 bits for grey and for RGB(A) images whose every frame is 16-bit, not for this one"
-            )
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F") and _stores_16_bit_samples(image):
+        where = f" (frame {index + 1})" if index else ""
+        raise ImageError(
+            f"{label}: 16-bit {image.mode}{where} would be read at 8 bits per sample; convfilter keeps "
+            "16 bits for grey and for RGB(A) images whose every frame is 16-bit, not for this one"
+        )
 
 
 def _decode_deep_colour(
@@ -774,10 +778,15 @@ def band_names(mode: str) -> tuple[str, ...]:
 def alpha_is_opaque(image: Image.Image | DeepImage) -> bool:
     """Whether every pixel is fully opaque (True for modes without alpha)."""
     if isinstance(image, DeepImage):
-        return image.mode != "RGBA;16" or bool((image.array[..., 3] == 65535).all())
+        return image.mode != "RGBA;16" or opaque_alpha(image.array[..., 3])
     if "A" not in image.getbands():
         return True
     return image.getchannel("A").getextrema()[0] == 255
+
+
+def opaque_alpha(alpha: np.ndarray) -> bool:
+    """Whether an integer alpha band is everywhere at its type's maximum."""
+    return bool((alpha == np.iinfo(alpha.dtype).max).all())
 
 
 def to_array(image: Image.Image | DeepImage) -> np.ndarray:

@@ -355,7 +355,7 @@ def filter_pixels(
     """
     if settings.alpha == "auto":
         bands = images.band_names(mode)
-        opaque = "A" not in bands or _opaque(array[..., bands.index("A")])
+        opaque = "A" not in bands or images.opaque_alpha(array[..., bands.index("A")])
         settings = replace(settings, alpha=resolve_alpha(settings, mode, opaque=opaque))
     selected, alpha = _band_indices(mode, settings)
     cvals = _fill_values(settings, array.dtype, mode)
@@ -486,7 +486,13 @@ def process_file(
     timings["load"] = _ms_since(start)
     t = time.perf_counter()
     mode = loaded.mode
-    if settings.alpha == "auto" and _auto_premultiplies(loaded, settings):
+    # --alpha auto is decided once per frame here, so filtering does not look again.
+    frame_settings = [
+        replace(settings, alpha=resolve_alpha(settings, mode, opaque=images.alpha_is_opaque(frame)))
+        if settings.alpha == "auto" else settings
+        for frame in loaded.frames
+    ]  # fmt: skip
+    if settings.alpha == "auto" and any(s.alpha == "premultiply" for s in frame_settings):
         if comparing:
             from . import compare
 
@@ -506,7 +512,7 @@ def process_file(
     first_input = loaded.frames[0] if comparing else None
     count = len(loaded.frames)
     filtered = [
-        _filter_frame(loaded.frames, i, settings,
+        _filter_frame(loaded.frames, i, frame_settings[i],
                       None if progress is None else lambda fraction, i=i: progress((i + fraction) / count))
         for i in range(count)
     ]  # fmt: skip
@@ -562,11 +568,11 @@ def process_file(
 def _check_writable(mode: str, fmt: str, output: OutputSettings) -> None:
     """Refuse, in one message, every reason ``fmt`` cannot hold a ``mode`` image as asked."""
     written_mode = mode if output.background is None else images.flattened_mode(mode)
+    checks = [images.check_alpha] if output.depth == 8 else [images.check_depth, images.check_alpha]
     reasons = []
-    for check in (images.check_depth if output.depth is None else None, images.check_alpha):
+    for check in checks:
         try:
-            if check is not None:
-                check(written_mode, fmt)
+            check(written_mode, fmt)
         except images.OutputError as exc:
             reasons.append(str(exc))
     if reasons:
@@ -604,20 +610,6 @@ def _share(progress: Callable[[float], object], index: int, count: int) -> Calla
         progress((index + done / max(total, 1)) / count)
 
     return report
-
-
-def _auto_premultiplies(loaded: images.LoadedImage, settings: FilterSettings) -> bool:
-    """Whether ``--alpha auto`` premultiplies some frame of ``loaded``."""
-    if "A" not in images.band_names(loaded.mode):
-        return False
-    return any(
-        resolve_alpha(settings, loaded.mode, opaque=images.alpha_is_opaque(frame)) == "premultiply"
-        for frame in loaded.frames
-    )
-
-
-def _opaque(alpha: np.ndarray) -> bool:
-    return bool((alpha == np.iinfo(alpha.dtype).max).all())
 
 
 def _filter_frame(

@@ -422,6 +422,36 @@ def test_matrix_text_round_trip(case):
 # ---------------------------------------------------------------------------
 
 
+#: Empty entries and rows, each refused with where it is and what to do.
+EMPTY_ENTRY_CASES = [
+    ("1,,2", "empty entry at row 1, column 2 of '1,,2': remove the extra comma or write a number"),
+    (",1,2", "empty entry at row 1, column 1 of ',1,2'"),
+    ("1,2,", "empty entry at row 1, column 3 of '1,2,'"),
+    ("1, ,2", "empty entry at row 1, column 2 of '1, ,2'"),
+    ("1 ,\t, 2", "empty entry at row 1, column 2"),
+    ("1 2,,3", "empty entry at row 1, column 3"),
+    ("1 2; 3,,4", "empty entry at row 2, column 2 of '3,,4'"),
+    ("1,2,\n3,4,", "empty entry at row 1, column 3 of '1,2,'"),
+    ("1,2; 3,4,;", "empty entry at row 2, column 3 of '3,4,'"),
+    ("1 2 # comment\n3,,4", "empty entry at row 2, column 2"),
+    ("1 2;;3 4", "row 2 is empty in '1 2;;3 4': remove the extra ';' or write the row's numbers"),
+    ("1 2; ;3 4", "row 2 is empty in '1 2; ;3 4': remove the extra ';'"),
+    ("1 2;\n;3 4", "row 2 is empty in '1 2;\\n;3 4': remove the extra ';'"),
+    (";1 2", "row 1 is empty in ';1 2': remove the extra ';'"),
+    ("1 2;;", "row 2 is empty in '1 2;;': remove the extra ';'"),
+    ("1 2\n\n3 4", "row 2 is empty in '1 2\\n\\n3 4': remove the blank line"),
+    ("[[1,,2],[3,4]]", "empty entry at row 1, column 2 of '1,,2'"),
+    ("[[1,2],[3,4,]]", "empty entry at row 2, column 3 of '3,4,'"),
+    ("[[,1,2],[3,4]]", "empty entry at row 1, column 1"),
+    ("[1,2,]", "empty entry at row 1, column 3 of '1,2,'"),
+    ("[[1,2],,[3,4]]", "row 2 is empty in '[[1,2],,[3,4]]': remove the extra comma or write the row's numbers"),
+    ("[[1,2], , [3,4]]", "row 2 is empty in '[[1,2], , [3,4]]': remove the extra comma"),
+    ("[,[1,2],[3,4]]", "row 1 is empty in '[,[1,2],[3,4]]': remove the extra comma"),
+    ("[[1,2],[3,4],]", "row 3 is empty in '[[1,2],[3,4],]': remove the extra comma"),
+    ("[[1,2],[]]", "row 2 is empty in '[[1,2],[]]': remove the '[]' or write the row's numbers"),
+]
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -449,45 +479,10 @@ def test_matrix_text_round_trip(case):
         ("1 2\n\n3 4", "row 2 is empty"),
         ("1 2;\n;3 4", "row 2 is empty"),
         ("[[1, [2]], [3, 4]]", "one level of rows"),
-    ],
+    ]
+    + EMPTY_ENTRY_CASES,
 )
 def test_parser_error_messages(spec, message):
-    with pytest.raises(KernelSpecError) as info:
-        parse_kernel(spec)
-    assert message in str(info.value)
-
-
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ("1,,2", "empty entry at row 1, column 2 of '1,,2': remove the extra comma or write a number"),
-        (",1,2", "empty entry at row 1, column 1 of ',1,2'"),
-        ("1,2,", "empty entry at row 1, column 3 of '1,2,'"),
-        ("1, ,2", "empty entry at row 1, column 2 of '1, ,2'"),
-        ("1 ,\t, 2", "empty entry at row 1, column 2"),
-        ("1 2,,3", "empty entry at row 1, column 3"),
-        ("1 2; 3,,4", "empty entry at row 2, column 2 of '3,,4'"),
-        ("1,2,\n3,4,", "empty entry at row 1, column 3 of '1,2,'"),
-        ("1,2; 3,4,;", "empty entry at row 2, column 3 of '3,4,'"),
-        ("1 2 # comment\n3,,4", "empty entry at row 2, column 2"),
-        ("1 2;;3 4", "row 2 is empty in '1 2;;3 4': remove the extra ';' or write the row's numbers"),
-        ("1 2; ;3 4", "row 2 is empty in '1 2; ;3 4': remove the extra ';'"),
-        ("1 2;\n;3 4", "row 2 is empty in '1 2;\\n;3 4': remove the extra ';'"),
-        (";1 2", "row 1 is empty in ';1 2': remove the extra ';'"),
-        ("1 2;;", "row 2 is empty in '1 2;;': remove the extra ';'"),
-        ("1 2\n\n3 4", "row 2 is empty in '1 2\\n\\n3 4': remove the blank line"),
-        ("[[1,,2],[3,4]]", "empty entry at row 1, column 2 of '1,,2'"),
-        ("[[1,2],[3,4,]]", "empty entry at row 2, column 3 of '3,4,'"),
-        ("[[,1,2],[3,4]]", "empty entry at row 1, column 1"),
-        ("[1,2,]", "empty entry at row 1, column 3 of '1,2,'"),
-        ("[[1,2],,[3,4]]", "row 2 is empty in '[[1,2],,[3,4]]': remove the extra comma or write the row's numbers"),
-        ("[[1,2], , [3,4]]", "row 2 is empty in '[[1,2], , [3,4]]': remove the extra comma"),
-        ("[,[1,2],[3,4]]", "row 1 is empty in '[,[1,2],[3,4]]': remove the extra comma"),
-        ("[[1,2],[3,4],]", "row 3 is empty in '[[1,2],[3,4],]': remove the extra comma"),
-        ("[[1,2],[]]", "row 2 is empty in '[[1,2],[]]': remove the '[]' or write the row's numbers"),
-    ],
-)
-def test_empty_entries_and_rows_are_refused(spec, message):
     with pytest.raises(KernelSpecError) as info:
         parse_kernel(spec)
     assert message in str(info.value)
@@ -528,15 +523,6 @@ def test_empty_entry_in_a_long_row_is_shown_in_context():
     assert "1,,2" in excerpt
     assert "empty entry at row 1, column 51" in message
     assert len(message) < 150
-
-
-def test_empty_entry_in_a_file_names_the_file(tmp_path):
-    path = tmp_path / "k.txt"
-    path.write_text("1 2 3\n4,,5\n")
-    with pytest.raises(KernelSpecError) as info:
-        parse_kernel(f"@{path}")
-    assert str(path) in str(info.value)
-    assert "empty entry at row 2, column 2 of '4,,5'" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -618,13 +604,17 @@ def test_text_file_forms(tmp_path, text):
     assert parse_kernel(f"@{path}").matrix.tolist() == [[1, 2], [3, 4]]
 
 
-def test_text_file_error_names_the_file(tmp_path):
-    path = tmp_path / "ragged.txt"
-    path.write_text("1 2 3\n4 5\n")
+@pytest.mark.parametrize(("text", "message"), [
+    ("1 2 3\n4 5\n", "row 2 has 2 values, row 1 has 3"),
+    ("1 2 3\n4,,5\n", "empty entry at row 2, column 2 of '4,,5'"),
+])  # fmt: skip
+def test_text_file_error_names_the_file(tmp_path, text, message):
+    path = tmp_path / "kernel.txt"
+    path.write_text(text)
     with pytest.raises(KernelSpecError) as info:
         parse_kernel(f"@{path}")
     assert str(path) in str(info.value)
-    assert "row 2 has 2 values, row 1 has 3" in str(info.value)
+    assert message in str(info.value)
 
 
 def test_non_utf8_file(tmp_path):
