@@ -18,14 +18,7 @@ from typing import Iterator
 import click
 
 from . import __version__
-
-# Kept here (not imported from the engine) so that --help needs no NumPy;
-# tests check these equal engine.BORDER_MODES, engine.METHODS,
-# pipeline.ALPHA_MODES and encoding.COMPRESSIONS.
-BORDER_CHOICES = ("nearest", "reflect", "mirror", "wrap", "constant", "keep", "valid")
-METHOD_CHOICES = ("auto", "direct", "separable", "fft")
-ALPHA_CHOICES = ("auto", "keep", "filter", "premultiply")
-COMPRESSION_CHOICES = ("none", "lzw", "deflate", "packbits")
+from .options import AlphaMode, BorderMode, Compression, Method, SettingsError
 
 #: Exit codes (documented in the README).
 EXIT_OK = 0
@@ -159,19 +152,19 @@ def _filter_options(function):
     options = [
         click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
                      help="Apply the whole kernel chain N times."),
-        click.option("--border", type=click.Choice(BORDER_CHOICES), default="nearest",
+        click.option("--border", type=click.Choice(BorderMode.names()), default="nearest",
                      show_default=True, help="How pixels beyond the edge are made up."),
         click.option("--cval", default="0", show_default=True, metavar="V",
                      help="Fill value for --border constant: V, V% of the type's range, or one per "
                           "band (255,0,0)."),
-        click.option("--abs", "absolute", is_flag=True,
+        click.option("--abs", "abs", is_flag=True,
                      help="Absolute value before rounding (edges of both signs)."),
         click.option("--channels", metavar="BANDS", default=None,
                      help="Bands to filter, e.g. R,G; the others pass through."),
-        click.option("--alpha", type=click.Choice(ALPHA_CHOICES), default="auto", show_default=True,
+        click.option("--alpha", type=click.Choice(AlphaMode.names()), default="auto", show_default=True,
                      help="auto: premultiply transparent images for kernels that keep brightness, "
                           "else keep; or keep alpha, filter it, premultiply."),
-        click.option("--method", type=click.Choice(METHOD_CHOICES), default="auto",
+        click.option("--method", type=click.Choice(Method.names()), default="auto",
                      show_default=True, help="Engine strategy; auto picks the fastest."),
         click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
                      help="Engine threads per image [default: one per CPU]."),
@@ -190,7 +183,7 @@ def _output_options(function):
         click.option("--quality", type=click.IntRange(1, 100), default=None, metavar="Q",
                      help="JPEG/WebP quality, 1-100 [default: the input's encoding; see the README]."),
         click.option("--lossless", is_flag=True, help="Write lossless WebP."),
-        click.option("--compression", type=click.Choice(COMPRESSION_CHOICES), default=None,
+        click.option("--compression", type=click.Choice(Compression.names()), default=None,
                      help="TIFF compression [default: the input's, else none]."),
         click.option("--background", metavar="COLOR", default=None,
                      help="Flatten transparency onto COLOR (a name or #rrggbb); needed for JPEG, BMP, PPM."),
@@ -216,20 +209,24 @@ def _input_options(function):
     return function
 
 
-def build_kernels(specs, scale, offset, normalize, flip, *, quiet=True):
+#: The parameters of _kernel_options, _filter_options and _output_options/_input_options.
+_KERNEL_PARAMS = ("kernel_specs", "scale", "offset", "normalize", "flip")
+_FILTER_PARAMS = ("repeat", "border", "cval", "abs", "channels", "alpha", "method", "threads")
+
+
+def build_kernels(options: dict, *, quiet: bool = True) -> tuple:
     """Parse and prepare every ``-k`` spec (before any file is read).
 
     Unless ``quiet``, a kernel that would change the image's brightness
     without being asked to gets a ``convfilter: note:`` line on stderr.
     """
-    from .kernels import parse_kernel, prepare_kernel
+    from .kernels import parse_kernel
 
+    specs = options["kernel_specs"]
     if not specs:
         raise click.UsageError("give at least one kernel with -k/--kernel")
-    kernels = tuple(
-        prepare_kernel(parse_kernel(spec), scale=scale, offset=offset, normalize=normalize, flip=flip)
-        for spec in specs
-    )
+    changes = {name: options.get(name) for name in _KERNEL_PARAMS[1:]}
+    kernels = tuple(parse_kernel(spec, **changes) for spec in specs)
     for hint in [] if quiet else brightness_hints(kernels):
         click.echo(f"convfilter: note: {one_line(hint)}", err=True)
     return kernels
@@ -242,42 +239,48 @@ def brightness_hints(kernels) -> list[str]:
     return [hint for hint in map(brightness_hint, kernels) if hint]
 
 
-def build_settings(kernels, repeat, border, cval, absolute, channels, alpha, method, threads):
-    from .pipeline import FillValue, FilterSettings, SettingsError
+def filter_settings(kernels, options: dict):
+    """The one :class:`FilterSettings` value of a command's filter options."""
+    from .options import FilterSettings
 
-    try:
-        fill = FillValue.parse(cval)
-    except SettingsError as exc:
-        raise click.BadParameter(str(exc).removeprefix(f"--cval {cval!r}: "), param_hint="--cval") from None
-    bands = None
-    if channels is not None:
-        bands = tuple(b.upper() for b in re.split(r"[,\s]+", channels) if b)
-        if not bands:
-            raise click.BadParameter("name at least one band, e.g. R,G", param_hint="--channels")
-    return FilterSettings(
-        kernels=kernels, repeat=repeat, border=border, cval=fill, absolute=absolute,
-        channels=bands, alpha=alpha, method=method, threads=threads,
-    )  # fmt: skip
+    with _as_bad_parameter():
+        return FilterSettings(kernels, **{name: options[name] for name in _FILTER_PARAMS})
 
 
-def output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats, *, depth=None,
-                    lossless=False, compression=None, background=None):
-    from .images import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, readable_formats
-    from .pipeline import OutputSettings
+def output_settings(options: dict):
+    """The one :class:`OutputSettings` value of a command's output and input options."""
+    from .images import readable_formats
+    from .options import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, OutputSettings
 
-    unknown = [f for f in allow_formats if f.upper() not in readable_formats()]
+    allowed = options.get("allow_formats", ())
+    unknown = [f for f in allowed if f.upper() not in readable_formats()]
     if unknown:
         raise click.BadParameter(
             f"{unknown[0]!r} is not a format Pillow reads here ({', '.join(readable_formats())})",
             param_hint="--allow-format",
         )
-    formats = tuple(dict.fromkeys(list(DEFAULT_FORMATS) + [f.upper() for f in allow_formats]))
-    return OutputSettings(
-        fmt=fmt, quality=quality, strip_metadata=strip_metadata,
-        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
-        formats=formats, depth=None if depth is None else int(depth), lossless=lossless,
-        compression=compression, background=None if background is None else _colour(background),
-    )  # fmt: skip
+    background = options.get("background")
+    depth = options.get("depth")
+    with _as_bad_parameter():
+        return OutputSettings(
+            fmt=options.get("fmt"), quality=options.get("quality"),
+            strip_metadata=options.get("strip_metadata", False),
+            max_pixels=DEFAULT_MAX_PIXELS if options.get("max_pixels") is None else options["max_pixels"],
+            formats=DEFAULT_FORMATS + tuple(allowed), depth=None if depth is None else int(depth),
+            lossless=options.get("lossless", False), compression=options.get("compression"),
+            background=None if background is None else _colour(background),
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _as_bad_parameter() -> Iterator[None]:
+    """A SettingsError that names its option becomes Click's usage error for it."""
+    try:
+        yield
+    except SettingsError as exc:
+        if exc.option is None:
+            raise
+        raise click.BadParameter(str(exc), param_hint=exc.option) from None
 
 
 def _colour(text: str) -> tuple[int, int, int]:
@@ -325,10 +328,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the report.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip, repeat, border,
-          cval, absolute, channels, alpha, method, threads, fmt, quality, lossless, compression,
-          background, depth, strip_metadata, max_pixels, allow_formats, diff_pil, diff_image, fail_on_diff,
-          as_json, quiet, debug):
+def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, as_json, quiet, debug, **options):
     """Filter INPUT with one or more kernels and write OUTPUT.
 
     INPUT or OUTPUT may be '-' for standard input/output. The output
@@ -343,12 +343,9 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
       cat in.png | convfilter apply - - -k blur --format png > out.png
     """
     with reported_errors(debug):
-        kernels = build_kernels(kernel_specs, scale, offset, normalize, flip, quiet=quiet or as_json)
-        settings = build_settings(kernels, repeat, border, cval, absolute, channels, alpha,
-                                  method, threads)  # fmt: skip
-        output = output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats,
-                                 depth=depth, lossless=lossless, compression=compression,
-                                 background=background)  # fmt: skip
+        kernels = build_kernels(options, quiet=quiet or as_json)
+        settings = filter_settings(kernels, options)
+        output = output_settings(options)
         from .pipeline import process_file
 
         to_stdout = output_path == "-"
@@ -375,8 +372,9 @@ def apply(input_path, output_path, kernel_specs, scale, offset, normalize, flip,
         summary = {
             "command": "apply",
             "kernels": [_kernel_summary(k) for k in kernels],
-            "settings": {"repeat": repeat, "border": border, "cval": _cval_summary(cval), "abs": absolute,
-                         "channels": settings.channels, "alpha": alpha, "method": method},
+            "settings": {"repeat": settings.repeat, "border": settings.border,
+                         "cval": _cval_summary(options["cval"]), "abs": settings.abs,
+                         "channels": settings.channels, "alpha": settings.alpha, "method": settings.method},
             **result.to_dict(),
         }  # fmt: skip
         summary["notes"] = brightness_hints(kernels) + summary["notes"]
@@ -516,7 +514,8 @@ def kernels(spec, scale, offset, normalize, flip, as_json, debug):
         if spec is None:
             _echo(_preset_listing(as_json), to_stderr=False)
             return
-        (kernel,) = build_kernels((spec,), scale, offset, normalize, flip, quiet=False)
+        (kernel,) = build_kernels(dict(kernel_specs=(spec,), scale=scale, offset=offset, normalize=normalize,
+                                       flip=flip), quiet=False)  # fmt: skip
     if as_json:
         data = _kernel_summary(kernel)
         data.update(anchor=list(kernel.anchor), weights=kernel.weights.tolist(),
@@ -583,7 +582,7 @@ def diff(first, second, diff_image, as_json, quiet, max_pixels, allow_formats, d
     with reported_errors(debug, exit_code=EXIT_USAGE):
         from . import compare, images
 
-        output = output_settings(None, None, False, max_pixels, allow_formats)
+        output = output_settings({"max_pixels": max_pixels, "allow_formats": allow_formats})
         picture_format = None
         if diff_image is not None:
             picture_format = images.output_format(diff_image, None, format_option=None)
@@ -644,11 +643,8 @@ EXIT_TERMINATED = 143
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="Run on a Dask cluster: tcp://HOST:8786, or 'local' (needs convfilter[dask]).")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat, border, cval,
-          absolute, channels, alpha, method, threads, fmt, quality, lossless, compression,
-          background, depth, strip_metadata, max_pixels, allow_formats, recursive, from_file, null,
-          name_template, in_place, overwrite, skip_existing, jobs, fail_fast, progress, dry_run, as_json,
-          quiet, scheduler, debug):
+def batch(inputs, out_dir, recursive, from_file, null, name_template, in_place, overwrite, skip_existing,
+          jobs, fail_fast, progress, dry_run, as_json, quiet, scheduler, debug, **options):
     """Filter many images into OUT_DIR, in parallel.
 
     INPUTS are image files, directories (their images; sub-folders with -r)
@@ -673,16 +669,13 @@ def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat,
     if overwrite and skip_existing:
         raise click.UsageError("give either --overwrite or --skip-existing, not both")
     with reported_errors(debug):
-        kernels = build_kernels(kernel_specs, scale, offset, normalize, flip, quiet=quiet)
-        settings = build_settings(kernels, repeat, border, cval, absolute, channels, alpha,
-                                  method, threads)  # fmt: skip
-        output = output_settings(fmt, quality, strip_metadata, max_pixels, allow_formats,
-                                 depth=depth, lossless=lossless, compression=compression,
-                                 background=background)  # fmt: skip
+        kernels = build_kernels(options, quiet=quiet)
+        settings = filter_settings(kernels, options)
+        output = output_settings(options)
         from . import batch as batching
 
         try:
-            batching.NameTemplate(name_template).check_format(fmt)
+            batching.NameTemplate(name_template).check_format(output.fmt)
         except batching.TemplateError as exc:
             raise click.UsageError(str(exc)) from None
         if scheduler is not None:
@@ -694,7 +687,7 @@ def batch(inputs, out_dir, kernel_specs, scale, offset, normalize, flip, repeat,
             paths = batching.read_path_list(stream, null=null) if stream is not None else ()
             plan = batching.plan_batch(
                 inputs, out_dir, path_list=paths, recursive=recursive, template=name_template,
-                kernel_specs=kernel_specs, fmt=fmt, formats=output.formats, in_place=in_place,
+                kernel_specs=options["kernel_specs"], fmt=output.fmt, formats=output.formats, in_place=in_place,
                 overwrite=overwrite, skip_existing=skip_existing,
             )  # fmt: skip
         if dry_run:
@@ -832,8 +825,7 @@ class _BatchReport:
 @_input_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-def gallery(image_path, sheet_path, kernel_specs, tile_size, columns, repeat, border, cval,
-            absolute, channels, alpha, method, threads, max_pixels, allow_formats, quiet, debug):
+def gallery(image_path, sheet_path, kernel_specs, tile_size, columns, quiet, debug, **options):
     """Write a contact sheet of IMAGE through many kernels, to choose one.
 
     The original comes first, then one tile per kernel, each labelled with
@@ -849,12 +841,8 @@ def gallery(image_path, sheet_path, kernel_specs, tile_size, columns, repeat, bo
         from . import gallery as galleries
 
         specs = galleries.gallery_specs(kernel_specs)
-        entries = []
-        for spec in specs:
-            kernels = build_kernels((spec,), None, None, False, False)
-            entries.append((spec, build_settings(kernels, repeat, border, cval, absolute, channels,
-                                                 alpha, method, threads)))  # fmt: skip
-        output = output_settings(None, None, False, max_pixels, allow_formats)
+        entries = [(spec, filter_settings(build_kernels({"kernel_specs": (spec,)}), options)) for spec in specs]
+        output = output_settings(options)
         sheet = galleries.write_gallery(image_path, sheet_path, entries, tile_size=tile_size,
                                         columns=columns, output=output)  # fmt: skip
     if not quiet:

@@ -14,22 +14,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from .options import Compression, OutputSettings
+
 __all__ = [
     "COMPRESSIONS",
     "FORMAT_DEFAULTS",
     "SourceEncoding",
-    "EncodingOverrides",
     "SaveOptions",
     "webp_is_lossless",
     "save_options",
 ]
 
-#: ``--compression`` names and Pillow's names for them.
-COMPRESSIONS: dict[str, str] = {
-    "none": "raw",
-    "lzw": "tiff_lzw",
-    "deflate": "tiff_adobe_deflate",
-    "packbits": "packbits",
+#: Pillow's name for each ``--compression``.
+COMPRESSIONS: dict[Compression, str] = {
+    Compression.NONE: "raw",
+    Compression.LZW: "tiff_lzw",
+    Compression.DEFLATE: "tiff_adobe_deflate",
+    Compression.PACKBITS: "packbits",
 }
 
 #: Lossless TIFF compressions (zstd and LZMA where Pillow's libtiff has them).
@@ -69,21 +70,6 @@ class SourceEncoding:
     default_image: bool = False
 
 
-@dataclass(frozen=True)
-class EncodingOverrides:
-    """What the user asked for: ``--quality``, ``--lossless``, ``--compression``."""
-
-    quality: int | None = None
-    lossless: bool = False
-    compression: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.compression is not None and self.compression not in COMPRESSIONS:
-            raise ValueError(
-                f"unknown compression {self.compression!r} (choose from {', '.join(COMPRESSIONS)})"
-            )
-
-
 def webp_is_lossless(data: bytes) -> bool | None:
     """True when a WebP file's image data is lossless (VP8L), False when lossy
     (VP8), None when neither is found. Animation frames are looked into.
@@ -119,7 +105,7 @@ class SaveOptions:
 def save_options(
     fmt: str,
     source: SourceEncoding,
-    overrides: EncodingOverrides,
+    overrides: OutputSettings,
     *,
     mode: str,
     alphas: Sequence | None = None,
@@ -160,7 +146,7 @@ def save_options(
     return result
 
 
-def _jpeg(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverrides) -> None:
+def _jpeg(result: SaveOptions, source: SourceEncoding, overrides: OutputSettings) -> None:
     options = result.options
     if overrides.quality is not None:
         options["quality"] = overrides.quality
@@ -174,7 +160,7 @@ def _jpeg(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverri
         options["progressive"] = True
 
 
-def _webp(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverrides) -> None:
+def _webp(result: SaveOptions, source: SourceEncoding, overrides: OutputSettings) -> None:
     options = result.options
     if overrides.lossless or (overrides.quality is None and source.webp_lossless):
         options["lossless"] = True
@@ -197,14 +183,14 @@ def _webp(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverri
 _PREDICTED_TIFF = {"tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "zstd", "lzma"}
 
 
-def _tiff(result: SaveOptions, source: SourceEncoding, overrides: EncodingOverrides, mode: str) -> None:
+def _tiff(result: SaveOptions, source: SourceEncoding, overrides: OutputSettings, mode: str) -> None:
     _tiff_compression(result, source, overrides, mode)
     if source.tiff_predictor > 1 and result.options.get("compression") in _PREDICTED_TIFF:
         result.options["predictor"] = source.tiff_predictor  # images.encode_image writes it as a tag
 
 
 def _tiff_compression(
-    result: SaveOptions, source: SourceEncoding, overrides: EncodingOverrides, mode: str
+    result: SaveOptions, source: SourceEncoding, overrides: OutputSettings, mode: str
 ) -> None:
     if overrides.compression is not None:
         result.options["compression"] = COMPRESSIONS[overrides.compression]

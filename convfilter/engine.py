@@ -39,12 +39,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 
 from . import methods
-from .kernels import Kernel
+from .kernels import Kernel, as_kernel
+from .options import BorderMode, Method
 
 __all__ = [
     "BorderMode",
@@ -53,8 +53,10 @@ __all__ = [
     "FilterError",
     "correlate",
     "filter_array",
+    "filter_mode_i",
     "border_index",
     "accumulator_dtype",
+    "check_dtype",
     "round_to_dtype",
     "SUPPORTED_DTYPES",
     "MAX_SECONDS",
@@ -63,44 +65,22 @@ __all__ = [
 ]
 
 
-class BorderMode(str, Enum):
-    """How pixels beyond the image edge are made up.
+#: Border mode names, in the order the CLI lists them (see :class:`BorderMode`).
+BORDER_MODES: tuple[str, ...] = BorderMode.names()
 
-    ====================  ====================================  ==========
-    name                  padding of ``a b c d``                 SciPy name
-    ====================  ====================================  ==========
-    ``nearest``           ``a a a | a b c d | d d d``            nearest
-    ``reflect``           ``c b a | a b c d | d c b``            reflect
-    ``mirror``            ``d c b | a b c d | c b a``            mirror
-    ``wrap``              ``b c d | a b c d | a b c``            grid-wrap
-    ``constant``          ``k k k | a b c d | k k k`` (cval=k)   constant
-    ``keep``              edge pixels copied unchanged (Pillow)  --
-    ``valid``             no padding; output shrinks             --
-    ====================  ====================================  ==========
-    """
+#: Ways of computing a correlation (see :class:`Method`); ``auto`` picks one by a cost model.
+METHODS: tuple[str, ...] = Method.names()
 
-    NEAREST = "nearest"
-    REFLECT = "reflect"
-    MIRROR = "mirror"
-    WRAP = "wrap"
-    CONSTANT = "constant"
-    KEEP = "keep"
-    VALID = "valid"
-
-
-#: Border mode names, in the order the CLI lists them.
-BORDER_MODES: tuple[str, ...] = tuple(m.value for m in BorderMode)
-
-#: Ways of computing a correlation; ``auto`` picks one by a cost model.
-METHODS: tuple[str, ...] = ("auto", "direct", "separable", "fft")
-
-#: Array dtypes the engine filters (the Pillow modes L/RGB..., I;16, I, F).
+#: The sample types of Pillow's filterable modes (L, RGB..., I;16, I, F) and
+#: float64: these the engine sums itself, in Pillow's order; every other
+#: real dtype is converted to one of them (see :func:`filter_array`).
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int32, np.float32, np.float64)
 
+#: What Pillow clamps each integer sample type to; mode I (int32) stops at 0.
 _INT_LIMITS = {
     np.dtype(np.uint8): (0.0, 255.0),
     np.dtype(np.uint16): (0.0, 65535.0),
-    np.dtype(np.int32): (0.0, 2147483647.0),  # Pillow clamps mode I at 0, as here
+    np.dtype(np.int32): (0.0, 2147483647.0),
 }
 
 
@@ -109,10 +89,8 @@ class FilterError(ValueError):
 
 
 def accumulator_dtype(dtype: np.dtype) -> np.dtype:
-    """The dtype sums are computed in: float64 for float64 input, else float32.
-
-    float32 for every integer type is Pillow's choice and is required for
-    byte-identical results.
+    """The dtype the engine sums a Pillow sample type in: float64 for float64,
+    else float32 (Pillow's choice, required for byte-identical results).
 
     >>> accumulator_dtype(np.dtype(np.uint8))
     dtype('float32')
@@ -120,34 +98,63 @@ def accumulator_dtype(dtype: np.dtype) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype not in [np.dtype(t) for t in SUPPORTED_DTYPES]:
         names = ", ".join(np.dtype(t).name for t in SUPPORTED_DTYPES)
-        raise FilterError(f"cannot filter {dtype.name} arrays; supported: {names}")
+        raise FilterError(f"the engine sums {names} arrays, not {dtype.name}")
     return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
+def check_dtype(dtype: np.dtype) -> np.dtype:
+    """``dtype`` if convfilter filters it (bool, every integer, float16 to float64).
+
+    Raises
+    ------
+    FilterError
+        For complex, text, object, date and extended-precision arrays.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "biu" or (dtype.kind == "f" and dtype.itemsize <= 8):
+        return dtype
+    raise FilterError(
+        f"cannot filter {dtype.name} arrays; give real numbers: bool, int8 to int64, "
+        "uint8 to uint64, or float16 to float64"
+    )
+
+
 def round_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Convert accumulated sums (already holding the +0.5) to ``dtype``.
+    """Convert results that already hold the +0.5 of rounding to ``dtype``.
 
     The single place where convfilter's dtype policy lives:
 
-    * uint8, uint16, int32: clamp to [0, 255], [0, 65535], [0, 2**31 - 1]
-      and truncate, i.e. Pillow's ``trunc(clamp(v + 0.5))``; the caller has
-      added the 0.5 (Pillow adds it to the offset before summing).
-    * float32, float64: returned as they are, never clamped or rescaled.
+    * integers and bool: ``floor(v)`` clipped to the type's range (bool is
+      0 to 1), i.e. round half up of the result before the 0.5 was added.
+      On 8- and 16-bit samples this is Pillow's ``trunc(clamp(v + 0.5))``.
+    * floats: converted as they are, never clipped or rescaled (float16
+      overflows to infinity, as NumPy's conversion does).
 
-    >>> round_to_dtype(np.array([-3.0, 0.49, 1.5, 300.0], np.float32), np.uint8).tolist()
+    NaN becomes 0 in an integer type; infinities clip to its ends.
+
+    >>> round_to_dtype(np.array([-3.0, 0.49, 1.5, 300.0]), np.uint8).tolist()
     [0, 0, 1, 255]
+    >>> round_to_dtype(np.array([-2.5, -2.0, 127.9, 1e9]), np.int8).tolist()
+    [-3, -2, 127, 127]
     """
-    dtype = np.dtype(dtype)
+    dtype = check_dtype(dtype)
     if dtype.kind == "f":
-        return values.astype(dtype, copy=False)
-    out = np.empty(np.shape(values), dtype)
-    # As before: 8- and 16-bit results are clipped in ``values`` itself.
-    _round_into(values if dtype != np.int32 else values.copy(), out)
+        with np.errstate(over="ignore"):
+            return np.asarray(values).astype(dtype)
+    values = np.floor(np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=np.inf,
+                                    neginf=-np.inf))  # fmt: skip
+    low, high = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    top = float(high)
+    saturated = values >= top  # float(2**63 - 1) is 2**63, which int64 cannot hold
+    np.clip(values, float(low), top if top <= high else np.nextafter(top, 0.0), out=values)
+    out = values.astype(dtype)
+    out[saturated] = high
     return out
 
 
 def _round_into(values: np.ndarray, target: np.ndarray) -> None:
-    """round_to_dtype writing into ``target`` (its dtype); may overwrite ``values``."""
+    """Pillow's rounding of a strip's sums (holding the +0.5) into ``target``, a
+    Pillow sample type: clamped to :data:`_INT_LIMITS`; may overwrite ``values``."""
     dtype = target.dtype
     if dtype.kind == "f":
         np.copyto(target, values, casting="unsafe")
@@ -195,11 +202,11 @@ def border_index(n: int, before: int, after: int, mode: str) -> np.ndarray:
 
 def correlate(
     array: np.ndarray,
-    kernel: Kernel,
+    kernel: Kernel | str | np.ndarray,
     *,
     border: str | BorderMode = BorderMode.NEAREST,
     cval: float = 0.0,
-    method: str = "auto",
+    method: str | Method = Method.AUTO,
     threads: int | None = None,
     progress: Callable[[int, int], object] | None = None,
 ) -> np.ndarray:
@@ -208,20 +215,20 @@ def correlate(
     Parameters
     ----------
     array : ndarray
-        H x W or H x W x C; uint8, uint16, int32, float32 or float64.
-    kernel : Kernel
-        Applied as written (see :mod:`convfilter.kernels` for the anchor).
+        H x W or H x W x C, of any dtype :func:`check_dtype` accepts.
+    kernel : Kernel, str or array_like
+        A :class:`Kernel`, a spec (``"gaussian:2"``) or a 2-D matrix,
+        applied as written (see :mod:`convfilter.kernels` for the anchor).
     border : str or BorderMode
         How the edge is extended; see :class:`BorderMode`. With ``keep`` the
         pixels the kernel cannot fully cover hold the input's values.
     cval : float
         Fill value for ``constant``.
-    method : str
-        One of :data:`METHODS`; ``auto`` chooses the fastest that keeps the
-        accuracy contract (see :func:`choose_method`), and ``direct`` for a
-        float image holding NaN or infinity: ``fft`` and the matrix products
-        of ``separable`` would spread one such value over a whole tile or
-        column of sums.
+    method : str or Method
+        ``auto`` chooses the fastest that keeps the accuracy contract (see
+        :func:`choose_method`), and ``direct`` for a float image holding NaN
+        or infinity: ``fft`` and the matrix products of ``separable`` would
+        spread one such value over a whole tile or column of sums.
     threads : int or None
         Worker threads at most; None means one per CPU. Work the cost model
         estimates under 20 ms runs on one thread, as starting more costs
@@ -237,8 +244,9 @@ def correlate(
     Returns
     -------
     ndarray
-        The sums without offset or rounding: float64 for float64 input,
-        float32 otherwise. Same shape as ``array`` except with ``valid``.
+        The sums without offset or rounding: float64 for float64 and for
+        32- and 64-bit integers, float32 otherwise. Same shape as ``array``
+        except with ``valid``.
 
     Raises
     ------
@@ -250,54 +258,238 @@ def correlate(
     Examples
     --------
     >>> a = np.arange(25.0).reshape(5, 5)
-    >>> correlate(a, Kernel(np.arange(9.0).reshape(3, 3)), border="valid").tolist()
+    >>> correlate(a, np.arange(9).reshape(3, 3), border="valid").tolist()
     [[312.0, 348.0, 384.0], [492.0, 528.0, 564.0], [672.0, 708.0, 744.0]]
     """
+    kernel = as_kernel(kernel)
     array = _native(np.asarray(array))
     mode = _check(array, kernel, border)
+    if array.dtype not in _SUMMED:
+        wide = array.dtype.kind in "iu" and array.dtype.itemsize >= 4
+        array = array.astype(np.float64 if wide else np.float32)
     return _filter(array, kernel, mode, cval, method, threads, progress, raw=True,
                    absolute=False)  # fmt: skip
 
 
+#: Dtypes the engine sums as they are in :func:`correlate`.
+_SUMMED = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.float64))
+
+
 def filter_array(
     array: np.ndarray,
-    kernel: Kernel,
+    kernel: Kernel | str | np.ndarray,
     *,
     border: str | BorderMode = BorderMode.NEAREST,
     cval: float = 0.0,
-    absolute: bool = False,
-    method: str = "auto",
+    abs: bool = False,  # noqa: A002 - the name of the --abs option
+    method: str | Method = Method.AUTO,
     threads: int | None = None,
     progress: Callable[[int, int], object] | None = None,
+    out_dtype: np.dtype | type | str | None = None,
 ) -> np.ndarray:
     """Filter ``array`` with ``kernel``: same shape (except ``valid``) and dtype.
 
-    Integer results are ``trunc(clamp(sum + offset + 0.5))``, summed in
-    Pillow's order, so with ``border="keep"`` a Pillow preset gives exactly
-    ``Image.filter(ImageFilter.X)``. Float results are ``sum + offset``,
-    unclamped. ``absolute=True`` takes ``abs(sum + offset)`` before rounding,
-    which shows edges of both signs. ``method``, ``threads`` and
-    ``progress`` are as for :func:`correlate`. On 8-bit images every
-    method gives Pillow's bytes for Pillow's presets (``auto`` does on
-    every dtype, as it takes ``direct`` for them); otherwise 8-bit results
-    are within 1 of the exactly rounded ones and float results within 1e-4
-    of the exact sums (relative to their scale, ``sum(|weights|) *
-    max(|image|)``). 16- and 32-bit images are summed in float32 as Pillow
-    does, so beyond 1 their error is float32's relative error of that
-    scale.
+    The result is ``sum + offset`` (its absolute value with ``abs=True``,
+    which shows edges of both signs), converted to ``out_dtype`` (default:
+    the input's dtype) by :func:`round_to_dtype`: integers and bool are
+    rounded half up and clipped to the type's range, floats are kept as
+    they are. ``border``, ``cval``, ``method``, ``threads`` and ``progress``
+    are as for :func:`correlate`.
+
+    Accuracy, by input type:
+
+    * uint8, uint16, float32: summed in float32 in Pillow's order, so with
+      ``border="keep"`` a Pillow preset gives exactly
+      ``Image.filter(ImageFilter.X)`` on an L, RGB or I;16 image. On 8-bit
+      images every method gives Pillow's bytes for Pillow's presets
+      (``auto`` does on every type, as it takes ``direct`` for them);
+      otherwise 8-bit results are within 1 of the exactly rounded ones.
+    * every other integer type and bool, with an integer matrix: the sums
+      are exact integers wherever they fit in int64 (beyond 2**53 with a
+      scale or a fractional offset the division is float64's), so the
+      result is exactly rounded. Other kernels: summed in float64.
+    * float16 is summed in float32, float64 in float64; float results are
+      within 1e-4 of the exact sums relative to their scale,
+      ``sum(|weights|) * max(|image|)``.
+
+    Raises
+    ------
+    FilterError
+        As :func:`correlate`, and for an ``out_dtype`` that is not a real
+        number type.
+    KernelSpecError
+        For a kernel spec or matrix that is not a kernel.
 
     Examples
     --------
     An impulse returns the kernel rotated 180 degrees (correlation):
 
     >>> impulse = np.zeros((3, 3), np.uint8); impulse[1, 1] = 10
-    >>> filter_array(impulse, Kernel([[1, 2, 0], [0, 0, 0], [0, 0, 0]]), border="constant").tolist()
+    >>> filter_array(impulse, [[1, 2, 0], [0, 0, 0], [0, 0, 0]], border="constant").tolist()
     [[0, 0, 0], [0, 0, 0], [0, 20, 10]]
+
+    Integers of any width, summed exactly:
+
+    >>> filter_array(np.arange(25).reshape(5, 5), np.arange(9).reshape(3, 3), border="valid").tolist()
+    [[312, 348, 384], [492, 528, 564], [672, 708, 744]]
     """
+    absolute = abs
+    kernel = as_kernel(kernel)
     array = _native(np.asarray(array))
     mode = _check(array, kernel, border)
-    return _filter(array, kernel, mode, cval, method, threads, progress, raw=False,
-                   absolute=absolute)  # fmt: skip
+    target = array.dtype if out_dtype is None else check_dtype(out_dtype)
+    if array.dtype == target and array.dtype in _SUMMED:
+        return _filter(array, kernel, mode, cval, method, threads, progress, raw=False,
+                       absolute=absolute)  # fmt: skip
+    return _filter_converted(array, kernel, mode, cval, method, threads, progress, absolute, target)
+
+
+def filter_mode_i(
+    array: np.ndarray,
+    kernel: Kernel,
+    *,
+    border: str | BorderMode = BorderMode.NEAREST,
+    cval: float = 0.0,
+    abs: bool = False,  # noqa: A002 - the name of the --abs option
+    method: str | Method = Method.AUTO,
+    threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+) -> np.ndarray:
+    """Filter the int32 samples of a Pillow mode I image as Pillow does: summed
+    in float32 and clamped to 0 .. 2**31 - 1 (negative results become 0).
+
+    :func:`filter_array` instead keeps int32 arrays' full range, exactly.
+    """
+    array = _native(np.asarray(array))
+    if array.dtype != np.int32:
+        raise FilterError(f"mode I samples are int32, not {array.dtype.name}")
+    mode = _check(array, kernel, border)
+    return _filter(array, kernel, mode, cval, method, threads, progress, raw=False, absolute=abs)
+
+
+def _filter_converted(array, kernel, mode, cval, method, threads, progress, absolute, target) -> np.ndarray:
+    """filter_array for input or output types the engine does not sum as they are."""
+    cval = _fill_value(cval)
+    method = _method(method)
+    values = None
+    if array.dtype.kind in "biu" and kernel.is_integer():
+        sums = _exact_integer_sums(array, kernel, mode, cval, method, threads, progress)
+        if sums is not None:
+            values = _integer_result(sums, kernel, absolute, target)
+    if values is None:
+        work = np.float32 if array.dtype.kind == "f" and array.dtype.itemsize <= 4 else np.float64
+        sums = _filter(array.astype(work), kernel, mode, cval, method, threads, progress, raw=False,
+                       absolute=absolute)  # fmt: skip
+        values = sums.astype(target) if target.kind == "f" else round_to_dtype(sums + 0.5, target)
+    if mode is BorderMode.KEEP:
+        _keep_frame(values, array, kernel, target)
+    return values
+
+
+def _keep_frame(values: np.ndarray, array: np.ndarray, kernel: Kernel, target: np.dtype) -> None:
+    """Border ``keep``: the pixels the kernel cannot cover hold the input's samples in ``target``."""
+    h, w = kernel.shape
+    ay, ax = kernel.anchor
+    rows, cols = array.shape[:2]
+    out_rows, out_cols = max(0, rows - h + 1), max(0, cols - w + 1)
+    inner = values[ay : ay + out_rows, ax : ax + out_cols].copy()
+    values[...] = _convert_samples(array, target)
+    values[ay : ay + out_rows, ax : ax + out_cols] = inner
+
+
+def _convert_samples(array: np.ndarray, target: np.dtype) -> np.ndarray:
+    """Samples as ``target``: unchanged where it holds them, else by the dtype policy."""
+    if target.kind == "f" or array.dtype.kind == "f":
+        return array.astype(target) if target.kind == "f" else round_to_dtype(array + 0.5, target)
+    source = (0, 1) if array.dtype.kind == "b" else (np.iinfo(array.dtype).min, np.iinfo(array.dtype).max)
+    wanted = (0, 1) if target.kind == "b" else (np.iinfo(target).min, np.iinfo(target).max)
+    low, high = max(source[0], wanted[0]), min(source[1], wanted[1])
+    kind = array.dtype.type if array.dtype.kind != "b" else np.uint8
+    return np.clip(array.astype(kind, copy=False), kind(low), kind(high)).astype(target)
+
+
+#: Largest magnitude float64 sums of integers hold exactly, in any order.
+_EXACT_FLOAT64 = 2.0**53
+
+
+def _exact_integer_sums(array, kernel, mode, cval, method, threads, progress) -> np.ndarray | None:
+    """The exact integer sums S of ``kernel.matrix`` (not divided by the scale),
+    as float64 (below 2**53) or int64 (below 2**63). None when they do not fit,
+    when ``cval`` is fractional, or when exact sums would need a method other
+    than the one asked for (direct sums, or 1-D passes of integer factors)."""
+    if mode is BorderMode.CONSTANT and not cval.is_integer():
+        return None
+    magnitude = max(-float(array.min(initial=0)), float(array.max(initial=0)), abs(cval))
+    bound = float(np.abs(kernel.matrix).sum()) * magnitude
+    if bound >= 2.0**63:
+        return None
+    factors = _integer_factors(kernel.matrix)
+    unscaled = Kernel(kernel.matrix, factors=factors)
+    exact = ["direct"] + (["separable"] if factors is not None else [])
+    candidates = exact if method == "auto" else [m for m in exact if m == method]
+    if not candidates:
+        return None
+    if bound >= _EXACT_FLOAT64:
+        return _int64_sums(array, unscaled, mode, int(cval))
+    costs = {m: estimate_seconds(m, array.shape, unscaled, dtype=np.float64) for m in candidates}
+    chosen = min(candidates, key=costs.__getitem__)
+    if costs[chosen] > MAX_SECONDS:
+        return None
+    return _filter(array.astype(np.float64), unscaled, mode, cval, chosen, threads, progress, raw=True,
+                   absolute=False)  # fmt: skip
+
+
+def _int64_sums(array: np.ndarray, kernel: Kernel, mode: BorderMode, cval: int) -> np.ndarray:
+    """Exact int64 sums, one shifted copy of the image per non-zero weight
+    (under border ``keep`` the frame is left to the caller)."""
+    layout = _layout(array.shape, kernel, mode)
+    padded = array.astype(np.int64)[np.maximum(layout.rows, 0)][:, np.maximum(layout.cols, 0)]
+    padded[layout.rows < 0] = cval
+    padded[:, layout.cols < 0] = cval
+    sums = np.zeros((layout.out_rows, layout.out_cols) + array.shape[2:], np.int64)
+    for (y, x), weight in np.ndenumerate(kernel.matrix.astype(np.int64)):
+        if weight:
+            sums += weight * padded[y : y + layout.out_rows, x : x + layout.out_cols]
+    if mode is BorderMode.KEEP:
+        ay, ax = kernel.anchor
+        whole = np.zeros(array.shape, np.int64)
+        whole[ay : ay + layout.out_rows, ax : ax + layout.out_cols] = sums
+        return whole
+    return sums
+
+
+def _integer_result(sums: np.ndarray, kernel: Kernel, absolute: bool, target: np.dtype) -> np.ndarray:
+    """Exact sums -> ``target``: divided by the scale, offset added, rounded by the policy."""
+    if sums.dtype == np.int64 and kernel.scale == 1 and kernel.offset.is_integer():
+        values = sums + int(kernel.offset)
+        if absolute:
+            values = np.abs(values)
+        if target.kind == "f":
+            return values.astype(target)
+        low, high = (0, 1) if target.kind == "b" else (np.iinfo(target).min, np.iinfo(target).max)
+        return np.clip(values, max(low, -(2**63)), min(high, 2**63 - 1)).astype(target)
+    values = sums.astype(np.float64) / kernel.scale + kernel.offset
+    if absolute:
+        np.abs(values, out=values)
+    return values.astype(target) if target.kind == "f" else round_to_dtype(values + 0.5, target)
+
+
+def _method(method) -> str:
+    """A method's name, or FilterError."""
+    try:
+        return Method.parse(method, "method").value
+    except ValueError:
+        raise FilterError(f"unknown method {method!r}; choose from {', '.join(METHODS)}") from None
+
+
+def _fill_value(cval) -> float:
+    try:
+        value = float(cval)
+    except (TypeError, ValueError):
+        raise FilterError(f"cval must be a number, got {cval!r}") from None
+    if not math.isfinite(value):
+        raise FilterError(f"cval must be finite, got {cval!r}")
+    return value
 
 
 def _native(array: np.ndarray) -> np.ndarray:
@@ -306,10 +498,8 @@ def _native(array: np.ndarray) -> np.ndarray:
 
 
 def _check(array: np.ndarray, kernel: Kernel, border: str | BorderMode) -> BorderMode:
-    if not isinstance(kernel, Kernel):
-        raise FilterError(f"kernel must be a Kernel, got {type(kernel).__name__}")
     try:
-        mode = BorderMode(border)
+        mode = BorderMode.parse(border, "border")
     except ValueError:
         raise FilterError(
             f"unknown border mode {border!r}; choose from {', '.join(BORDER_MODES)}"
@@ -318,7 +508,7 @@ def _check(array: np.ndarray, kernel: Kernel, border: str | BorderMode) -> Borde
         raise FilterError(f"expected an H x W or H x W x C array, got shape {array.shape}")
     if array.shape[0] < 1 or array.shape[1] < 1 or (array.ndim == 3 and array.shape[2] < 1):
         raise FilterError(f"cannot filter an empty array of shape {array.shape}")
-    accumulator_dtype(array.dtype)
+    check_dtype(array.dtype)
     h, w = kernel.shape
     if mode is BorderMode.VALID and (array.shape[0] < h or array.shape[1] < w):
         raise FilterError(
@@ -601,8 +791,7 @@ def choose_method(
 
 def _choose(image_shape, kernel, dtype, method) -> tuple[str, float]:
     """choose_method, also returning the chosen method's estimated seconds."""
-    if method not in METHODS:
-        raise FilterError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    method = _method(method)
     candidates = [m for m in METHODS if m != "auto"]
     costs = {m: estimate_seconds(m, image_shape, kernel, dtype=dtype) for m in candidates}
     best = min(candidates, key=lambda m: costs[m])
@@ -863,18 +1052,12 @@ def _filter(
     absolute: bool,
 ) -> np.ndarray:
     """Shared body of :func:`correlate` (``raw``) and :func:`filter_array`."""
-    if method not in METHODS:
-        raise FilterError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    method = _method(method)
     if threads is not None and (
         isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1
     ):
         raise FilterError(f"threads must be a whole number of at least 1, got {threads!r}")
-    try:
-        cval = float(cval)
-    except (TypeError, ValueError):
-        raise FilterError(f"cval must be a number, got {cval!r}") from None
-    if not math.isfinite(cval):
-        raise FilterError(f"cval must be finite, got {cval!r}")
+    cval = _fill_value(cval)
     dtype = array.dtype
     work = accumulator_dtype(dtype)
     out_dtype = work if raw else dtype

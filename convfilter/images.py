@@ -27,6 +27,7 @@ from PIL import Image, ImageMode
 from . import deep_colour
 from .deep_colour import DeepImage
 from .encoding import SourceEncoding, webp_is_lossless
+from .options import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS
 
 __all__ = [
     "ImageError",
@@ -37,6 +38,7 @@ __all__ = [
     "Metadata",
     "DEFAULT_FORMATS",
     "FILTERABLE_MODES",
+    "filterable",
     "DEFAULT_MAX_PIXELS",
     "readable_formats",
     "load_image",
@@ -65,12 +67,6 @@ __all__ = [
 # quiet unless an application configures logging itself.
 logging.getLogger("PIL").addHandler(logging.NullHandler())
 
-#: Formats decoded unless ``--allow-format`` widens the list. None of them
-#: runs an external program (EPS/PostScript would start Ghostscript).
-DEFAULT_FORMATS: tuple[str, ...] = (
-    "PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "TGA", "ICO",
-)  # fmt: skip
-
 #: Pillow modes the engine filters directly, with their NumPy dtypes.
 FILTERABLE_MODES: dict[str, np.dtype] = {
     "L": np.dtype(np.uint8),
@@ -94,9 +90,6 @@ _CONVERTED_MODES = {
     "I;16B": "I;16",
     "I;16N": "I;16",
 }
-
-#: Pillow's own decompression-bomb threshold, the default for ``max_pixels``.
-DEFAULT_MAX_PIXELS: int = int(Image.MAX_IMAGE_PIXELS or 0)
 
 #: Save keywords each writer understands (anything else is left out).
 _METADATA_KEYS = {
@@ -705,6 +698,21 @@ def _loop(value: object) -> int | None:
     except (TypeError, ValueError, OverflowError):
         return 0
     return number if 0 <= number < 2**16 else 0
+
+
+def filterable(image: Image.Image | DeepImage) -> Image.Image | DeepImage:
+    """``image`` in a mode the engine filters, converted as loading a file
+    converts it (palette to RGB or RGBA, 1 to L, a colour key to alpha).
+
+    Raises
+    ------
+    UnsupportedModeError
+        For a mode convfilter does not filter (HSV, YCbCr, LAB, ...).
+    """
+    if isinstance(image, DeepImage):
+        return image
+    mode = _filterable_mode(image, "image")
+    return image if mode == image.mode else image.convert(mode)
 
 
 def _filterable_mode(frame: Image.Image, label: str) -> str:

@@ -464,8 +464,17 @@ _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _NON_FINITE = re.compile(r"^[+-]?(?:nan|inf|infinity)$", re.IGNORECASE)
 
 
-def parse_kernel(spec: str) -> Kernel:
-    """Turn a kernel spec into a :class:`Kernel`.
+def parse_kernel(
+    spec: str,
+    *,
+    scale: float | None = None,
+    offset: float | None = None,
+    normalize: bool = False,
+    flip: bool = False,
+) -> Kernel:
+    """Turn a kernel spec into a :class:`Kernel`, then apply the kernel options
+    as :func:`prepare_kernel` does (``--scale``, ``--offset``, ``--normalize``,
+    ``--flip``).
 
     Accepted forms:
 
@@ -492,7 +501,40 @@ def parse_kernel(spec: str) -> Kernel:
     [[1.0, 2.0], [3.0, 4.0]]
     >>> parse_kernel("EDGE-ENHANCE").name
     'edge_enhance'
+    >>> parse_kernel("1 2 1; 2 4 2; 1 2 1", normalize=True).scale
+    16.0
     """
+    kernel = _parse_spec(spec)
+    if scale is None and offset is None and not normalize and not flip:
+        return kernel
+    return prepare_kernel(kernel, scale=scale, offset=offset, normalize=normalize, flip=flip)
+
+
+def as_kernel(kernel: Kernel | str | object) -> Kernel:
+    """A :class:`Kernel` from a Kernel (returned as it is), a spec string
+    (:func:`parse_kernel`) or a 2-D matrix (nested lists or an array).
+
+    Raises
+    ------
+    KernelSpecError
+        For anything that is not a kernel.
+
+    >>> as_kernel([[1, 2, 1]]).name
+    'matrix 1x3'
+    """
+    if isinstance(kernel, Kernel):
+        return kernel
+    if isinstance(kernel, str):
+        return parse_kernel(kernel)
+    if isinstance(kernel, (bytes, dict, set)) or kernel is None or isinstance(kernel, (int, float, bool)):
+        raise KernelSpecError(
+            f"a kernel is a Kernel, a spec string or a 2-D matrix, not {type(kernel).__name__}"
+        )
+    matrix = Kernel(kernel).matrix
+    return Kernel(matrix, name=f"matrix {matrix.shape[0]}x{matrix.shape[1]}")
+
+
+def _parse_spec(spec: str) -> Kernel:
     if not isinstance(spec, str):
         raise KernelSpecError(f"kernel spec must be text, got {type(spec).__name__}")
     text = spec.strip()

@@ -14,158 +14,25 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, BinaryIO, Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from . import encoding, engine, images
 from .kernels import Kernel
+from .options import AlphaMode, BorderMode, FilterSettings, OutputSettings, SettingsError
 
 if TYPE_CHECKING:  # compare (and Pillow's ImageDraw/ImageFilter) load only for --diff-pil
     from . import compare
 
 __all__ = [
-    "ALPHA_MODES",
-    "FillValue",
-    "FilterSettings",
-    "OutputSettings",
     "FileResult",
-    "SettingsError",
+    "Filter",
+    "as_settings",
     "filter_image",
     "filter_pixels",
     "resolve_alpha",
     "pillow_reference",
     "process_file",
 ]
-
-#: What ``--alpha`` may say: ``auto`` (premultiply where alpha is not fully
-#: opaque, else keep), leave alpha alone, filter it, or filter premultiplied.
-ALPHA_MODES: tuple[str, ...] = ("auto", "keep", "filter", "premultiply")
-
-
-class SettingsError(ValueError):
-    """Options that do not fit the image (unknown band, alpha on a mode without it)."""
-
-
-@dataclass(frozen=True)
-class FillValue:
-    """The ``constant`` border's fill (``--cval``): one value for every band, or
-    one per band of the image, each in sample units or as a percentage of the
-    type's range (``100%`` is 255 for 8 bits, 65535 for 16, 2**31 - 1 for
-    mode I, 1.0 for float).
-
-    >>> FillValue.parse("255,0,0").for_bands(np.dtype(np.uint8), 3)
-    [255.0, 0.0, 0.0]
-    >>> FillValue.parse("50%").for_bands(np.dtype(np.uint16), 2)
-    [32767.5, 32767.5]
-    """
-
-    values: tuple[float, ...] = (0.0,)
-    percent: tuple[bool, ...] = (False,)
-
-    @classmethod
-    def parse(cls, text: str) -> FillValue:
-        """Read ``V``, ``V%`` or comma-separated ones (``255,0,0``, ``100%,0,0``).
-
-        Raises
-        ------
-        SettingsError
-            An entry that is not a finite number, or a percentage outside 0-100.
-        """
-        values, percent = [], []
-        for entry in str(text).split(","):
-            entry = entry.strip()
-            is_percent = entry.endswith("%")
-            try:
-                value = float(entry[:-1] if is_percent else entry)
-            except ValueError:
-                raise SettingsError(
-                    f"--cval {text!r}: {entry!r} is not a number; give V, V% or one per band (255,0,0)"
-                ) from None
-            if not math.isfinite(value) or (is_percent and not 0 <= value <= 100):
-                raise SettingsError(f"--cval {text!r}: {entry!r} must be finite (a percentage 0-100%)")
-            values.append(value)
-            percent.append(is_percent)
-        return cls(tuple(values), tuple(percent))
-
-    def for_bands(self, dtype: np.dtype, count: int, *, bands: str = "") -> list[float]:
-        """One fill value per band, in sample units of ``dtype``.
-
-        Raises
-        ------
-        SettingsError
-            Several values, but not one per band.
-        """
-        if len(self.values) not in (1, count):
-            named = f" ({bands})" if bands else ""
-            raise SettingsError(f"--cval has {len(self.values)} values; give 1, or {count}: one per band{named}")
-        full = 1.0 if dtype.kind == "f" else float(np.iinfo(dtype).max)
-        converted = [value * full / 100 if pct else value for value, pct in zip(self.values, self.percent)]
-        return converted * count if len(converted) == 1 else converted
-
-
-@dataclass(frozen=True)
-class FilterSettings:
-    """Everything that decides the pixels of the result (``cval``: a number or a
-    :class:`FillValue`)."""
-
-    kernels: tuple[Kernel, ...]
-    repeat: int = 1
-    border: str = "nearest"
-    cval: float | FillValue = 0.0
-    absolute: bool = False
-    channels: tuple[str, ...] | None = None
-    alpha: str = "auto"
-    method: str = "auto"
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.kernels:
-            raise SettingsError("at least one kernel is needed")
-        if self.repeat < 1:
-            raise SettingsError(f"repeat must be at least 1, got {self.repeat}")
-        if self.alpha not in ALPHA_MODES:
-            raise SettingsError(f"alpha must be one of {', '.join(ALPHA_MODES)}")
-
-    @property
-    def chain(self) -> list[Kernel]:
-        """The kernels in the order they are applied, repeats included."""
-        return list(self.kernels) * self.repeat
-
-    def describe(self) -> str:
-        names = " then ".join(k.name for k in self.kernels)
-        return f"{names} (x{self.repeat})" if self.repeat > 1 else names
-
-
-@dataclass(frozen=True)
-class OutputSettings:
-    """How results are written.
-
-    ``depth`` 8 writes 8 bits per sample whatever the input's depth (None
-    keeps it); ``background`` (8-bit RGB) flattens alpha onto that colour;
-    ``quality``, ``lossless`` and ``compression`` override the input's own
-    encoding (see :mod:`convfilter.encoding`).
-    """
-
-    fmt: str | None = None
-    quality: int | None = None
-    strip_metadata: bool = False
-    max_pixels: int | None = images.DEFAULT_MAX_PIXELS
-    formats: tuple[str, ...] = images.DEFAULT_FORMATS
-    depth: int | None = None
-    lossless: bool = False
-    compression: str | None = None
-    background: tuple[int, int, int] | None = None
-
-    def __post_init__(self) -> None:
-        if self.depth not in (None, 8):
-            raise SettingsError(f"depth must be 8 (or None to keep the input's), got {self.depth}")
-        self.overrides  # noqa: B018 - making the overrides checks the compression name
-
-    @property
-    def overrides(self) -> encoding.EncodingOverrides:
-        """The options that override the input's encoding."""
-        return encoding.EncodingOverrides(quality=self.quality, lossless=self.lossless,
-                                          compression=self.compression)  # fmt: skip
-
 
 @dataclass
 class FileResult:
@@ -239,10 +106,11 @@ def _fill_values(settings: FilterSettings, dtype: np.dtype, mode: str) -> list[f
     """The fill value of each band of a ``mode`` image (zeros, unused, unless the
     border is ``constant``)."""
     bands = images.band_names(mode)
-    if settings.border != "constant":
+    if settings.border is not BorderMode.CONSTANT:
         return [0.0] * len(bands)
-    fill = settings.cval if isinstance(settings.cval, FillValue) else FillValue((float(settings.cval),), (False,))
-    return fill.for_bands(np.dtype(dtype), len(bands), bands=",".join(bands))
+    dtype = np.dtype(dtype)
+    full_scale = 1.0 if dtype.kind == "f" else float(np.iinfo(dtype).max)
+    return settings.cval.for_bands(full_scale, len(bands), bands=",".join(bands))
 
 
 def _by_fill_value(array: np.ndarray, cvals: list[float], run) -> np.ndarray:
@@ -256,10 +124,13 @@ def _by_fill_value(array: np.ndarray, cvals: list[float], run) -> np.ndarray:
 def _step(
     array: np.ndarray, kernel: Kernel, settings: FilterSettings, cvals: list[float], progress=None
 ) -> np.ndarray:
+    # Mode I is summed and clamped as Pillow does; every other mode's samples
+    # are ones filter_array sums in Pillow's order.
+    filter_samples = engine.filter_mode_i if array.dtype == np.int32 else engine.filter_array
+
     def run(bands: np.ndarray, cval: float) -> np.ndarray:
-        return engine.filter_array(bands, kernel, border=settings.border, cval=cval, absolute=settings.absolute,
-                                   method=settings.method, threads=settings.threads,
-                                   progress=progress)  # fmt: skip
+        return filter_samples(bands, kernel, border=settings.border, cval=cval, abs=settings.abs,
+                              method=settings.method, threads=settings.threads, progress=progress)
 
     return _by_fill_value(array, cvals, run)
 
@@ -294,35 +165,92 @@ def _premultiplied_step(
     with np.errstate(divide="ignore", invalid="ignore"):
         values = weighted / coverage[..., None] + kernel.offset
     values = np.where(covered[..., None], values, 0.0)
-    if settings.absolute:
+    if settings.abs:
         values = np.abs(values)
     new_colour = engine.round_to_dtype((values + 0.5).astype(np.float32), dtype)
     if not covered.all():
         uncovered = ~covered
         new_colour[uncovered] = _step(colour, kernel, settings, cvals[:-1])[uncovered]
-    if settings.absolute:
+    if settings.abs:
         coverage = np.abs(coverage)
     new_alpha = engine.round_to_dtype((coverage * top + 0.5).astype(np.float32), dtype)
     return new_colour, new_alpha
 
 
-def filter_image(image: Image.Image, settings: FilterSettings) -> Image.Image:
-    """Filter the selected bands of ``image`` by the settings' kernel chain.
+def filter_image(image: Image.Image, kernel, **options) -> Image.Image:
+    """Filter a Pillow image as ``convfilter apply`` filters a file.
 
-    The image must be in one of :data:`images.FILTERABLE_MODES`. Bands not
-    selected pass through unchanged (cropped alike under border ``valid``).
-    Each step of a chain rounds to the image's dtype, as applying the
-    filters one after another in Pillow does.
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        Any mode the command accepts; palette, 1-bit and colour-keyed
+        images are converted first, as the command converts them. Only the
+        current frame is filtered, as it is, without EXIF rotation (give
+        ``ImageOps.exif_transpose(image)`` for the upright picture).
+    kernel
+        A :class:`Kernel`, a spec (``"gaussian:2"``), a matrix, a sequence
+        of them (a chain), or a :class:`FilterSettings` (then no options).
+    **options
+        The :class:`FilterSettings` fields: ``repeat``, ``border``, ``cval``,
+        ``abs``, ``channels``, ``alpha``, ``method``, ``threads``.
+
+    Returns
+    -------
+    PIL.Image.Image
+        In the filtered mode: the same pixels ``convfilter apply`` writes.
+        Bands not selected pass through unchanged (cropped alike under
+        border ``valid``); each step of a chain rounds, as applying the
+        filters one after another in Pillow does.
 
     Raises
     ------
     SettingsError
-        For a band the mode does not have, or premultiply without alpha.
-    engine.FilterError
-        From the engine (e.g. ``valid`` on an image smaller than the kernel).
+        For an option that is not valid, or does not fit the image (a band
+        the mode lacks, premultiply without alpha).
+    KernelSpecError, FilterError
+        For a kernel that is not one, or one the image cannot take.
     """
+    settings = as_settings(kernel, options)
+    image = images.filterable(image)
     filtered = filter_pixels(images.to_array(image), image.mode, settings)
     return images.from_array(filtered, image.mode, like=image if isinstance(image, images.DeepImage) else None)
+
+
+def as_settings(kernel, options: dict) -> FilterSettings:
+    """A :class:`FilterSettings` from one given whole, or from a kernel and options."""
+    if isinstance(kernel, FilterSettings):
+        if options:
+            raise SettingsError(f"give options in the FilterSettings, not beside it ({', '.join(options)})")
+        return kernel
+    unknown = sorted(set(options) - set(FilterSettings.__dataclass_fields__) - {"kernels"})
+    if unknown or "kernels" in options:
+        fields = ", ".join(f for f in FilterSettings.__dataclass_fields__ if f != "kernels")
+        raise SettingsError(f"unknown option {(unknown or ['kernels'])[0]!r}; the options are {fields}")
+    return FilterSettings(kernel, **options)
+
+
+class Filter(ImageFilter.MultibandFilter):
+    """convfilter as a Pillow filter, for ``Image.filter``.
+
+    Takes what :func:`filter_image` takes and gives the same pixels:
+
+    >>> from PIL import Image
+    >>> image = Image.new("L", (4, 3), 200)
+    >>> image.filter(Filter("sobel-x", abs=True)).getpixel((1, 1))
+    0
+    """
+
+    name = "convfilter"
+
+    def __init__(self, kernel, **options) -> None:
+        self.settings = as_settings(kernel, options)
+
+    def filter(self, image):
+        """Pillow's hook: filter an ``ImagingCore``, return one."""
+        return filter_image(Image.Image()._new(image), self.settings).im
+
+    def __repr__(self) -> str:
+        return f"Filter({self.settings.describe()!r})"
 
 
 def resolve_alpha(settings: FilterSettings, mode: str, *, opaque: bool) -> str:
@@ -550,7 +478,7 @@ def process_file(
         filtered, depth_notes = _each_frame(images.reduce_to_8_bits, filtered)
         result.notes += depth_notes
     alphas = _alpha_planes(filtered) if fmt == "GIF" else None
-    plan = encoding.save_options(fmt, loaded.encoding, output.overrides, mode=filtered[0].mode, alphas=alphas,
+    plan = encoding.save_options(fmt, loaded.encoding, output, mode=filtered[0].mode, alphas=alphas,
                                  comment=not output.strip_metadata)  # fmt: skip
     metadata = None if output.strip_metadata else loaded.metadata
     not_held = metadata.not_held(fmt) if metadata is not None else []

@@ -108,13 +108,6 @@ def test_every_preset_is_in_the_readme(name):
     assert f"`{name}" in README.read_text(encoding="utf-8")
 
 
-def test_cli_choices_match_the_library():
-    assert cli.BORDER_CHOICES == engine.BORDER_MODES
-    assert cli.METHOD_CHOICES == engine.METHODS
-    assert cli.ALPHA_CHOICES == pipeline.ALPHA_MODES
-    assert cli.COMPRESSION_CHOICES == tuple(encoding.COMPRESSIONS)
-
-
 def test_quick_start_has_exactly_two_commands():
     text = README.read_text(encoding="utf-8")
     section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]

@@ -88,10 +88,10 @@ def pillow_order(array, kernel, border="nearest", cval=0.0, absolute=False):
 
 
 def exact_rounding(array, kernel, border="nearest", cval=0.0, absolute=False):
-    """The exactly rounded result: floor(float64 sum + offset + 0.5), clamped."""
+    """The exactly rounded result: floor(float64 sum + offset + 0.5), clipped to the type's range."""
     values = float64_result(array, kernel, border, cval, absolute)
-    high = np.iinfo(array.dtype).max
-    rounded = np.clip(np.floor(values + 0.5), 0, high).astype(array.dtype)
+    info = np.iinfo(array.dtype)
+    rounded = np.clip(np.floor(values + 0.5), info.min, info.max).astype(array.dtype)
     if border == "keep":  # the frame holds the input itself, not rounded again
         rounded = np.where(frame_mask(array, kernel), array, rounded)
     return rounded
@@ -229,7 +229,7 @@ def test_integer_kernels_give_pillows_float32_bytes_in_every_method(
     rule = engine._integer_rule(kernel, np.dtype(dtype), start=start, absolute=absolute,
                                 cval=cval if border == "constant" else None)  # fmt: skip
     for method in methods_for(kernel):
-        got = filter_array(array, kernel, border=border, cval=cval, absolute=absolute,
+        got = filter_array(array, kernel, border=border, cval=cval, abs=absolute,
                            method=method)  # fmt: skip
         if rule is not None or method == "direct":
             np.testing.assert_array_equal(got, expected, err_msg=method)
@@ -335,9 +335,9 @@ def test_every_method_keeps_the_accuracy_contract(seed, kind, size, dtype, borde
     shape = (int(rng.integers(9, 40)), int(rng.integers(9, 40))) + ((channels,) if channels else ())
     array = image(rng, dtype, shape)
     cval = 3.0
-    direct = filter_array(array, kernel, border=border, cval=cval, absolute=absolute, method="direct")
+    direct = filter_array(array, kernel, border=border, cval=cval, abs=absolute, method="direct")
     for method in methods_for(kernel) + ["auto"]:
-        got = filter_array(array, kernel, border=border, cval=cval, absolute=absolute, method=method)
+        got = filter_array(array, kernel, border=border, cval=cval, abs=absolute, method=method)
         assert got.shape == direct.shape and got.dtype == direct.dtype
         check_contract(got, array, kernel, border, cval, absolute)
         if array.dtype == np.uint8:

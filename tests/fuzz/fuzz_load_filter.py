@@ -31,6 +31,7 @@ from PIL import Image
 
 from convfilter import encoding, images
 from convfilter.kernels import parse_kernel
+from convfilter.options import OutputSettings
 from convfilter.pipeline import FilterSettings, filter_image
 
 MAX_PIXELS = 1 << 20
@@ -81,7 +82,7 @@ def _load_filter_save(data: bytes) -> None:
     # hold), but only with OutputError, whatever metadata the input carried.
     if loaded.format in ("PNG", "JPEG", "GIF", "WEBP", "BMP"):
         try:
-            plan = encoding.save_options(loaded.format, loaded.encoding, encoding.EncodingOverrides(),
+            plan = encoding.save_options(loaded.format, loaded.encoding, OutputSettings(),
                                          mode=filtered[0].mode)  # fmt: skip
             images.save_image(filtered, io.BytesIO(), fmt=loaded.format, metadata=loaded.metadata,
                               options=plan.options)  # fmt: skip
