@@ -1,4 +1,4 @@
-"""batch.py: input expansion, output names, pre-flight checks, workers, interruption, summary."""
+"""convfilter.batch: input expansion, output names, pre-flight checks, workers, interruption, summary."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from convfilter import batch
+from convfilter.batch.run import _settle, _sweep_temporary_files
 from convfilter.kernels import parse_kernel
 from convfilter.pipeline import FilterSettings, OutputSettings
 
@@ -457,7 +458,7 @@ def test_sweep_removes_only_the_temporary_files_of_the_given_outputs(tmp_path):
     for name in keep + swept:
         (tmp_path / name).write_bytes(b"x")
     task = batch.Task(1, "in.png", "a.png", str(tmp_path / "in.png"), str(tmp_path / "a.png"))
-    batch._sweep_temporary_files([task])
+    _sweep_temporary_files([task])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
 
 
@@ -472,7 +473,7 @@ def test_settling_after_a_stop_sweeps_and_counts_outputs_renamed_into_place(tmp_
         batch.Task(3, "c.png", "half.png", "/in/c.png", str(tmp_path / "half.png")),
     ]  # fmt: skip
     recorded = []
-    batch._settle(tasks, recorded.append)
+    _settle(tasks, recorded.append)
     assert [(o.input, o.status) for o in recorded] == [("a.png", "ok")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["done.png", "old.png"]
 
@@ -520,5 +521,5 @@ def test_sweep_removes_only_this_outputs_temporary_files(tmp_path):
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     target = str(tmp_path / "img.png")
-    batch._sweep_temporary_files([batch.Task(1, "x", target, "/x", target)])
+    _sweep_temporary_files([batch.Task(1, "x", target, "/x", target)])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[:3])

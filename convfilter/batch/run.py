@@ -1,0 +1,647 @@
+"""Running a plan: :func:`process_one` on every task, here, in worker processes or on Dask.
+
+:func:`run_batch` hands the tasks to one of three executors that share one
+protocol (:class:`_Executor`) and one loop (:func:`_drive`): this process
+(``jobs=1``), worker processes fed one file at a time (``jobs>1``), or a
+Dask cluster (``scheduler=...``). SIGINT and SIGTERM stop a run cleanly:
+workers are ended, temporary files are removed, and the summary says what
+finished.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import multiprocessing
+import os
+import queue
+import re
+import signal
+import threading
+import time
+from multiprocessing import connection
+from typing import Callable, Iterable, Iterator
+
+from .. import images
+from ..allocator import reuse_freed_memory
+from ..pipeline import FilterSettings, OutputSettings, process_file
+from .plan import BatchError, Plan, Task, _inode
+from .report import BatchSummary, Outcome
+
+__all__ = [
+    "SchedulerError",
+    "process_one",
+    "run_batch",
+    "default_jobs",
+    "require_dask",
+    "is_scheduler_address",
+]
+
+
+class SchedulerError(BatchError):
+    """Dask is not installed, or the scheduler cannot be reached."""
+
+
+# ---------------------------------------------------------------------------
+# One file
+# ---------------------------------------------------------------------------
+
+
+def process_one(task: Task, settings: FilterSettings, output: OutputSettings) -> Outcome:
+    """Filter one planned file with :func:`pipeline.process_file`; never raises for a bad file.
+
+    The output's folder is created first. Runs in a worker process (or a
+    Dask worker), so paths are the task's absolute ones.
+    """
+    start = time.perf_counter()
+    try:
+        os.makedirs(os.path.dirname(task.destination), exist_ok=True)
+        result = process_file(task.source, task.destination, settings, output,
+                              source_name=task.input, destination_name=task.output)  # fmt: skip
+    except Exception as exc:  # one bad file must not stop the batch
+        error = _describe_error(exc, task.input)
+        return Outcome(task.input, task.output, "failed", error=error,
+                       milliseconds=_ms_since(start), index=task.index)  # fmt: skip
+    return Outcome(task.input, task.output, "ok", milliseconds=_ms_since(start), index=task.index,
+                   notes=tuple(result.notes))  # fmt: skip
+
+
+def _describe_error(exc: BaseException, name: str) -> str:
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, OSError):
+        where = f"'{exc.filename}': " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    text = str(exc) or type(exc).__name__
+    if not isinstance(exc, ValueError):
+        text = f"internal error: {type(exc).__name__}: {text}"
+    for prefix in (f"'{name}': ", f"'{name}' "):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    return text
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+# ---------------------------------------------------------------------------
+# Running the plan
+# ---------------------------------------------------------------------------
+
+
+class _Interrupted(BaseException):
+    """Raised by SIGINT/SIGTERM while a file is processed in this very process."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Control:
+    """Why a run stops: a signal (recorded by :meth:`handler`), or --fail-fast after a failure."""
+
+    def __init__(self, summary: BatchSummary, fail_fast: bool) -> None:
+        self.summary = summary
+        self.fail_fast = fail_fast
+        self.signum: int | None = None
+        self.raise_now = False  # True while this process itself is filtering a file
+
+    @property
+    def signalled(self) -> bool:
+        return self.signum is not None
+
+    def stopping(self) -> bool:
+        return self.signalled or (self.fail_fast and bool(self.summary.failed))
+
+    def handler(self, signum, frame) -> None:  # noqa: ARG002 - a signal handler's signature
+        if self.signum is None:
+            self.signum = signum
+        if self.raise_now:
+            self.raise_now = False
+            raise _Interrupted(signum)
+
+
+class _signals_to:
+    """Route SIGINT and SIGTERM to ``control.handler`` for the duration (main thread only)."""
+
+    def __init__(self, control: _Control, *, enabled: bool) -> None:
+        self.control = control
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.saved: dict[int, object] = {}
+
+    def __enter__(self) -> None:
+        if self.enabled:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.saved[signum] = signal.signal(signum, self.control.handler)
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, previous in self.saved.items():
+            signal.signal(signum, previous)
+
+
+def default_jobs() -> int:
+    """The number of CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def run_batch(
+    plan: Plan,
+    settings: FilterSettings,
+    output: OutputSettings = OutputSettings(),
+    *,
+    jobs: int = 1,
+    fail_fast: bool = False,
+    scheduler: str | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    started: float | None = None,
+    handle_signals: bool = True,
+) -> BatchSummary:
+    """Process every task of ``plan`` and return the summary; a bad file never raises.
+
+    ``jobs`` > 1 runs that many worker processes, each given one file at a
+    time, with the engine on one thread (unless ``settings.threads`` says
+    otherwise): outputs are byte-identical whatever ``jobs`` is.
+    ``scheduler`` (``"local"`` or a Dask scheduler address such as
+    ``tcp://10.0.0.5:8786``) runs the same tasks on Dask instead.
+    ``on_outcome`` sees each file's :class:`Outcome` as it happens (the
+    plan's skipped and failed files first). ``started`` (a
+    ``time.perf_counter()`` value) is when the clock of the summary starts.
+    With ``handle_signals`` (in the main thread), SIGINT and SIGTERM stop
+    the batch cleanly: workers are ended, no temporary file is left, and
+    the summary's ``interrupted`` names the signal.
+
+    Raises
+    ------
+    SchedulerError
+        ``scheduler`` is given but Dask is not installed or not reachable.
+    """
+    start = time.perf_counter() if started is None else started
+    summary = BatchSummary(planned=len(plan.tasks))
+    report = on_outcome or (lambda outcome: None)
+
+    def record(outcome: Outcome) -> None:
+        summary.add(outcome)
+        report(outcome)
+
+    control = _Control(summary, fail_fast)
+    if scheduler is not None:  # reached now, so that a SchedulerError comes before any outcome
+        executor: _Executor = _DaskExecutor(scheduler, jobs)
+    elif jobs <= 1 or len(plan.tasks) <= 1:
+        executor = _InlineExecutor(control)
+    else:
+        executor = _PoolExecutor(min(jobs, len(plan.tasks)))
+    try:
+        for outcome in plan.skipped + plan.failed:
+            record(outcome)
+        failed_before = len(summary.failed)
+        with _signals_to(control, enabled=handle_signals):
+            _drive(executor, plan.tasks, settings, output, record, control)
+    finally:
+        executor.close()
+    finished = summary.processed + len(summary.failed) - failed_before
+    summary.unfinished = max(0, len(plan.tasks) - finished)
+    if control.signalled:
+        summary.interrupted = signal.Signals(control.signum).name
+    elif fail_fast and summary.failed and summary.unfinished:
+        summary.stopped_early = True
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _drive(executor: _Executor, tasks: Iterable[Task], settings: FilterSettings, output: OutputSettings,
+           record: Callable[[Outcome], None], control: _Control) -> None:  # fmt: skip
+    """Give ``executor`` tasks while it has room and record their outcomes.
+
+    It stops handing out files on a signal or, with --fail-fast, after a
+    failure; a signal also cuts off the files in progress, --fail-fast lets
+    them finish. Whatever ends the loop, the executor is cancelled and the
+    files it still held are settled.
+    """
+    pending = iter(tasks)
+    try:
+        executor.start(settings, output)
+        while True:
+            while len(executor) < executor.capacity and not control.stopping():
+                task = next(pending, None)
+                if task is None:
+                    break
+                executor.submit(task)
+            if not len(executor) or control.signalled:
+                return
+            for outcome in executor.results(timeout=0.2):
+                record(outcome)
+    finally:
+        sent, in_flight = executor.cancel()
+        for outcome in sent:
+            record(outcome)
+        _settle(in_flight, record)
+
+
+def _settle(in_flight: list[Task], record) -> None:
+    """After workers were ended: remove their temporary files, and count as processed
+    each output that was renamed into place before its worker could report it."""
+    _sweep_temporary_files(in_flight)
+    for task in in_flight:
+        inode = _inode(task.destination)
+        if inode is not None and inode != task.replaces:
+            record(Outcome(task.input, task.output, "ok", index=task.index,
+                           reason="finished as the batch was stopped"))  # fmt: skip
+
+
+def _sweep_temporary_files(tasks: Iterable[Task]) -> None:
+    """Remove the ``.NAME.XXXX.part`` files that writes of these outputs may have left."""
+    for task in tasks:
+        directory, name = os.path.split(task.destination)
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            continue
+        for entry in entries:
+            if images.is_temporary_for(entry, name):
+                try:
+                    os.unlink(os.path.join(directory, entry))
+                except OSError:
+                    pass
+
+
+# ---------------------------------------------------------------------------
+# Executors
+# ---------------------------------------------------------------------------
+
+
+class _Executor(abc.ABC):
+    """Where tasks run, as :func:`_drive` uses it.
+
+    ``start`` once, then ``submit`` while ``len(executor) < capacity``;
+    ``results`` yields outcomes as tasks end; ``cancel`` ends the work and
+    returns the outcomes already sent and the tasks cut off; ``close``
+    releases what the constructor took (it may be called more than once).
+    """
+
+    #: How many tasks it takes at a time (known after ``start``).
+    capacity: int = 0
+
+    @abc.abstractmethod
+    def start(self, settings: FilterSettings, output: OutputSettings) -> None:
+        """Get ready to run tasks with these settings."""
+
+    @abc.abstractmethod
+    def submit(self, task: Task) -> None:
+        """Start ``task``."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """The tasks submitted whose outcome it has not yielded."""
+
+    @abc.abstractmethod
+    def results(self, timeout: float) -> Iterator[Outcome]:
+        """Outcomes of the tasks that ended, waiting up to ``timeout`` seconds for one."""
+
+    @abc.abstractmethod
+    def cancel(self) -> tuple[list[Outcome], list[Task]]:
+        """End all work: the outcomes sent meanwhile, and the tasks that were cut off."""
+
+    def close(self) -> None:
+        """Release what the constructor took."""
+
+
+class _InlineExecutor(_Executor):
+    """This process, one file at a time: ``submit`` runs the task; a signal interrupts it."""
+
+    capacity = 1
+
+    def __init__(self, control: _Control) -> None:
+        self._control = control
+        self._outcome: Outcome | None = None
+        self._cut_off: list[Task] = []
+
+    def start(self, settings: FilterSettings, output: OutputSettings) -> None:
+        self._settings, self._output = settings, output
+
+    def submit(self, task: Task) -> None:
+        control = self._control
+        control.raise_now = True
+        try:
+            if control.stopping():  # raise_now is set: a signal from here on interrupts the file
+                return
+            self._outcome = process_one(task, self._settings, self._output)
+        except (_Interrupted, KeyboardInterrupt):
+            control.signum = control.signum or signal.SIGINT
+            self._cut_off.append(task)
+        finally:
+            control.raise_now = False
+
+    def __len__(self) -> int:
+        return int(self._outcome is not None) + len(self._cut_off)
+
+    def results(self, timeout: float) -> Iterator[Outcome]:  # noqa: ARG002 - never waits
+        outcome, self._outcome = self._outcome, None
+        if outcome is not None:
+            yield outcome
+
+    def cancel(self) -> tuple[list[Outcome], list[Task]]:
+        return [], self._cut_off
+
+
+def _worker_settings(settings: FilterSettings) -> FilterSettings:
+    """``settings`` for a worker: the engine on one thread unless ``settings.threads`` is given."""
+    threads = 1 if settings.threads is None else settings.threads
+    return dataclasses.replace(settings, threads=threads)
+
+
+# --- worker processes --------------------------------------------------------
+
+
+def _worker_main(conn, settings: FilterSettings, output: OutputSettings) -> None:
+    """A worker: ignores SIGINT (the parent decides), exits cleanly on SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    reuse_freed_memory()
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        conn.send(process_one(task, settings, output))
+
+
+def _exit_on_sigterm(signum, frame) -> None:  # noqa: ARG001 - a signal handler's signature
+    # SystemExit unwinds through images.write_atomically, which removes its temporary file.
+    raise SystemExit(128 + signum)
+
+
+def _context():
+    """forkserver where there is one (no fork of a threaded parent), else spawn."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["convfilter.pipeline"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+class _Worker:
+    """One worker process and its end of a pipe; ``task`` is the file it holds, if any."""
+
+    def __init__(self, context, settings: FilterSettings, output: OutputSettings) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, settings, output),
+                                       name="convfilter-batch-worker", daemon=True)  # fmt: skip
+        self.process.start()
+        child.close()
+        self.task: Task | None = None
+
+    def send(self, task: Task) -> bool:
+        try:
+            self.conn.send(task)
+        except OSError:
+            return False
+        self.task = task
+        return True
+
+    def receive(self) -> Outcome | None:
+        """The outcome it sent, or None when it died."""
+        try:
+            return self.conn.recv() if self.conn.poll() else None
+        except (EOFError, OSError):
+            return None
+
+    def end(self, *, polite: bool) -> None:
+        """Stop an idle worker (``polite``), or terminate a busy one: SIGTERM lets it remove
+        its temporary file; SIGKILL follows if it does not exit within seconds."""
+        if polite:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.process.join(2)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+    def cause_of_death(self) -> str:
+        self.process.join(1)
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            hint = ", out of memory?" if -code == signal.SIGKILL else ""
+            return f"worker process died ({name}{hint}) while processing this file"
+        return f"worker process exited (code {code}) while processing this file"
+
+
+class _PoolExecutor(_Executor):
+    """``jobs`` worker processes given one file each: at most ``jobs`` images in memory.
+
+    A worker that dies fails only the file it held and is replaced. On
+    ``cancel``, busy workers are terminated (their temporary files are
+    swept when the tasks are settled).
+    """
+
+    def __init__(self, jobs: int) -> None:
+        self.capacity = jobs
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._busy: dict[object, _Worker] = {}
+        self._lost_at_start = 0
+
+    def start(self, settings: FilterSettings, output: OutputSettings) -> None:
+        self._context = _context()
+        self._settings, self._output = _worker_settings(settings), output
+        for _ in range(self.capacity):
+            self._replace(None)
+
+    def _replace(self, worker: _Worker | None) -> None:
+        if worker is not None:
+            self._workers.remove(worker)
+        fresh = _Worker(self._context, self._settings, self._output)
+        self._workers.append(fresh)
+        self._idle.append(fresh)
+
+    def submit(self, task: Task) -> None:
+        while True:
+            worker = self._idle.pop()
+            if worker.send(task):
+                self._busy[worker.conn] = worker
+                return
+            # It died before it was given anything: the task goes to a fresh worker.
+            self._lost_at_start += 1
+            if self._lost_at_start > 2 * self.capacity:
+                raise BatchError("worker processes keep dying before their first file")
+            worker.end(polite=False)
+            self._replace(worker)
+
+    def __len__(self) -> int:
+        return len(self._busy)
+
+    def results(self, timeout: float) -> Iterator[Outcome]:
+        busy = self._busy
+        by_sentinel = {w.process.sentinel: w for w in busy.values()}
+        for item in connection.wait(list(busy) + list(by_sentinel), timeout=timeout):
+            worker = busy.get(item) or by_sentinel.get(item)
+            if worker is None or worker.conn not in busy:
+                continue  # its pipe and its sentinel were both ready
+            del busy[worker.conn]
+            task, worker.task = worker.task, None
+            outcome = worker.receive()
+            if outcome is not None:
+                self._idle.append(worker)
+                yield outcome
+                continue
+            worker.end(polite=False)
+            _sweep_temporary_files([task])
+            yield Outcome(task.input, task.output, "failed", error=worker.cause_of_death(), index=task.index)
+            self._replace(worker)
+
+    def cancel(self) -> tuple[list[Outcome], list[Task]]:
+        sent = []
+        for worker in list(self._busy.values()):  # results sent while the loop was stopping
+            outcome = worker.receive()
+            if outcome is not None:
+                del self._busy[worker.conn]
+                sent.append(outcome)
+        in_flight = [w.task for w in self._busy.values() if w.task is not None]
+        for worker in self._workers:
+            worker.end(polite=worker.conn not in self._busy)
+        return sent, in_flight
+
+
+# --- Dask --------------------------------------------------------------------
+
+
+class _DaskExecutor(_Executor):
+    """Tasks on a Dask cluster, at most twice as many at a time as it has threads.
+
+    ``"local"`` starts a LocalCluster of ``jobs`` single-threaded worker
+    processes on 127.0.0.1; its HTTP server takes any free port
+    (``dashboard_address=None`` would still try 8787, and warn when another
+    cluster has it). Workers must see the same paths (a shared file
+    system): tasks carry absolute paths. ``cancel`` cancels the waiting
+    tasks and closes the client (a local cluster's workers end with it).
+
+    Raises
+    ------
+    SchedulerError
+        Dask missing, a malformed address, or a scheduler that cannot be reached.
+    """
+
+    def __init__(self, address: str, jobs: int) -> None:
+        require_dask(address)
+        import logging
+
+        import distributed
+
+        self.cluster = None
+        self.client = None
+        self._running: dict[str, tuple[object, Task]] = {}
+        self._finished: queue.SimpleQueue = queue.SimpleQueue()
+        if address == "local":
+            try:
+                self.cluster = distributed.LocalCluster(
+                    n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=":0", silence_logs=logging.ERROR,
+                )  # fmt: skip
+            except Exception as exc:  # distributed raises RuntimeError, OSError, ...
+                raise SchedulerError(f"cannot start a local Dask cluster: {_first_line(exc)}") from None
+            address = self.cluster.scheduler_address
+        try:
+            self.client = distributed.Client(address, timeout="10s", set_as_default=False)
+        except Exception as exc:
+            self.close()
+            raise SchedulerError(f"cannot reach the Dask scheduler at {address}: {_first_line(exc)}") from None
+
+    def close(self) -> None:
+        client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+    def start(self, settings: FilterSettings, output: OutputSettings) -> None:
+        self._shared = self.client.scatter([_worker_settings(settings), output], broadcast=True)
+        self.capacity = max(2, 2 * sum(self.client.nthreads().values()))
+
+    def submit(self, task: Task) -> None:
+        key = f"convfilter-{task.index}-{os.urandom(6).hex()}"
+        future = self.client.submit(process_one, task, self._shared[0], self._shared[1], key=key)
+        self._running[key] = (future, task)
+        future.add_done_callback(self._finished.put)
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def results(self, timeout: float) -> Iterator[Outcome]:
+        try:
+            future = self._finished.get(timeout=timeout)
+        except queue.Empty:
+            return
+        entry = self._running.pop(future.key, None)
+        if entry is not None:
+            yield _dask_outcome(future, entry[1])
+
+    def cancel(self) -> tuple[list[Outcome], list[Task]]:
+        in_flight = [task for _, task in self._running.values()]
+        if self._running:
+            self.client.cancel([future for future, _ in self._running.values()])
+        self.close()
+        return [], in_flight
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _dask_outcome(future, task: Task) -> Outcome:
+    if future.status == "finished":
+        return future.result()
+    try:
+        error = future.exception()
+        reason = f"{type(error).__name__}: {error}"
+    except Exception as exc:  # cancelled or lost
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return Outcome(task.input, task.output, "failed", error=f"Dask task failed: {reason}", index=task.index)
+
+
+_ADDRESS = re.compile(r"^(?:[a-z]+://)?[^\s/]+:\d+$")
+
+
+def is_scheduler_address(text: str) -> bool:
+    """True for ``"local"`` and ``[PROTOCOL://]HOST:PORT``.
+
+    >>> is_scheduler_address("tcp://10.0.0.5:8786"), is_scheduler_address("10.0.0.5")
+    (True, False)
+    """
+    return text == "local" or bool(_ADDRESS.match(text))
+
+
+def require_dask(address: str = "local") -> None:
+    """Check that Dask's scheduler is installed and ``address`` looks like one.
+
+    ``address`` is ``"local"`` or ``[PROTOCOL://]HOST:PORT``.
+
+    Raises
+    ------
+    SchedulerError
+        Saying what to install, or what an address looks like.
+    """
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise SchedulerError(
+            "--scheduler needs Dask's distributed scheduler; install it with "
+            "pip install 'convfilter[dask]'"
+        ) from None
+    if not is_scheduler_address(address):
+        raise SchedulerError(
+            f"--scheduler {address!r} is not a scheduler address; give tcp://HOST:PORT "
+            "(e.g. tcp://10.0.0.5:8786) or 'local'"
+        )
