@@ -346,7 +346,7 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, as_json, 
         kernels = build_kernels(options, quiet=quiet or as_json)
         settings = filter_settings(kernels, options)
         output = output_settings(options)
-        from .pipeline import process_file
+        from .pipeline import filter_file
 
         to_stdout = output_path == "-"
         if to_stdout and sys.stdout.isatty():
@@ -356,7 +356,7 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, as_json, 
         destination = sys.stdout.buffer if to_stdout else output_path
         progress = _FilterProgress(sys.stderr) if sys.stderr.isatty() and not quiet else None
         try:
-            result = process_file(
+            result = filter_file(
                 source, destination, settings, output,
                 diff_pil=diff_pil is not None or diff_image is not None or fail_on_diff,
                 diff_filter=diff_pil or None,

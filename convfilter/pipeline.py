@@ -1,6 +1,6 @@
 """Filtering whole images: bands, alpha, kernel chains, and one file in, one file out.
 
-``filter_image`` filters a Pillow image; ``process_file`` is the whole job
+``filter_image`` filters a Pillow image; ``filter_file`` is the whole job
 behind ``convfilter apply`` (and each file of ``convfilter batch``): load,
 filter every frame, optionally compare with Pillow, save atomically.
 """
@@ -31,7 +31,7 @@ __all__ = [
     "filter_pixels",
     "resolve_alpha",
     "pillow_reference",
-    "process_file",
+    "filter_file",
 ]
 
 @dataclass
@@ -365,10 +365,10 @@ def _pillow_label(kernel: Kernel) -> str:
     return f"ImageFilter.Kernel {w}x{h}"
 
 
-def process_file(
+def filter_file(
     source: str | os.PathLike | BinaryIO,
     destination: str | os.PathLike | BinaryIO,
-    settings: FilterSettings,
+    settings: FilterSettings | Kernel | str,
     output: OutputSettings = OutputSettings(),
     *,
     diff_pil: bool = False,
@@ -380,7 +380,8 @@ def process_file(
 ) -> FileResult:
     """Load ``source``, filter every frame, write ``destination``; report what happened.
 
-    ``source``/``destination`` are paths or binary streams (stdin/stdout).
+    ``source``/``destination`` are paths or binary streams (stdin/stdout);
+    ``settings`` a :class:`FilterSettings`, or a kernel or chain alone.
     With ``diff_pil``, the first frame is also filtered by Pillow
     (``diff_filter`` or Pillow's equivalent) and compared; ``diff_image``
     writes the side-by-side picture. Nothing is written when anything fails
@@ -390,6 +391,7 @@ def process_file(
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    settings = as_settings(settings, {})
     in_name = source_name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "-")
     out_name = destination_name or (
         os.fspath(destination) if isinstance(destination, (str, os.PathLike)) else "-"

@@ -15,7 +15,7 @@ from PIL import Image, ImageFilter
 from convfilter import batch
 from convfilter.batch.run import _settle, _sweep_temporary_files
 from convfilter.kernels import parse_kernel
-from convfilter.pipeline import FilterSettings, OutputSettings
+from convfilter.options import FilterSettings, OutputSettings
 
 
 def settings(*specs: str, **options) -> FilterSettings:

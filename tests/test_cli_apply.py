@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageCms, ImageFilter
 from scipy import ndimage
 
-from convfilter import cli
+from convfilter import cli, options
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 
@@ -816,8 +816,8 @@ def test_filtering_reports_progress_up_to_the_whole(tmp_path, rng):
     frames = [Image.fromarray(rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)).quantize(64) for _ in range(2)]
     frames[0].save(source, save_all=True, append_images=frames[1:], duration=50)
     seen: list[tuple[float, bool]] = []
-    settings = pipeline.FilterSettings(kernels=(parse_kernel("blur"), parse_kernel("sharpen")))
-    pipeline.process_file(source, tmp_path / "o.gif", settings,
+    settings = options.FilterSettings(kernels=(parse_kernel("blur"), parse_kernel("sharpen")))
+    pipeline.filter_file(source, tmp_path / "o.gif", settings,
                           progress=lambda f: seen.append((f, threads.current_thread() is threads.main_thread())))
     fractions = [f for f, _ in seen]
     assert fractions[-1] == pytest.approx(1.0) and all(0 <= f <= 1 for f in fractions)

@@ -233,6 +233,25 @@ def test_every_docs_page_is_listed(index):
     assert not missing, f"{page_id(index)} does not link to {missing}"
 
 
+# --- Python examples ---------------------------------------------------------------------
+
+FENCE_OPENING = re.compile(r"^```[ \t]*(\w*)", re.M)
+
+
+@pytest.mark.parametrize("page", pages(), ids=page_id)
+def test_every_python_example_runs_as_a_doctest(page):
+    """Python examples are ```pycon blocks of >>> lines, which pytest runs (--doctest-glob);
+    a ```python block would be read by people and by no test."""
+    text = page.read_text(encoding="utf-8")
+    kinds = set(FENCE_OPENING.findall(text))
+    assert not kinds & {"python", "py", "python3"}, f"{page_id(page)}: write examples as ```pycon with >>>"
+    for block in re.findall(r"^```pycon\n(.*?)^```", text, re.S | re.M):
+        assert block.lstrip().startswith(">>> "), f"{page_id(page)}: a pycon block without >>>"
+        assert block.endswith("\n\n"), f"{page_id(page)}: end a pycon block with a blank line (doctest)"
+    config = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert "--doctest-glob=*.md" in config and '"docs"' in config and '"README.md"' in config
+
+
 # --- the README's Quick start -------------------------------------------------------------
 
 

@@ -18,7 +18,8 @@ from PIL import Image, ImageCms, ImageFilter, ImageOps
 
 from convfilter import images
 from convfilter.kernels import parse_kernel
-from convfilter.pipeline import FilterSettings, OutputSettings, filter_image, process_file
+from convfilter.options import FilterSettings, OutputSettings
+from convfilter.pipeline import filter_file, filter_image
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:
@@ -193,8 +194,8 @@ def test_icc_exif_and_dpi_are_kept_and_stripped(fmt, srgb_profile, rng, tmp_path
     assert loaded.metadata.icc_profile == srgb_profile
     settings = FilterSettings(kernels=(parse_kernel("blur"),))
     kept, stripped = tmp_path / f"kept.{fmt.lower()}", tmp_path / f"stripped.{fmt.lower()}"
-    process_file(source, kept, settings)
-    process_file(source, stripped, settings, OutputSettings(strip_metadata=True))
+    filter_file(source, kept, settings)
+    filter_file(source, stripped, settings, OutputSettings(strip_metadata=True))
     with Image.open(kept) as im:
         assert im.info.get("icc_profile") == srgb_profile
         assert im.getexif().get(0x010F) == "TestCam"
@@ -256,7 +257,7 @@ def test_every_gif_frame_is_filtered_like_pillow_filters_it(rng, tmp_path):
     assert loaded.encoding.durations == (40, 50, 60) and loaded.encoding.loop == 2
     settings = FilterSettings(kernels=(parse_kernel("smooth"),), border="keep")
     out = tmp_path / "anim.tif"  # lossless, so every page can be compared exactly
-    result = process_file(source, out, settings)
+    result = filter_file(source, out, settings)
     assert result.frames == 3
     expected = [f.convert("RGB").filter(ImageFilter.SMOOTH) for f in frames]
     with Image.open(out) as written:
@@ -265,7 +266,7 @@ def test_every_gif_frame_is_filtered_like_pillow_filters_it(rng, tmp_path):
             written.seek(index)
             assert written.convert("RGB").tobytes() == reference.tobytes(), index
     gif_out = tmp_path / "out.gif"
-    process_file(source, gif_out, settings)
+    filter_file(source, gif_out, settings)
     with Image.open(gif_out) as written:
         assert written.n_frames == 3
         assert [(written.seek(i), written.info["duration"])[1] for i in range(3)] == [40, 50, 60]
@@ -277,7 +278,7 @@ def test_every_tiff_page_is_filtered(rng, tmp_path):
     pages[0].save(source, save_all=True, append_images=pages[1:])
     settings = FilterSettings(kernels=(parse_kernel("edge_enhance"),), border="keep")
     out = tmp_path / "out.tif"
-    process_file(source, out, settings)
+    filter_file(source, out, settings)
     with Image.open(out) as written:
         assert written.n_frames == 4
         for index, page in enumerate(pages):

@@ -8,10 +8,11 @@ from PIL import Image, ImageFilter
 
 from convfilter import compare, pipeline
 from convfilter.kernels import parse_kernel
+from convfilter.options import FilterSettings, SettingsError
 
 
 def settings(*specs, **options):
-    return pipeline.FilterSettings(kernels=tuple(parse_kernel(s) for s in specs), **options)
+    return FilterSettings(kernels=tuple(parse_kernel(s) for s in specs), **options)
 
 
 @pytest.fixture
@@ -39,11 +40,11 @@ def test_valid_border_crops_pass_through_bands(rgba):
 
 
 def test_settings_validation():
-    with pytest.raises(pipeline.SettingsError):
-        pipeline.FilterSettings(kernels=())
-    with pytest.raises(pipeline.SettingsError):
+    with pytest.raises(SettingsError):
+        FilterSettings(kernels=())
+    with pytest.raises(SettingsError):
         settings("blur", repeat=0)
-    with pytest.raises(pipeline.SettingsError):
+    with pytest.raises(SettingsError):
         settings("blur", alpha="sometimes")
 
 
@@ -61,11 +62,11 @@ def test_pillow_reference_of_float_images_is_an_error(rng):
         pipeline.pillow_reference(image, settings("blur"))
 
 
-def test_process_file_reports_and_writes(tmp_path, rng):
+def test_filter_file_reports_and_writes(tmp_path, rng):
     source = tmp_path / "in.png"
     Image.fromarray(rng.integers(0, 256, (20, 20, 3)).astype(np.uint8)).save(source)
     out = tmp_path / "out.webp"
-    result = pipeline.process_file(source, out, settings("sharpen", border="keep"), diff_pil=True)
+    result = pipeline.filter_file(source, out, settings("sharpen", border="keep"), diff_pil=True)
     assert result.format == "WEBP" and result.diff.identical and out.exists()
     assert result.to_dict()["diff"]["identical"] is True
 
@@ -81,9 +82,9 @@ def test_large_images_convert_to_arrays_exactly(rng, mode):
     assert np.array_equal(images.to_array(image), np.asarray(image))
 
 
-def test_process_file_compares_with_the_input_it_let_go_of(tmp_path, rng):
+def test_filter_file_compares_with_the_input_it_let_go_of(tmp_path, rng):
     source = tmp_path / "in.png"
     Image.fromarray(rng.integers(0, 256, (40, 30)).astype(np.uint8)).save(source)
-    result = pipeline.process_file(source, tmp_path / "o.png", settings("smooth", border="keep"),
+    result = pipeline.filter_file(source, tmp_path / "o.png", settings("smooth", border="keep"),
                                    diff_pil=True, diff_image=tmp_path / "d.png")  # fmt: skip
     assert result.diff.identical and result.mode == "L" and (tmp_path / "d.png").exists()

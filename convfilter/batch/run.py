@@ -24,7 +24,8 @@ from typing import Callable, Iterable, Iterator
 
 from .. import images
 from ..allocator import reuse_freed_memory
-from ..pipeline import FilterSettings, OutputSettings, process_file
+from ..options import FilterSettings, OutputSettings
+from ..pipeline import filter_file
 from .plan import BatchError, Plan, Task, _inode
 from .report import BatchSummary, Outcome
 
@@ -48,7 +49,7 @@ class SchedulerError(BatchError):
 
 
 def process_one(task: Task, settings: FilterSettings, output: OutputSettings) -> Outcome:
-    """Filter one planned file with :func:`pipeline.process_file`; never raises for a bad file.
+    """Filter one planned file with :func:`pipeline.filter_file`; never raises for a bad file.
 
     The output's folder is created first. Runs in a worker process (or a
     Dask worker), so paths are the task's absolute ones.
@@ -56,7 +57,7 @@ def process_one(task: Task, settings: FilterSettings, output: OutputSettings) ->
     start = time.perf_counter()
     try:
         os.makedirs(os.path.dirname(task.destination), exist_ok=True)
-        result = process_file(task.source, task.destination, settings, output,
+        result = filter_file(task.source, task.destination, settings, output,
                               source_name=task.input, destination_name=task.output)  # fmt: skip
     except Exception as exc:  # one bad file must not stop the batch
         error = _describe_error(exc, task.input)

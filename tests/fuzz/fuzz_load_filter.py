@@ -31,8 +31,8 @@ from PIL import Image
 
 from convfilter import encoding, images
 from convfilter.kernels import parse_kernel
-from convfilter.options import OutputSettings
-from convfilter.pipeline import FilterSettings, filter_image
+from convfilter.options import FilterSettings, OutputSettings
+from convfilter.pipeline import filter_image
 
 MAX_PIXELS = 1 << 20
 MAX_FRAMES = 8
