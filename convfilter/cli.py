@@ -20,14 +20,14 @@ import click
 from . import __version__
 from .options import AlphaMode, BorderMode, Compression, Method, SettingsError
 
-#: Exit codes (documented in the README).
+#: Exit codes (documented in docs/usage.md and docs/batch.md).
 EXIT_OK = 0
 EXIT_ERROR = 1  # a bad input, or (with --fail-on-diff / diff) images that differ
 EXIT_USAGE = 2  # a bad option or argument; also every error of `convfilter diff`
 EXIT_INTERRUPTED = 130
 
 
-#: Fixed help width, so --help reads the same everywhere (and in the README).
+#: Fixed help width, so --help reads the same everywhere (and in docs/reference.md).
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "terminal_width": 88,
                     "max_content_width": 88}  # fmt: skip
 
@@ -181,7 +181,7 @@ def _output_options(function):
                      help="Output format (PNG, JPEG, TIFF, WEBP, ...) instead of the extension's; "
                           "for batch, {suffix} follows it."),
         click.option("--quality", type=click.IntRange(1, 100), default=None, metavar="Q",
-                     help="JPEG/WebP quality, 1-100 [default: the input's encoding; see the README]."),
+                     help="JPEG/WebP quality, 1-100 [default: the input's encoding; see docs/images.md]."),
         click.option("--lossless", is_flag=True, help="Write lossless WebP."),
         click.option("--compression", type=click.Choice(Compression.names()), default=None,
                      help="TIFF compression [default: the input's, else none]."),

@@ -1,6 +1,6 @@
 """The engine's methods (direct, separable, fft, auto) and threads.
 
-The accuracy contract of issue 5, each part proved here:
+The accuracy contract (docs/pillow-parity.md), each part proved here:
 
 * Pillow's ten presets with border ``keep`` are byte-identical to Pillow in
   every method (so in whichever ``auto`` picks).
@@ -560,7 +560,7 @@ def test_progress_is_not_called_when_there_is_nothing_to_filter():
 
 
 # ---------------------------------------------------------------------------
-# Separability, the cost model and absurd work (issue 6)
+# Separability, the cost model and absurd work
 # ---------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ of test_strict_decoding.py), so every file Pillow rejects must exit 1. A
 handful also go through the installed executable with a memory limit.
 
 ``python tests/test_hostile_files.py`` prints the table of outcomes quoted
-in the README's Reliability section.
+in docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -718,7 +718,7 @@ def test_the_kernel_parser_gives_a_kernel_or_a_kernel_spec_error(text):
     assert np.isfinite(kernel.weights).all() and kernel.weights.ndim == 2
 
 
-# --- the table for the README -----------------------------------------------------------
+# --- the table for docs/reliability.md -----------------------------------------------------------
 
 
 def summary_table() -> str:

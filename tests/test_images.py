@@ -330,7 +330,7 @@ def tiny_frames_gif(count: int, width: int, height: int) -> bytes:
 
 
 def test_a_small_gif_with_many_huge_frames_is_refused_before_decoding():
-    # 46 kB on disk, 96 GB decoded: the case that used to get the process OOM-killed.
+    # 46 kB on disk, 96 GB decoded: decoding it would get the process OOM-killed.
     data = tiny_frames_gif(2000, 4000, 4000)
     started = time.perf_counter()
     with pytest.raises(images.ImageTooLargeError, match=r"2000 frames of 4000x4000"):

@@ -532,8 +532,8 @@ def test_keeps_samples(conversions, route, case):
     output = conversions.output(route, case)
     expected = samples_for(case.layout, case.name)
     if case.layout == "I32":
-        # Mode I is filtered as Pillow filters it, clamped at 0 (the README's
-        # dtype policy); test_negative_32_bit_samples_are_noted checks the note.
+        # Mode I is filtered as Pillow filters it, clamped at 0 (docs/pillow-parity.md);
+        # test_negative_32_bit_samples_are_noted checks the note.
         expected = np.clip(expected, 0, None)
     stored = read_samples(case, output)
     assert stored.dtype == expected.dtype, f"dtype {stored.dtype}, input {expected.dtype}"

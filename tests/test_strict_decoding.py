@@ -300,7 +300,7 @@ def corpus(name: str) -> tuple[Damaged, ...]:
 #: convfilter's default --max-pixels is Pillow's own limit.
 PIXEL_LIMIT = int(Image.MAX_IMAGE_PIXELS or 0)
 
-#: The modes convfilter filters, and those it converts first (README, "Images").
+#: The modes convfilter filters, and those it converts first (docs/images.md).
 FILTERED_MODES = {"L", "LA", "RGB", "RGBA", "CMYK", "I;16", "I", "F"}
 CONVERTED_MODES = {"1": "L", "PA": "RGBA", "I;16L": "I;16", "I;16B": "I;16", "I;16N": "I;16"}
 
@@ -576,7 +576,7 @@ def test_batch_fails_exactly_the_files_pillow_rejects(name, tmp_path):
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
 
 
-# --- the counts for the README ----------------------------------------------------------
+# --- the counts for docs/reliability.md ----------------------------------------------------------
 
 
 def count_table() -> str:
