@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .deep_colour import DeepImage
-from .kernels import MAX_KERNEL_SIDE, Kernel, preset_key
+from .kernels import MAX_KERNEL_SIDE, PRESETS, Kernel, preset_key
+from .panels import finite_range, panel_sheet, shrunk, stretched
 
 __all__ = [
     "CompareError",
@@ -22,6 +23,7 @@ __all__ = [
     "kernel_margin",
     "pillow_filter",
     "pillow_equivalent",
+    "pillow_label",
     "heat_map",
     "heat_map_legend",
     "diff_picture",
@@ -202,14 +204,12 @@ def kernel_margin(kernels: Sequence[Kernel], repeat: int = 1) -> tuple[int, int,
 # Pillow's side
 # ---------------------------------------------------------------------------
 
-#: Pillow filters --diff-pil accepts by name: the ten kernel built-ins, and
-#: parametric ones written NAME:VALUE.
+#: Pillow's kernel built-ins by preset key (``edge_enhance`` -> ``EDGE_ENHANCE``):
+#: the presets that name one. --diff-pil also takes the parametric filters
+#: in ``_PILLOW_PARAMETRIC``, written NAME:VALUE.
 PILLOW_FILTER_NAMES: dict[str, str] = {
-    "blur": "BLUR", "contour": "CONTOUR", "detail": "DETAIL",
-    "edge_enhance": "EDGE_ENHANCE", "edge_enhance_more": "EDGE_ENHANCE_MORE",
-    "emboss": "EMBOSS", "find_edges": "FIND_EDGES", "sharpen": "SHARPEN",
-    "smooth": "SMOOTH", "smooth_more": "SMOOTH_MORE",
-}  # fmt: skip
+    key: preset.pillow_name for key, preset in PRESETS.items() if preset.pillow_name
+}
 
 #: Largest radius accepted for ``gaussian_blur`` and ``box_blur``: far beyond
 #: any image, and below about 2.1e9, where Pillow's box sizes overflow.
@@ -314,6 +314,18 @@ def pillow_equivalent(kernel: Kernel) -> ImageFilter.Filter:
     )
 
 
+def pillow_label(kernel: Kernel) -> str:
+    """How :func:`pillow_equivalent`'s filter for ``kernel`` is named to people.
+
+    >>> pillow_label(Kernel(np.ones((3, 3)), pillow_name="SMOOTH")), pillow_label(Kernel(np.ones((5, 3))))
+    ('ImageFilter.SMOOTH', 'ImageFilter.Kernel 3x5')
+    """
+    if kernel.pillow_name:
+        return f"ImageFilter.{kernel.pillow_name}"
+    h, w = kernel.shape
+    return f"ImageFilter.Kernel {w}x{h}"
+
+
 # ---------------------------------------------------------------------------
 # The diff picture
 # ---------------------------------------------------------------------------
@@ -336,17 +348,13 @@ _RAMP_WIDTH = 100
 
 
 def _preview(image: Image.Image) -> Image.Image:
-    """An 8-bit RGB view of any filterable image, for people to look at."""
+    """An 8-bit RGB view of any filterable image, for people to look at:
+    alpha left out, I;16, I and F stretched from their own finite range."""
     if isinstance(image, DeepImage):
         return image.to_8_bits().convert("RGB")
     if image.mode in ("I;16", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        values = np.nan_to_num(values, nan=low, posinf=high, neginf=low)
-        span = high - low or 1.0
-        scaled = ((values - low) * (255.0 / span)).round().astype(np.uint8)
-        return Image.fromarray(scaled).convert("RGB")
+        return Image.fromarray(stretched(values, *finite_range(values))).convert("RGB")
     return image.convert("RGB")
 
 
@@ -476,23 +484,11 @@ def diff_picture(
     """
     width, height = a.size
     factor = max(1, math.ceil(max(width, height) / _MAX_PANEL_SIDE))
-    size = (-(-width // factor), -(-height // factor))
+    cell = (-(-width // factor), -(-height // factor))
     heat, largest = heat_map(a, b, factor=factor)
-    views = [(label, _preview(image).resize(size, Image.Resampling.BOX)) for label, image in panels]
-    views.append(("difference", heat.resize(size, Image.Resampling.NEAREST)))
-    heat_x = _GAP + (len(views) - 1) * (size[0] + _GAP)
-    legend = _legend(largest)
-    legend_y = _GAP + _LABEL_HEIGHT + size[1] + _GAP
-    sheet = Image.new(
-        "RGB",
-        (max(len(views) * size[0] + (len(views) + 1) * _GAP, heat_x + legend.width + _GAP),
-         legend_y + legend.height + _GAP),
-        "white",
-    )  # fmt: skip
-    draw = ImageDraw.Draw(sheet)
-    for i, (label, view) in enumerate(views):
-        x = _GAP + i * (size[0] + _GAP)
-        draw.text((x, _GAP), label, fill="black")
-        sheet.paste(view, (x, _GAP + _LABEL_HEIGHT))
-    sheet.paste(legend, (heat_x, legend_y))
-    return sheet
+    box = Image.Resampling.BOX
+    pictures = [(label, shrunk(_preview(image), a.size, cell, box)) for label, image in panels]
+    pictures.append(("difference", heat))
+    sheet = panel_sheet(pictures, cell, columns=len(pictures), footer=_legend(largest),
+                        gap=_GAP, label_height=_LABEL_HEIGHT)  # fmt: skip
+    return sheet.image

@@ -12,16 +12,16 @@ Example
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from . import images
 from .kernels import PRESETS, preset_key
+from .panels import BACKGROUND, Tile, finite_range, panel_sheet, sheet_size, shrunk, stretched
+from .panels import Sheet as ContactSheet
 from .pipeline import FilterSettings, OutputSettings, filter_image
 
 __all__ = [
@@ -41,27 +41,6 @@ DEFAULT_TILE_SIZE = 256
 
 #: The parametric presets shown by default, with a sensible parameter.
 DEFAULT_PARAMETRIC: tuple[str, ...] = ("box:5", "gaussian:2")
-
-LABEL_HEIGHT = 20
-GAP = 8
-_BACKGROUND = (255, 255, 255)
-_TEXT = (0, 0, 0)
-
-
-@dataclass(frozen=True)
-class Tile:
-    """One picture of the sheet: its label and where it is ``(left, top, right, bottom)``."""
-
-    label: str
-    box: tuple[int, int, int, int]
-
-
-@dataclass
-class ContactSheet:
-    """The sheet and its tiles, in reading order (the original first)."""
-
-    image: Image.Image
-    tiles: list[Tile]
 
 
 def default_specs() -> list[str]:
@@ -93,54 +72,23 @@ def tile_shape(size: tuple[int, int], tile_size: int) -> tuple[int, int]:
     return max(1, round(width * factor)), max(1, round(height * factor))
 
 
-def _columns(count: int, columns: int | None) -> int:
-    return max(1, min(count, columns or math.ceil(math.sqrt(count))))
-
-
-def sheet_size(count: int, cell: tuple[int, int], columns: int | None = None) -> tuple[int, int]:
-    """Pixel size of a sheet of ``count`` tiles of ``cell`` (width, height).
-
-    Columns default to ``ceil(sqrt(count))``; each tile has a label strip of
-    :data:`LABEL_HEIGHT` above it and :data:`GAP` pixels around it.
-    """
-    cols = _columns(count, columns)
-    rows = math.ceil(count / cols)
-    return cols * cell[0] + (cols + 1) * GAP, rows * (cell[1] + LABEL_HEIGHT) + (rows + 1) * GAP
-
-
 def _viewable(image: Image.Image, value_range: tuple[float, float] | None) -> Image.Image:
-    """An RGB picture of any filterable mode: alpha over white, wide modes scaled to 8 bits."""
+    """An RGB picture of any filterable mode: alpha over white, wide modes
+    stretched from ``value_range`` (16-bit colour by default from 0-65535)."""
     if isinstance(image, images.DeepImage):
-        colour = _stretched(image.array[..., :3], value_range)
+        colour = stretched(image.array[..., :3], *(value_range or (0.0, 65535.0)))
         if image.mode == "RGB;16":
             return Image.fromarray(colour)
         coverage = image.array[..., 3:] / 65535.0
-        over_white = colour * coverage + np.array(_BACKGROUND) * (1.0 - coverage)
+        over_white = colour * coverage + np.array(BACKGROUND) * (1.0 - coverage)
         return Image.fromarray(np.clip(np.floor(over_white + 0.5), 0, 255).astype(np.uint8))
     if image.mode in ("I;16", "I", "F"):
-        low, high = value_range or (0.0, 1.0)
         values = np.asarray(image, dtype=np.float64)
-        scaled = np.clip((values - low) * (255.0 / ((high - low) or 1.0)), 0, 255)
-        return Image.fromarray(scaled.round().astype(np.uint8), "L").convert("RGB")
+        return Image.fromarray(stretched(values, *(value_range or (0.0, 1.0))), "L").convert("RGB")
     if image.mode in ("LA", "RGBA"):
-        backdrop = Image.new("RGBA", image.size, _BACKGROUND + (255,))
+        backdrop = Image.new("RGBA", image.size, BACKGROUND + (255,))
         return Image.alpha_composite(backdrop, image.convert("RGBA")).convert("RGB")
     return image.convert("RGB")
-
-
-def _stretched(values: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
-    """``values`` scaled from ``value_range`` (default 0-65535) to 0-255, as uint8."""
-    low, high = value_range or (0.0, 65535.0)
-    scaled = np.clip((values.astype(np.float64) - low) * (255.0 / ((high - low) or 1.0)), 0, 255)
-    return scaled.round().astype(np.uint8)
-
-
-def _fit_label(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
-    if draw.textlength(text) <= width:
-        return text
-    while text and draw.textlength(text + "...") > width:
-        text = text[:-1]
-    return text + "..."
 
 
 def contact_sheet(
@@ -154,9 +102,9 @@ def contact_sheet(
 
     Filtering is at full resolution; each result is then scaled down by the
     same factor as the original (LANCZOS) and centred in its cell, so a
-    border ``valid`` result shows smaller. Wide modes (I;16, I, F) are shown
-    scaled by the original's value range, so brightness compares across
-    tiles.
+    border ``valid`` result shows smaller. Wide modes (I;16, I, F, 16-bit
+    colour) are shown stretched from the original's finite value range, so
+    brightness compares across tiles.
 
     Raises
     ------
@@ -170,31 +118,11 @@ def contact_sheet(
         values = np.asarray(image, dtype=np.float64)
         if image.mode == "RGBA;16":
             values = values[..., :3]
-        value_range = (float(values.min()), float(values.max()))
+        value_range = finite_range(values)
     cell = tile_shape(image.size, tile_size)
-    factor = cell[0] / image.size[0]
     pictures = [("original", image)] + [(label, filter_image(image, s)) for label, s in entries]
-    cols = _columns(len(pictures), columns)
-    sheet = Image.new("RGB", sheet_size(len(pictures), cell, cols), _BACKGROUND)
-    draw = ImageDraw.Draw(sheet)
-    tiles = []
-    for i, (label, picture) in enumerate(pictures):
-        row, col = divmod(i, cols)
-        left = GAP + col * (cell[0] + GAP)
-        top = GAP + row * (cell[1] + LABEL_HEIGHT + GAP)
-        draw.text((left, top + 3), _fit_label(draw, label, cell[0]), fill=_TEXT)
-        shown = _viewable(picture, value_range)
-        if shown.size == image.size:
-            size = cell
-        else:
-            size = (max(1, round(shown.size[0] * factor)), max(1, round(shown.size[1] * factor)))
-        if size != shown.size:
-            shown = shown.resize(size, Image.Resampling.LANCZOS)
-        x = left + (cell[0] - size[0]) // 2
-        y = top + LABEL_HEIGHT + (cell[1] - size[1]) // 2
-        sheet.paste(shown, (x, y))
-        tiles.append(Tile(label, (x, y, x + size[0], y + size[1])))
-    return ContactSheet(sheet, tiles)
+    shown = [(label, shrunk(_viewable(p, value_range), image.size, cell)) for label, p in pictures]
+    return panel_sheet(shown, cell, columns=columns)
 
 
 def write_gallery(

@@ -165,3 +165,16 @@ def test_16_bit_colour_is_shown_stretched_to_its_range(tmp_path, rng):
 def test_gallery_refuses_standard_output_without_naming_a_missing_option(photo, tmp_path):
     result = run("gallery", photo, "-o", "-", "-k", "blur")
     assert result.exit_code == 1 and "give a file name" in result.stderr and "--format" not in result.stderr
+
+
+def test_float_image_with_nan_is_stretched_from_its_finite_range(rng):
+    values = rng.random((30, 40)).astype(np.float32) * 10 + 5
+    values[3, 4], values[5, 6] = np.nan, np.inf
+    sheet = gallery.contact_sheet(Image.fromarray(values), [], tile_size=40)
+    left, top, right, bottom = sheet.tiles[0].box
+    shown = np.asarray(sheet.image.convert("L"))[top:bottom, left:right].astype(np.float64)
+    finite = np.isfinite(values)
+    low, high = float(values[finite].min()), float(values[finite].max())
+    expected = np.round((np.where(finite, values, low) - low) * 255 / (high - low))
+    expected[5, 6] = 255  # +inf shows as the brightest
+    assert np.array_equal(shown, expected)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageFilter
 
 from convfilter import cli, compare
-from convfilter.kernels import Kernel, parse_kernel
+from convfilter.kernels import PRESETS, Kernel, parse_kernel
 
 
 def test_metrics_by_hand():
@@ -72,6 +72,36 @@ def test_pillow_equivalent_of_presets_and_kernels():
     ("edge-enhance", ImageFilter.EDGE_ENHANCE), ("SMOOTH_MORE", ImageFilter.SMOOTH_MORE)])
 def test_pillow_filter_by_name(name, expected):
     assert compare.pillow_filter(name) is expected
+
+
+def pillow_builtins() -> dict[str, type]:
+    """Pillow's own kernel built-ins (ImageFilter.BLUR, ...), found in ImageFilter."""
+    return {
+        name: value for name, value in vars(ImageFilter).items()
+        if isinstance(value, type) and issubclass(value, ImageFilter.BuiltinFilter)
+        and hasattr(value, "filterargs")  # the class's own kernel; ImageFilter.Kernel has none
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(pillow_builtins()))
+def test_every_pillow_builtin_is_named_and_is_its_presets_equivalent(name):
+    builtin = pillow_builtins()[name]
+    assert compare.pillow_filter(name.lower()) is builtin
+    assert compare.pillow_equivalent(parse_kernel(name.lower())) is builtin
+    assert compare.pillow_label(parse_kernel(name.lower())) == f"ImageFilter.{name}"
+
+
+def test_pillow_names_are_the_presets_that_have_a_builtin():
+    assert compare.PILLOW_FILTER_NAMES == {key.lower(): key for key in pillow_builtins()}
+    for key in PRESETS.keys() - compare.PILLOW_FILTER_NAMES.keys():
+        with pytest.raises(compare.CompareError, match="unknown Pillow filter"):
+            compare.pillow_filter(key)
+
+
+def test_pillow_label_of_a_kernel_without_a_builtin():
+    kernel = Kernel(np.arange(15).reshape(5, 3))
+    assert compare.pillow_label(kernel) == "ImageFilter.Kernel 3x5"
+    assert compare.pillow_label(parse_kernel("sobel-x")) == "ImageFilter.Kernel 3x3"
 
 
 def test_pillow_filter_parametric_and_unknown():
@@ -237,3 +267,28 @@ def test_diff_picture_of_float_images_with_nan():
     assert tuple(heat[1, 2]) == RING
     report = compare.compare_images(image_a, image_b)
     assert report.whole.differing == 1 and report.whole.max_abs == math.inf
+
+
+def test_diff_picture_panels_are_pillows_box_reduction():
+    rng = np.random.default_rng(11)
+    a = Image.fromarray(rng.integers(0, 256, (1000, 2100, 3), dtype=np.uint8))
+    b = a.filter(ImageFilter.SMOOTH)
+    picture = np.asarray(compare.diff_picture([("a", a), ("b", b)], a, b))
+    size = (700, 334)  # shrunk by 3, rounded up
+    top = compare._GAP + compare._LABEL_HEIGHT
+    for i, image in enumerate((a, b)):
+        left = compare._GAP + i * (size[0] + compare._GAP)
+        shown = picture[top : top + size[1], left : left + size[0]]
+        assert np.array_equal(shown, np.asarray(image.resize(size, Image.Resampling.BOX)))
+
+
+def test_diff_picture_labels_stop_at_their_panel():
+    image = Image.new("L", (40, 30), 100)
+    long = "Pillow ImageFilter.EDGE_ENHANCE_MORE then ImageFilter.Kernel 5x5"
+    picture = np.asarray(compare.diff_picture([(long, image), (long, image)], image, image))
+    strip = picture[compare._GAP : compare._GAP + compare._LABEL_HEIGHT]
+    left = compare._GAP
+    assert (strip[:, left : left + 40] < 128).any()
+    for i in range(3):  # the gap after each panel stays blank
+        gap_left = left + 40 + i * (40 + compare._GAP)
+        assert (strip[:, gap_left : gap_left + compare._GAP] == 255).all()
