@@ -44,10 +44,37 @@ _EXPORTS = {
     "ImageError": "images",
     "OutputError": "images",
     "compare_images": "compare",
+    "compare_files": "pipeline",
     "CompareError": "compare",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "filter_array",
+    "correlate",
+    "FilterError",
+    "filter_image",
+    "filter_file",
+    "Filter",
+    "FileResult",
+    "Kernel",
+    "KernelSpecError",
+    "parse_kernel",
+    "PRESETS",
+    "FilterSettings",
+    "OutputSettings",
+    "BorderMode",
+    "Method",
+    "AlphaMode",
+    "Compression",
+    "FillValue",
+    "SettingsError",
+    "ImageError",
+    "OutputError",
+    "compare_images",
+    "compare_files",
+    "CompareError",
+]
 
 if TYPE_CHECKING:
     from .compare import CompareError, compare_images
@@ -64,7 +91,7 @@ if TYPE_CHECKING:
         OutputSettings,
         SettingsError,
     )
-    from .pipeline import FileResult, Filter, filter_file, filter_image
+    from .pipeline import FileResult, Filter, compare_files, filter_file, filter_image
 
 
 def __getattr__(name: str) -> Any:

@@ -18,6 +18,7 @@ from typing import Iterator
 import click
 
 from . import __version__
+from .errors import error_text
 from .options import AlphaMode, BorderMode, Compression, Method, SettingsError
 
 #: Exit codes (documented in docs/usage.md and docs/batch.md).
@@ -103,7 +104,7 @@ def reported_errors(debug: bool, exit_code: int = EXIT_ERROR) -> Iterator[None]:
     except (ValueError, OSError) as exc:
         if debug:
             raise
-        raise CommandError(_message(exc), exit_code) from None
+        raise CommandError(error_text(exc), exit_code) from None
     except MemoryError:
         if debug:
             raise
@@ -111,17 +112,7 @@ def reported_errors(debug: bool, exit_code: int = EXIT_ERROR) -> Iterator[None]:
     except Exception as exc:  # a bug: still one line, with the way to see more
         if debug:
             raise
-        raise CommandError(
-            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
-            exit_code,
-        ) from None
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f"'{exc.filename}': " if exc.filename else ""
-        return f"{where}{exc.strerror}"
-    return str(exc) or type(exc).__name__
+        raise CommandError(f"{error_text(exc)} (rerun with --debug for a traceback)", exit_code) from None
 
 
 def _echo(text: str, *, to_stderr: bool) -> None:
@@ -580,20 +571,10 @@ def diff(first, second, diff_image, as_json, quiet, max_pixels, allow_formats, d
       convfilter diff ours.png pillow.png --diff-image diff.png
     """
     with reported_errors(debug, exit_code=EXIT_USAGE):
-        from . import compare, images
+        from .pipeline import compare_files
 
         output = output_settings({"max_pixels": max_pixels, "allow_formats": allow_formats})
-        picture_format = None
-        if diff_image is not None:
-            picture_format = images.output_format(diff_image, None, format_option=None)
-            images.check_output_path(diff_image)
-        a = images.load_image(first, max_pixels=output.max_pixels, formats=output.formats)
-        b = images.load_image(second, max_pixels=output.max_pixels, formats=output.formats)
-        report = compare.compare_frames(a.frames, b.frames)
-        if diff_image is not None:
-            picture = compare.diff_picture([("A", a.frames[0]), ("B", b.frames[0])],
-                                           a.frames[0], b.frames[0])  # fmt: skip
-            images.save_image([picture], diff_image, fmt=picture_format)
+        report = compare_files(first, second, output, diff_image=diff_image)
     if as_json:
         _echo(json.dumps({"command": "diff", "a": first, "b": second, **report.to_dict()}),
               to_stderr=False)  # fmt: skip
@@ -745,7 +726,7 @@ def _path_list(path: str | None):
         try:
             stream = open(path, "rb")
         except OSError as exc:
-            raise CommandError(f"cannot read --from-file list: {_message(exc)}") from None
+            raise CommandError(f"cannot read --from-file list: {error_text(exc)}") from None
         with stream:
             yield stream
 

@@ -24,6 +24,7 @@ __all__ = [
     "pillow_filter",
     "pillow_equivalent",
     "pillow_label",
+    "pillow_reference",
     "heat_map",
     "heat_map_legend",
     "diff_picture",
@@ -324,6 +325,51 @@ def pillow_label(kernel: Kernel) -> str:
         return f"ImageFilter.{kernel.pillow_name}"
     h, w = kernel.shape
     return f"ImageFilter.Kernel {w}x{h}"
+
+
+def pillow_reference(
+    image: Image.Image,
+    kernels: Sequence[Kernel],
+    bands: Sequence[int],
+    *,
+    repeat: int = 1,
+    filter_name: str | None = None,
+) -> tuple[Image.Image, str]:
+    """What Pillow makes of ``image``: the reference for ``--diff-pil``.
+
+    With ``filter_name``, that Pillow filter applied once; otherwise Pillow's
+    equivalent of each kernel, in order, the whole chain ``repeat`` times.
+    Only the ``bands`` (indices) convfilter filters are replaced; the others
+    are the input's. Returns the image and a description of what Pillow ran.
+
+    Raises
+    ------
+    CompareError
+        No Pillow equivalent, or a mode Pillow cannot filter.
+    """
+    if filter_name:
+        filters = [pillow_filter(filter_name)]
+        label = f"Pillow {filter_name}"
+    else:
+        filters = [pillow_equivalent(k) for k in kernels] * repeat
+        label = "Pillow " + " then ".join(pillow_label(k) for k in kernels)
+        if repeat > 1:
+            label += f" (x{repeat})"
+    names = image.getbands()
+    if "A" in names:
+        alpha = names.index("A")
+        label += (" on every band, alpha included" if alpha in bands
+                  else f" on {','.join(names[i] for i in bands)}, alpha as in the input")  # fmt: skip
+    result = image
+    try:
+        for each in filters:
+            result = result.filter(each)
+    except (ValueError, OSError) as exc:
+        raise CompareError(f"Pillow cannot filter mode {image.mode} images: {exc}") from None
+    if len(names) > 1 and len(bands) < len(names):
+        result = Image.merge(image.mode, [result.getchannel(i) if i in bands else image.getchannel(i)
+                                          for i in range(len(names))])  # fmt: skip
+    return result, label
 
 
 # ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from PIL import Image, ImageMode
 from . import deep_colour
 from .deep_colour import DeepImage
 from .encoding import SourceEncoding, webp_is_lossless
+from .errors import first_line, os_reason
 from .options import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS
 
 __all__ = [
@@ -239,19 +240,15 @@ def _open_input(source: str | os.PathLike) -> BinaryIO:
 
     try:
         handle = open(source, "rb", opener=opener)  # O_NONBLOCK does not affect regular files
-    except FileNotFoundError:
-        raise ImageError(f"{name}: no such file") from None
-    except PermissionError:
-        raise ImageError(f"{name}: permission denied") from None
     except IsADirectoryError:
         raise ImageError(f"{name} is a directory, not an image") from None
     except OSError as exc:
-        raise ImageError(f"{name}: {exc.strerror or exc}") from None
+        raise ImageError(f"{name}: {os_reason(exc)}") from None
     try:
         mode = os.fstat(handle.fileno()).st_mode
     except OSError as exc:
         handle.close()
-        raise ImageError(f"{name}: {exc.strerror or exc}") from None
+        raise ImageError(f"{name}: {os_reason(exc)}") from None
     if stat.S_ISREG(mode):
         return handle
     handle.close()
@@ -322,7 +319,7 @@ def _decode(handle: BinaryIO, label: str, max_pixels: int, formats: tuple[str, .
                 f"{label}: not enough memory to decode this image (lower --max-pixels)"
             ) from None
         except Exception as exc:  # Pillow plugins raise many kinds on bad files
-            raise ImageError(f"{label}: cannot {stage}: {_reason(exc)}") from None
+            raise ImageError(f"{label}: cannot {stage}: {first_line(exc)}") from None
 
 
 _libtiff_silenced: list[bool] = []
@@ -459,11 +456,6 @@ def _format_by_signature(prefix: bytes) -> str | None:
     return None
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
 def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels: int) -> LoadedImage:
     width, height = image.size
     if width < 1 or height < 1:
@@ -475,7 +467,7 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
     try:
         n_frames = max(1, int(getattr(image, "n_frames", 1) or 1))
     except Exception as exc:
-        raise ImageError(f"{label}: cannot count the frames: {_reason(exc)}") from None
+        raise ImageError(f"{label}: cannot count the frames: {first_line(exc)}") from None
     if max_pixels and n_frames * width * height > max_pixels:
         raise ImageTooLargeError(_too_large_message(
             label, f"{n_frames} frames of {width}x{height}", n_frames * width * height, max_pixels
@@ -497,7 +489,7 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
         raise
     except Exception as exc:
         where = f" (frame 1 of {n_frames})" if n_frames > 1 else ""
-        raise ImageError(f"{label}: cannot decode image{where}: {_reason(exc)}") from None
+        raise ImageError(f"{label}: cannot decode image{where}: {first_line(exc)}") from None
     if exif_after_pixels:
         orientation = _orientation(image)
         metadata = _read_metadata(image)
@@ -543,7 +535,7 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
             raise
         except Exception as exc:
             where = f" (frame {index + 1} of {n_frames})" if n_frames > 1 else ""
-            raise ImageError(f"{label}: cannot decode image{where}: {_reason(exc)}") from None
+            raise ImageError(f"{label}: cannot decode image{where}: {first_line(exc)}") from None
         if target_mode is None:
             # A 16-bit PGM opens as mode I; as I;16 it is filtered and written at 16 bits.
             target_mode = "I;16" if fmt == "PPM" and frame.mode == "I" else _filterable_mode(frame, label)
@@ -660,7 +652,7 @@ def _decode_deep_colour(
     except MemoryError:
         raise
     except Exception as exc:  # the codecs raise their own kinds on bad data
-        raise ImageError(f"{label}: cannot decode 16-bit colour: {_reason(exc)}") from None
+        raise ImageError(f"{label}: cannot decode 16-bit colour: {first_line(exc)}") from None
     for frame in frames:
         frame.array = _upright(frame.array, orientation)
     return frames, notes
@@ -1036,7 +1028,7 @@ def encode_image(
         raise
     except OSError as exc:
         if exc.errno is not None:  # the stream failed, not the encoder
-            raise OutputError(f"cannot write {fmt} data: {_os_reason(exc)}") from None
+            raise OutputError(f"cannot write {fmt} data: {os_reason(exc)}") from None
         raise OutputError(_cannot_store(fmt, first.mode, exc)) from None
     except Exception as exc:  # encoders raise many kinds on what they cannot hold
         raise OutputError(_cannot_store(fmt, first.mode, exc)) from None
@@ -1098,15 +1090,15 @@ def _encode_deep_colour(
         raise
     except OSError as exc:
         if exc.errno is not None:
-            raise OutputError(f"cannot write {fmt} data: {_os_reason(exc)}") from None
+            raise OutputError(f"cannot write {fmt} data: {os_reason(exc)}") from None
         raise OutputError(_cannot_store(fmt, frames[0].mode, exc)) from None
     except Exception as exc:  # the codecs raise their own kinds; deep_colour's say what to write
-        raise OutputError(f"{fmt} cannot store this image (mode {frames[0].mode}): {_reason(exc)}") from None
+        raise OutputError(f"{fmt} cannot store this image (mode {frames[0].mode}): {first_line(exc)}") from None
 
 
 def _cannot_store(fmt: str, mode: str, exc: BaseException) -> str:
     hint = {"TIFF": "", "PNG": "; try TIFF"}.get(fmt, "; try PNG or TIFF")
-    return f"{fmt} cannot store this image (mode {mode}): {_reason(exc)}{hint}"
+    return f"{fmt} cannot store this image (mode {mode}): {first_line(exc)}{hint}"
 
 
 def check_output_path(path: str | os.PathLike) -> None:
@@ -1181,7 +1173,7 @@ def _write_into(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as stream:
             _write_all(stream, data)
     except OSError as exc:
-        raise OutputError(f"cannot write {label}: {_os_reason(exc)}") from None
+        raise OutputError(f"cannot write {label}: {os_reason(exc)}") from None
 
 
 def _directory_output_message(label: str, verb: str) -> str:
@@ -1219,7 +1211,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
     except PermissionError:
         raise OutputError(f"cannot write {label}: directory '{directory}' is not writable") from None
     except OSError as exc:
-        raise OutputError(f"cannot write {label}: {_os_reason(exc)}") from None
+        raise OutputError(f"cannot write {label}: {os_reason(exc)}") from None
     try:
         with os.fdopen(fd, "wb") as stream:
             write(stream)
@@ -1233,15 +1225,9 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {label}: {_os_reason(exc)}") from None
+            raise OutputError(f"cannot write {label}: {os_reason(exc)}") from None
         raise
     _sync_directory(directory)
-
-
-def _os_reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "no space left on device"
-    return exc.strerror or str(exc) or type(exc).__name__
 
 
 _TEMPORARY_NAME = re.compile(r"\.(.+)\.[0-9a-f]{8}\.part")
@@ -1335,7 +1321,7 @@ def save_image(
             _write_all(destination, data)
             destination.flush()
         except OSError as exc:
-            raise OutputError(f"cannot write to {_stream_name(destination)}: {_os_reason(exc)}") from None
+            raise OutputError(f"cannot write to {_stream_name(destination)}: {os_reason(exc)}") from None
     return notes
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import os_reason
+
 __all__ = [
     "Kernel",
     "KernelSpecError",
@@ -870,13 +872,9 @@ def _parse_file(path_text: str) -> Kernel:
                 raise KernelSpecError(f"in kernel file {str(path)!r}: {exc}") from None
     except KernelSpecError:
         raise
-    except FileNotFoundError:
-        raise KernelSpecError(f"kernel file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise KernelSpecError(f"kernel file {str(path)!r} is a directory") from None
-    except PermissionError:
-        raise KernelSpecError(f"kernel file {str(path)!r}: permission denied") from None
-    except (OSError, ValueError, EOFError) as exc:
+    except OSError as exc:
+        raise KernelSpecError(f"kernel file {str(path)!r}: {os_reason(exc)}") from None
+    except (ValueError, EOFError) as exc:
         raise KernelSpecError(f"cannot read kernel file {str(path)!r}: {exc}") from None
     return Kernel(matrix, name=f"@{path.name}", matrix_spec=f"@{path_text}")
 

@@ -7,7 +7,6 @@ filter every frame, optionally compare with Pillow, save atomically.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -18,9 +17,9 @@ from PIL import Image, ImageFilter
 
 from . import encoding, engine, images
 from .kernels import Kernel
-from .options import AlphaMode, BorderMode, FilterSettings, OutputSettings, SettingsError
+from .options import BorderMode, FilterSettings, OutputSettings, SettingsError
 
-if TYPE_CHECKING:  # compare (and Pillow's ImageDraw/ImageFilter) load only for --diff-pil
+if TYPE_CHECKING:  # compare (and Pillow's ImageDraw and fonts) load only for comparisons
     from . import compare
 
 __all__ = [
@@ -30,8 +29,8 @@ __all__ = [
     "filter_image",
     "filter_pixels",
     "resolve_alpha",
-    "pillow_reference",
     "filter_file",
+    "compare_files",
 ]
 
 @dataclass
@@ -313,58 +312,6 @@ def filter_pixels(
     return array[:, :, 0] if single_band else array
 
 
-def pillow_reference(
-    image: Image.Image, settings: FilterSettings, filter_name: str | None = None
-) -> tuple[Image.Image, str]:
-    """What Pillow makes of ``image``: the reference for ``--diff-pil``.
-
-    With ``filter_name``, that Pillow filter applied once; otherwise Pillow's
-    equivalent of each kernel of the chain, in order. Only the bands
-    convfilter filters are replaced; the others are the input's.
-    Returns the image and a description of what Pillow ran.
-
-    Raises
-    ------
-    compare.CompareError
-        No Pillow equivalent, or a mode Pillow cannot filter.
-    """
-    from . import compare
-
-    if filter_name:
-        filters = [compare.pillow_filter(filter_name)]
-        label = f"Pillow {filter_name}"
-    else:
-        filters = [compare.pillow_equivalent(k) for k in settings.chain]
-        label = "Pillow " + " then ".join(_pillow_label(k) for k in settings.kernels)
-        if settings.repeat > 1:
-            label += f" (x{settings.repeat})"
-    selected, alpha = _band_indices(image.mode, settings)
-    if alpha is not None:
-        bands = image.getbands()
-        label += (" on every band, alpha included" if alpha in selected
-                  else f" on {','.join(bands[i] for i in selected)}, alpha as in the input")  # fmt: skip
-    result = image
-    try:
-        for pillow_filter in filters:
-            result = result.filter(pillow_filter)
-    except (ValueError, OSError) as exc:
-        raise compare.CompareError(f"Pillow cannot filter mode {image.mode} images: {exc}") from None
-    if len(image.getbands()) > 1 and len(selected) < len(image.getbands()):
-        bands = [
-            result.getchannel(i) if i in selected else image.getchannel(i)
-            for i in range(len(image.getbands()))
-        ]
-        result = Image.merge(image.mode, bands)
-    return result, label
-
-
-def _pillow_label(kernel: Kernel) -> str:
-    if kernel.pillow_name:
-        return f"ImageFilter.{kernel.pillow_name}"
-    h, w = kernel.shape
-    return f"ImageFilter.Kernel {w}x{h}"
-
-
 def filter_file(
     source: str | os.PathLike | BinaryIO,
     destination: str | os.PathLike | BinaryIO,
@@ -460,7 +407,10 @@ def filter_file(
         from . import compare
 
         t = time.perf_counter()
-        reference, result.reference = pillow_reference(first_input, settings, diff_filter)
+        selected, _ = _band_indices(first_input.mode, settings)
+        reference, result.reference = compare.pillow_reference(
+            first_input, settings.kernels, selected, repeat=settings.repeat, filter_name=diff_filter
+        )
         margin = compare.kernel_margin(settings.kernels, settings.repeat)
         result.diff = compare.compare_images(filtered[0], reference, margin=margin)
         timings["pillow"] = _ms_since(t)
@@ -493,6 +443,41 @@ def filter_file(
     timings["total"] = _ms_since(start)
     result.timings_ms = timings
     return result
+
+
+def compare_files(
+    first: str | os.PathLike,
+    second: str | os.PathLike,
+    output: OutputSettings = OutputSettings(),
+    *,
+    diff_image: str | os.PathLike | None = None,
+) -> compare.DiffReport:
+    """Compare two image files frame by frame: the whole of ``convfilter diff``.
+
+    Both are decoded as ``filter_file`` decodes its input (``output`` says
+    what may be decoded); ``diff_image`` writes the two first frames and
+    their difference side by side.
+
+    Raises
+    ------
+    compare.CompareError
+        Frame counts, sizes or modes that differ.
+    images.ImageError, images.OutputError
+        An input that is not an image, a picture that cannot be written.
+    """
+    from . import compare
+
+    picture_format = None
+    if diff_image is not None:
+        picture_format = images.output_format(diff_image, None, format_option=None)
+        images.check_output_path(diff_image)
+    a = images.load_image(first, max_pixels=output.max_pixels, formats=output.formats)
+    b = images.load_image(second, max_pixels=output.max_pixels, formats=output.formats)
+    report = compare.compare_frames(a.frames, b.frames)
+    if diff_image is not None:
+        picture = compare.diff_picture([("A", a.frames[0]), ("B", b.frames[0])], a.frames[0], b.frames[0])
+        images.save_image([picture], diff_image, fmt=picture_format)
+    return report
 
 
 def _check_writable(mode: str, fmt: str, output: OutputSettings) -> None:

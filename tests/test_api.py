@@ -256,6 +256,7 @@ def test_errors_a_caller_can_cause_are_value_errors_with_a_reason():
 
 
 def test_public_names_are_exported_and_load_lazily():
+    assert sorted(cf.__all__) == sorted(["__version__", *cf._EXPORTS])
     for name in cf.__all__:
         assert getattr(cf, name) is not None
     assert set(cf.__all__) <= set(dir(cf))

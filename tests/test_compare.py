@@ -292,3 +292,29 @@ def test_diff_picture_labels_stop_at_their_panel():
     for i in range(3):  # the gap after each panel stays blank
         gap_left = left + 40 + i * (40 + compare._GAP)
         assert (strip[:, gap_left : gap_left + compare._GAP] == 255).all()
+
+
+def test_pillow_reference_keeps_unfiltered_bands(rng):
+    rgba = Image.fromarray(rng.integers(0, 256, (15, 18, 4)).astype(np.uint8), "RGBA")
+    reference, label = compare.pillow_reference(rgba, [parse_kernel("blur")], [1])
+    assert label == "Pillow ImageFilter.BLUR on G, alpha as in the input"
+    ref, src = np.asarray(reference), np.asarray(rgba)
+    assert np.array_equal(ref[..., 1], np.asarray(rgba.filter(ImageFilter.BLUR))[..., 1])
+    assert np.array_equal(ref[..., [0, 2, 3]], src[..., [0, 2, 3]])
+
+
+def test_pillow_reference_repeats_the_chain(rng):
+    image = Image.fromarray(rng.integers(0, 256, (12, 14)).astype(np.uint8))
+    kernels = [parse_kernel("smooth"), parse_kernel("sharpen")]
+    reference, label = compare.pillow_reference(image, kernels, [0], repeat=2)
+    assert label == "Pillow ImageFilter.SMOOTH then ImageFilter.SHARPEN (x2)"
+    expected = image
+    for _ in range(2):
+        expected = expected.filter(ImageFilter.SMOOTH).filter(ImageFilter.SHARPEN)
+    assert reference.tobytes() == expected.tobytes()
+
+
+def test_pillow_reference_of_float_images_is_an_error(rng):
+    image = Image.fromarray(rng.normal(size=(6, 6)).astype(np.float32))
+    with pytest.raises(compare.CompareError, match="mode F"):
+        compare.pillow_reference(image, [parse_kernel("blur")], [0])

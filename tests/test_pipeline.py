@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from convfilter import compare, pipeline
+from convfilter import pipeline
 from convfilter.kernels import parse_kernel
 from convfilter.options import FilterSettings, SettingsError
 
@@ -46,20 +46,6 @@ def test_settings_validation():
         settings("blur", repeat=0)
     with pytest.raises(SettingsError):
         settings("blur", alpha="sometimes")
-
-
-def test_pillow_reference_keeps_unfiltered_bands(rgba):
-    reference, label = pipeline.pillow_reference(rgba, settings("blur", channels=("G",)))
-    assert label == "Pillow ImageFilter.BLUR on G, alpha as in the input"
-    ref, src = np.asarray(reference), np.asarray(rgba)
-    assert np.array_equal(ref[..., 1], np.asarray(rgba.filter(ImageFilter.BLUR))[..., 1])
-    assert np.array_equal(ref[..., [0, 2, 3]], src[..., [0, 2, 3]])
-
-
-def test_pillow_reference_of_float_images_is_an_error(rng):
-    image = Image.fromarray(rng.normal(size=(6, 6)).astype(np.float32))
-    with pytest.raises(compare.CompareError, match="mode F"):
-        pipeline.pillow_reference(image, settings("blur"))
 
 
 def test_filter_file_reports_and_writes(tmp_path, rng):

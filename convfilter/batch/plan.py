@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable, Iterator, Sequence
 
 from .. import images
+from ..errors import os_reason
 from .report import Outcome
 
 __all__ = [
@@ -366,7 +367,7 @@ def _walk(top, base, result, *, recursive, extensions, exclude) -> None:
             with os.scandir(directory) as listing:
                 entries = sorted(listing, key=lambda entry: entry.name)
         except OSError as error:
-            result.failed.append((directory, _os_reason(error)))
+            result.failed.append((directory, os_reason(error)))
             continue
         folder = _folder(os.path.join(directory, "x"), base) if recursive else ""
         subdirs = []
@@ -404,10 +405,6 @@ def _add_walked(path: str, folder: str, result: _Expansion, extensions: frozense
         result.found.append(_Found(path, folder))
     else:
         result.skipped.append((path, "not a regular file"))
-
-
-def _os_reason(error: OSError) -> str:
-    return error.strerror or str(error)
 
 
 # ---------------------------------------------------------------------------

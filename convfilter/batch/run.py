@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Iterator
 
 from .. import images
 from ..allocator import reuse_freed_memory
+from ..errors import error_text, first_line
 from ..options import FilterSettings, OutputSettings
 from ..pipeline import filter_file
 from .plan import BatchError, Plan, Task, _inode
@@ -68,14 +69,8 @@ def process_one(task: Task, settings: FilterSettings, output: OutputSettings) ->
 
 
 def _describe_error(exc: BaseException, name: str) -> str:
-    if isinstance(exc, MemoryError):
-        return "out of memory"
-    if isinstance(exc, OSError):
-        where = f"'{exc.filename}': " if exc.filename else ""
-        return f"{where}{exc.strerror or exc}"
-    text = str(exc) or type(exc).__name__
-    if not isinstance(exc, ValueError):
-        text = f"internal error: {type(exc).__name__}: {text}"
+    """The error line of a failed file, without the file's name (the report puts it first)."""
+    text = error_text(exc)
     for prefix in (f"'{name}': ", f"'{name}' "):
         if text.startswith(prefix):
             return text[len(prefix):]
@@ -551,13 +546,13 @@ class _DaskExecutor(_Executor):
                     dashboard_address=":0", silence_logs=logging.ERROR,
                 )  # fmt: skip
             except Exception as exc:  # distributed raises RuntimeError, OSError, ...
-                raise SchedulerError(f"cannot start a local Dask cluster: {_first_line(exc)}") from None
+                raise SchedulerError(f"cannot start a local Dask cluster: {first_line(exc)}") from None
             address = self.cluster.scheduler_address
         try:
             self.client = distributed.Client(address, timeout="10s", set_as_default=False)
         except Exception as exc:
             self.close()
-            raise SchedulerError(f"cannot reach the Dask scheduler at {address}: {_first_line(exc)}") from None
+            raise SchedulerError(f"cannot reach the Dask scheduler at {address}: {first_line(exc)}") from None
 
     def close(self) -> None:
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
@@ -594,11 +589,6 @@ class _DaskExecutor(_Executor):
             self.client.cancel([future for future, _ in self._running.values()])
         self.close()
         return [], in_flight
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def _dask_outcome(future, task: Task) -> Outcome:
