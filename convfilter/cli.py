@@ -19,7 +19,17 @@ import click
 
 from . import __version__
 from .errors import error_text
-from .options import AlphaMode, BorderMode, Compression, Method, SettingsError
+from .options import (
+    DEFAULT_FORMATS,
+    DEFAULT_MAX_PIXELS,
+    AlphaMode,
+    BorderMode,
+    Compression,
+    FilterSettings,
+    Method,
+    OutputSettings,
+    SettingsError,
+)
 
 #: Exit codes (documented in docs/usage.md and docs/batch.md).
 EXIT_OK = 0
@@ -200,7 +210,7 @@ def _input_options(function):
     return function
 
 
-#: The parameters of _kernel_options, _filter_options and _output_options/_input_options.
+#: The parameters _kernel_options gives a command; the FilterSettings fields _filter_options gives.
 _KERNEL_PARAMS = ("kernel_specs", "scale", "offset", "normalize", "flip")
 _FILTER_PARAMS = ("repeat", "border", "cval", "abs", "channels", "alpha", "method", "threads")
 
@@ -232,8 +242,6 @@ def brightness_hints(kernels) -> list[str]:
 
 def filter_settings(kernels, options: dict):
     """The one :class:`FilterSettings` value of a command's filter options."""
-    from .options import FilterSettings
-
     with _as_bad_parameter():
         return FilterSettings(kernels, **{name: options[name] for name in _FILTER_PARAMS})
 
@@ -241,7 +249,6 @@ def filter_settings(kernels, options: dict):
 def output_settings(options: dict):
     """The one :class:`OutputSettings` value of a command's output and input options."""
     from .images import readable_formats
-    from .options import DEFAULT_FORMATS, DEFAULT_MAX_PIXELS, OutputSettings
 
     allowed = options.get("allow_formats", ())
     unknown = [f for f in allowed if f.upper() not in readable_formats()]

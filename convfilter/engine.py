@@ -430,7 +430,10 @@ def _exact_integer_sums(array, kernel, mode, cval, method, threads, progress) ->
     if not candidates:
         return None
     if bound >= _EXACT_FLOAT64:
-        return _int64_sums(array, unscaled, mode, int(cval))
+        sums = _int64_sums(array, unscaled, mode, int(cval))
+        if progress is not None:
+            progress(1, 1)
+        return sums
     costs = {m: estimate_seconds(m, array.shape, unscaled, dtype=np.float64) for m in candidates}
     chosen = min(candidates, key=costs.__getitem__)
     if costs[chosen] > MAX_SECONDS:
@@ -442,6 +445,9 @@ def _exact_integer_sums(array, kernel, mode, cval, method, threads, progress) ->
 def _int64_sums(array: np.ndarray, kernel: Kernel, mode: BorderMode, cval: int) -> np.ndarray:
     """Exact int64 sums, one shifted copy of the image per non-zero weight
     (under border ``keep`` the frame is left to the caller)."""
+    h, w = kernel.shape
+    if mode is BorderMode.KEEP and (array.shape[0] < h or array.shape[1] < w):
+        return np.zeros(array.shape, np.int64)  # all frame
     layout = _layout(array.shape, kernel, mode)
     padded = array.astype(np.int64)[np.maximum(layout.rows, 0)][:, np.maximum(layout.cols, 0)]
     padded[layout.rows < 0] = cval

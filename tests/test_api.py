@@ -111,6 +111,11 @@ def test_integer_sums_are_exact_beyond_float64():
     assert not np.array_equal(ndi.correlate(array.astype(np.float64), matrix, mode="reflect"), expected.astype(float))
 
 
+def test_keep_on_an_image_smaller_than_the_kernel_returns_it_unchanged():
+    for array in (np.array([[2**60, 5], [3, -(2**59)]], np.int64), np.array([[7, -3]], np.int16)):
+        assert cf.filter_array(array, np.ones((3, 3), int), border="keep").tolist() == array.tolist()
+
+
 @pytest.mark.parametrize(
     ("dtype", "values", "expected"),
     [
