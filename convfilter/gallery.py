@@ -22,7 +22,8 @@ from . import images
 from .kernels import PRESETS, preset_key
 from .panels import BACKGROUND, Tile, finite_range, panel_sheet, sheet_size, shrunk, stretched
 from .panels import Sheet as ContactSheet
-from .pipeline import FilterSettings, OutputSettings, filter_image
+from .options import FilterSettings, OutputSettings
+from .pipeline import filter_image
 
 __all__ = [
     "DEFAULT_TILE_SIZE",

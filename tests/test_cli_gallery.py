@@ -130,7 +130,7 @@ def test_library_tiles_and_layout(rng):
 
 def gallery_settings(spec: str, **options):
     from convfilter.kernels import parse_kernel
-    from convfilter.pipeline import FilterSettings
+    from convfilter.options import FilterSettings
 
     return FilterSettings(kernels=(parse_kernel(spec),), **options)
 
