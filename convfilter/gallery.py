@@ -20,9 +20,9 @@ from PIL import Image
 
 from . import images
 from .kernels import PRESETS, preset_key
+from .options import FilterSettings, OutputSettings
 from .panels import BACKGROUND, Tile, finite_range, panel_sheet, sheet_size, shrunk, stretched
 from .panels import Sheet as ContactSheet
-from .options import FilterSettings, OutputSettings
 from .pipeline import filter_image
 
 __all__ = [
