@@ -698,10 +698,11 @@ def estimate_seconds(
 ) -> float:
     """Rough seconds one core needs to filter ``image_shape`` with ``method``.
 
-    The engine's cost model: array operations per output element (for
-    ``direct`` and ``separable``), matrix-product flops, or the FFT tiles'
-    ``n log n``, times nominal per-element times. ``inf`` when the method
-    does not apply (``separable`` for a kernel of rank > 1).
+    The engine's cost model, which each method states for itself (see
+    :data:`_REGISTRY`): array operations per output element (``direct``,
+    ``separable``), matrix-product flops, or the FFT tiles' ``n log n``,
+    times per-element times measured on the development machine. ``inf``
+    when the method does not apply (``separable`` for a kernel of rank > 1).
 
     >>> big = Kernel(np.ones((301, 301)))
     >>> estimate_seconds("direct", (3000, 4000, 3), big) > MAX_SECONDS
@@ -709,43 +710,116 @@ def estimate_seconds(
     >>> estimate_seconds("fft", (3000, 4000, 3), big) < 10
     True
     """
-    dtype = np.dtype(dtype)
-    h, w = kernel.shape
-    channels = image_shape[2] if len(image_shape) == 3 else 1
-    samples = image_shape[0] * image_shape[1] * channels
-    work = accumulator_dtype(dtype)
-    per_op = _OP_SECONDS[work.itemsize]
-    start = 0.5 if dtype.kind in "iu" else 0.0
-    rule = _integer_rule(kernel, dtype, start=start, absolute=False, cval=None)
-    fixed = _FIXED_OPS
-    if method == "direct":
-        return samples * min(_direct_seconds(kernel, rule, channels, work.itemsize))
-    if method == "separable":
-        factors = _separable_factors(kernel)
+    return _REGISTRY[_method(method)].seconds(_Job.of(image_shape, kernel, dtype))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every method's cost and set-up look at: the image, the kernel, the sums' types."""
+
+    shape: tuple[int, ...]
+    kernel: Kernel
+    dtype: np.dtype
+    channels: int
+    samples: int
+    work: np.dtype  # the accumulator dtype
+    rule: _IntegerRule | None  # the integer rule with the usual start, for costs
+
+    @classmethod
+    def of(cls, shape: tuple[int, ...], kernel: Kernel, dtype) -> _Job:
+        dtype = np.dtype(dtype)
+        channels = shape[2] if len(shape) == 3 else 1
+        start = 0.5 if dtype.kind in "iu" else 0.0
+        rule = _integer_rule(kernel, dtype, start=start, absolute=False, cval=None)
+        return cls(tuple(shape), kernel, dtype, channels, shape[0] * shape[1] * channels,
+                   accumulator_dtype(dtype), rule)  # fmt: skip
+
+    @property
+    def per_op(self) -> float:
+        return _OP_SECONDS[self.work.itemsize]
+
+
+class _DirectMethod:
+    """One array operation per distinct weight (or exact integer sums), in Pillow's order."""
+
+    def seconds(self, job: _Job) -> float:
+        return job.samples * min(_direct_seconds(job.kernel, job.rule, job.channels, job.work.itemsize))
+
+    def strategy(self, job: _Job, layout: _Layout, rule: _IntegerRule | None, start: float,
+                 wide_fft: bool) -> _Strategy:  # fmt: skip
+        if rule is not None:
+            integers, floats = _direct_seconds(job.kernel, rule, layout.channels, job.work.itemsize)
+            if integers <= floats:
+                return _DirectInteger(job.kernel, rule, layout.channels)
+        weights = job.kernel.weights_float32 if job.work == np.float32 else job.kernel.weights
+        return _DirectFloat(weights, start, layout.channels, job.work)
+
+
+class _SeparableMethod:
+    """Two 1-D passes: weighted views, or banded matrix products for long factors."""
+
+    def seconds(self, job: _Job) -> float:
+        factors = _separable_factors(job.kernel)
         if factors is None:
             return math.inf
-        integer_factors = _integer_factors(rule.matrix) if rule is not None else None
+        fixed = _FIXED_OPS
+        integer_factors = _integer_factors(job.rule.matrix) if job.rule is not None else None
         if integer_factors is not None:
             column, row = integer_factors
             ops = methods.pass_ops(column) + methods.pass_ops(row)
-            return samples * (ops + fixed) * _OP_SECONDS[rule.dtype.itemsize]
+            return job.samples * (ops + fixed) * _OP_SECONDS[job.rule.dtype.itemsize]
         column, row = factors
         ops = methods.pass_ops(column) + methods.pass_ops(row)
-        elementwise = samples * (ops + fixed) * per_op
+        if ops <= _GEMM_MIN_OPS:
+            return job.samples * (ops + fixed) * job.per_op
+        h, w = job.kernel.shape
         gemm = methods.SeparableGemm
         flops = 2 * (gemm.batch + h - 1) + 2 * (gemm.block + w - 1)
-        products = samples * (flops * work.itemsize / 4 / _GEMM_FLOPS + (fixed + 3) * per_op)
-        return float(elementwise if ops <= _GEMM_MIN_OPS else products)
-    if method == "fft":
-        fh = methods.fft_length(h)
-        fw = methods.fft_length(w)
-        fh = min(fh, methods.fast_length_at_least(image_shape[0] + h - 1))
-        fw = min(fw, methods.fast_length_at_least(image_shape[1] + w - 1))
+        return job.samples * (flops * job.work.itemsize / 4 / _GEMM_FLOPS + (fixed + 3) * job.per_op)
+
+    def strategy(self, job: _Job, layout: _Layout, rule: _IntegerRule | None, start: float,
+                 wide_fft: bool) -> _Strategy:  # fmt: skip
+        c, work = layout.channels, job.work
+        if rule is not None:
+            factors = _integer_factors(rule.matrix)
+            if factors is not None:
+                return _SeparableDirect(*factors, c, rule.dtype, integer=True)
+        column, row = _separable_factors(job.kernel)
+        if methods.pass_ops(column) + methods.pass_ops(row) > _GEMM_MIN_OPS:
+            return _SeparableGemm(column, row, c, layout.out_cols, work)
+        kind = work.type
+        return _SeparableDirect([kind(v) for v in column], [kind(v) for v in row], c, work,
+                                integer=False)  # fmt: skip
+
+
+class _FourierMethod:
+    """Overlap-save FFT tiles; exact for integer kernels whose sums float64 holds."""
+
+    def seconds(self, job: _Job) -> float:
+        h, w = job.kernel.shape
+        fh, fw = methods.fft_tile((h, w), (job.shape[0] + h - 1, job.shape[1] + w - 1))
         overlap = fh * fw / (max(1, fh - h + 1) * max(1, fw - w + 1))
-        exact = rule is not None and _fft_is_exact(rule, fh * fw)
-        transform = _FFT_SECONDS[methods.fft_library()][8 if exact else _fft_dtype(dtype).itemsize]
-        return samples * (overlap * math.log2(fh * fw) * transform + fixed * per_op)
-    raise FilterError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        exact = job.rule is not None and _fft_is_exact(job.rule, fh * fw)
+        transform = _FFT_SECONDS[methods.fft_library()][8 if exact else _fft_dtype(job.dtype).itemsize]
+        return job.samples * (overlap * math.log2(fh * fw) * transform + _FIXED_OPS * job.per_op)
+
+    def strategy(self, job: _Job, layout: _Layout, rule: _IntegerRule | None, start: float,
+                 wide_fft: bool) -> _Strategy:  # fmt: skip
+        h, w = job.kernel.shape
+        extent = (layout.out_rows + h - 1, layout.out_cols + w - 1)
+        c = layout.channels
+        if rule is not None:
+            fh, fw = methods.fft_tile((h, w), extent)
+            if _fft_is_exact(rule, fh * fw):
+                return _Fourier(rule.matrix, c, np.float64, exact=True, extent=extent,
+                                sum_dtype=rule.dtype)  # fmt: skip
+        fft_dtype = np.dtype(np.float64) if wide_fft else _fft_dtype(job.dtype)
+        return _Fourier(job.kernel.weights, c, fft_dtype, exact=False, extent=extent,
+                        sum_dtype=job.work)  # fmt: skip
+
+
+#: Every method but ``auto``: what it costs, and how it is set up for one job.
+_REGISTRY = {"direct": _DirectMethod(), "separable": _SeparableMethod(), "fft": _FourierMethod()}
 
 
 def _direct_seconds(kernel: Kernel, rule: _IntegerRule | None, channels: int, item: int):
@@ -798,8 +872,9 @@ def choose_method(
 def _choose(image_shape, kernel, dtype, method) -> tuple[str, float]:
     """choose_method, also returning the chosen method's estimated seconds."""
     method = _method(method)
-    candidates = [m for m in METHODS if m != "auto"]
-    costs = {m: estimate_seconds(m, image_shape, kernel, dtype=dtype) for m in candidates}
+    job = _Job.of(image_shape, kernel, dtype)
+    candidates = list(_REGISTRY)
+    costs = {m: _REGISTRY[m].seconds(job) for m in candidates}
     best = min(candidates, key=lambda m: costs[m])
     if costs["direct"] < _SMALL_SECONDS or costs[best] > _PREFER_DIRECT * costs["direct"]:
         # Direct sums (Pillow's order, exact for integers) unless another
@@ -951,49 +1026,6 @@ class _Fourier(_Strategy):
         return [(0, self.plan.run(src, n, cols, self.sum_dtype, scratch, checkpoint))]
 
 
-def _strategy(
-    method: str,
-    kernel: Kernel,
-    layout: _Layout,
-    dtype: np.dtype,
-    rule: _IntegerRule | None,
-    start: float,
-    *,
-    wide_fft: bool = False,
-) -> _Strategy:
-    work = accumulator_dtype(dtype)
-    c = layout.channels
-    if method == "direct":
-        if rule is not None:
-            integers, floats = _direct_seconds(kernel, rule, c, work.itemsize)
-            if integers <= floats:
-                return _DirectInteger(kernel, rule, c)
-        weights = kernel.weights_float32 if work == np.float32 else kernel.weights
-        return _DirectFloat(weights, start, c, work)
-    if method == "separable":
-        if rule is not None:
-            factors = _integer_factors(rule.matrix)
-            if factors is not None:
-                return _SeparableDirect(*factors, c, rule.dtype, integer=True)
-        column, row = _separable_factors(kernel)
-        ops = methods.pass_ops(column) + methods.pass_ops(row)
-        if ops > _GEMM_MIN_OPS:
-            return _SeparableGemm(column, row, c, layout.out_cols, work)
-        kind = work.type
-        return _SeparableDirect([kind(v) for v in column], [kind(v) for v in row], c, work,
-                                integer=False)  # fmt: skip
-    extent = (layout.out_rows + kernel.shape[0] - 1, layout.out_cols + kernel.shape[1] - 1)
-    if rule is not None:
-        fh = min(methods.fft_length(kernel.shape[0]), methods.fast_length_at_least(extent[0]))
-        fw = min(methods.fft_length(kernel.shape[1]), methods.fast_length_at_least(extent[1]))
-        if _fft_is_exact(rule, fh * fw):
-            return _Fourier(rule.matrix, c, np.float64, exact=True, extent=extent,
-                            sum_dtype=rule.dtype)  # fmt: skip
-    fft_dtype = np.dtype(np.float64) if wide_fft else _fft_dtype(dtype)
-    return _Fourier(kernel.weights, c, fft_dtype, exact=False, extent=extent,
-                    sum_dtype=work)  # fmt: skip
-
-
 def _fft_dtype(dtype: np.dtype) -> np.dtype:
     """FFT precision: float32 keeps 8-bit and float32 images within the contract;
     16- and 32-bit integers have too many significant bits for it."""
@@ -1105,7 +1137,7 @@ def _filter(
         uses_cval = mode is BorderMode.CONSTANT
         rule = _integer_rule(kernel, dtype, start=start, absolute=absolute,
                              cval=cval if uses_cval else None)  # fmt: skip
-    strategy = _strategy(chosen, kernel, layout, dtype, rule, start, wide_fft=wide_fft)
+    strategy = _REGISTRY[chosen].strategy(_Job.of(array.shape, kernel, dtype), layout, rule, start, wide_fft)
     if not strategy.integer:
         rule = None
 

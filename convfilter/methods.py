@@ -525,6 +525,19 @@ def fft_length(k: int) -> int:
     return fast_length_at_least(min(max(192, 6 * k), max(2 * k, 4096)))
 
 
+def fft_tile(kernel_shape: tuple[int, int], extent: tuple[int, int]) -> tuple[int, int]:
+    """FFT tile (rows, columns) for a kernel on a padded image of ``extent``:
+    :func:`fft_length` of each side, or less where a fast length holds the
+    whole extent (a small image is one tile).
+
+    >>> fft_tile((31, 31), (4030, 300))
+    (192, 192)
+    >>> fft_tile((31, 31), (130, 100))
+    (135, 100)
+    """
+    return tuple(min(fft_length(k), fast_length_at_least(e)) for k, e in zip(kernel_shape, extent))
+
+
 def fast_length_at_least(length: int) -> int:
     """The smallest good FFT length >= ``length`` (``length`` itself beyond the table)."""
     for candidate in _FAST_LENGTHS:
@@ -570,10 +583,10 @@ class FourierTiles:
         extent: tuple[int, int] | None = None,
     ) -> None:
         self.h, self.w = weights.shape
-        self.fh, self.fw = fft_length(self.h), fft_length(self.w)
-        if extent is not None:  # a small image needs no tile larger than itself
-            self.fh = min(self.fh, fast_length_at_least(extent[0]))
-            self.fw = min(self.fw, fast_length_at_least(extent[1]))
+        if extent is None:
+            self.fh, self.fw = fft_length(self.h), fft_length(self.w)
+        else:
+            self.fh, self.fw = fft_tile((self.h, self.w), extent)
         self.channels = channels
         self.dtype = np.dtype(np.float64 if exact else dtype)
         self.exact = exact
