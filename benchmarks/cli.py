@@ -1,13 +1,17 @@
 """Whole-process benchmarks: `convfilter apply` against a Pillow script, vips and ImageMagick.
 
-Each command runs as its own process, in turn, several times; the table
-gives the median wall time and the median peak memory (the child's maximum
-resident set size, from the operating system), and each competitor's ratio
-to convfilter. Then `convfilter batch` over many small photos with one job
+Each command runs as its own process, the commands taking turns for
+several rounds (so a busy spell on a shared machine slows all alike); the
+table gives the median wall time and the median peak memory (the child's
+maximum resident set size, from the operating system), and each
+competitor's ratio to convfilter. Then `convfilter batch` over many small photos with one job
 and with one job per CPU, as images per second.
 
     python benchmarks/cli.py            # 12 MP JPEG and PNG, 5 runs each
+    python benchmarks/cli.py --write    # the same, kept in benchmarks/results/cli.json
     python benchmarks/cli.py --quick    # a small image, one run (checks the script works)
+
+``tables.py`` renders the tables of docs/performance.md from the kept file.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import record  # noqa: E402
+
 PHOTO = ROOT / "sample_images" / "coffee.png"
 EDGE_ENHANCE = "-1,-1,-1,-1,10,-1,-1,-1,-1"  # Pillow's EDGE_ENHANCE, scale 2
 
@@ -82,24 +89,96 @@ def run_once(command: list[str], cwd: Path) -> tuple[float, float]:
     return float(wall), int(rss_kib) / 1024  # ru_maxrss is in KiB on Linux
 
 
-def measure(command: list[str], cwd: Path, runs: int) -> tuple[float, float]:
-    run_once(command, cwd)  # warm-up: file cache, bytecode
-    results = [run_once(command, cwd) for _ in range(runs)]
-    return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
+def measure(commands: dict[str, list[str]], cwd: Path, runs: int) -> dict[str, dict]:
+    """Each command's median wall ms and peak MiB over ``runs`` runs, and each run's.
+
+    Every command first runs once to warm up (file cache, bytecode); then the
+    commands take turns, one run each per round, so that a busy spell on a
+    shared machine falls on all of them rather than on one. A command that
+    fails is reported as ``{"failed": message}`` and not run again.
+    """
+    results: dict[str, dict] = {}
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label in commands}
+    for round_ in range(runs + 1):
+        for label, command in commands.items():
+            if label in results:
+                continue
+            try:
+                figures = run_once(command, cwd)
+            except RuntimeError as exc:
+                results[label] = {"failed": str(exc)}
+                continue
+            if round_:
+                times[label].append(figures)
+    for label in commands:
+        if label in results:
+            continue
+        walls = [wall * 1000 for wall, _ in times[label]]
+        peaks = [peak for _, peak in times[label]]
+        results[label] = {
+            "median_wall_ms": round(statistics.median(walls), 2),
+            "median_peak_mib": round(statistics.median(peaks), 2),
+            "runs": runs,
+            "wall_ms": [round(v, 2) for v in walls],
+            "peak_mib": [round(v, 2) for v in peaks],
+        }
+    return {label: results[label] for label in commands}
 
 
-def imagemagick() -> str | None:
-    """The ImageMagick 6/7 command, if a real one is installed."""
+def is_script(path: str) -> bool:
+    """Whether the file is a ``#!`` script (a wrapper, not the program itself)."""
+    try:
+        with open(path, "rb") as head:
+            return head.read(2) == b"#!"
+    except OSError:
+        return True
+
+
+def imagemagick() -> tuple[str, str] | None:
+    """(command, version) of ImageMagick 6/7, if a real one is installed.
+
+    A wrapper script of the same name earlier on PATH would add its own
+    start-up to every run, so the program itself is preferred.
+    """
+    found = []
     for name in ("magick", "convert"):
-        path = shutil.which(name)
-        if path:
+        for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+            path = shutil.which(name, path=folder)
+            if not path or any(os.path.samefile(path, other) for other, _ in found):
+                continue
             try:
                 probe = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=10)
             except (OSError, subprocess.TimeoutExpired):
                 continue
             if probe.stdout.startswith("Version: ImageMagick"):
-                return path
-    return None
+                version = " ".join(probe.stdout.split()[1:4])  # "ImageMagick 6.9.11-60 Q16"
+                found.append((path, version))
+    found.sort(key=lambda item: is_script(item[0]))  # stable: PATH order among equals
+    return found[0] if found else None
+
+
+def versions() -> dict[str, str | None]:
+    """Pillow's and each competitor's version (None: not installed)."""
+    vips, libvips = shutil.which("vips"), None
+    if vips:
+        probe = subprocess.run([vips, "--version"], capture_output=True, text=True)
+        vips = probe.stdout.strip().removeprefix("vips-") or None
+    try:
+        import pyvips
+
+        libvips = ".".join(str(pyvips.version(i)) for i in range(3))
+    except Exception:  # pyvips missing or its library not loadable
+        pass
+    magick = imagemagick()
+    return {
+        "convfilter": record.package_version("convfilter"),
+        "numpy": np.__version__,
+        "pillow": Image.__version__,
+        "vips": vips,
+        "pyvips": record.package_version("pyvips") if libvips else None,
+        "pyvips_libvips": libvips,
+        "imagemagick": magick[1] if magick else None,
+    }
 
 
 def convfilter_command() -> list[str]:
@@ -125,77 +204,98 @@ def competitors(source: str, output: str) -> list[tuple[str, list[str] | None, s
         rows.append(("pyvips script", None, "pyvips not installed (pip install 'convfilter[bench]')"))
     magick = imagemagick()
     if magick:
-        rows.append(("ImageMagick", [magick, source, "-define", "convolve:scale=0.5",
+        rows.append(("ImageMagick", [magick[0], source, "-define", "convolve:scale=0.5",
                                      "-morphology", "Convolve", f"3x3:{EDGE_ENHANCE}", output], ""))
     else:
         rows.append(("ImageMagick", None, "ImageMagick not installed (apt-get install imagemagick)"))
     return rows
 
 
-def apply_table(workdir: Path, runs: int, size: tuple[int, int]) -> None:
+def apply_table(workdir: Path, runs: int, size: tuple[int, int]) -> list[dict]:
     (workdir / "edge_enhance.mat").write_text("3 3 2 0\n-1 -1 -1\n-1 10 -1\n-1 -1 -1\n")
     image = photo_like(*size)
-    for suffix in (".jpg", ".png"):
+    kept = []
+    for suffix, name in ((".jpg", "JPEG"), (".png", "PNG")):
         source = f"big{suffix}"
         image.save(workdir / source, quality=90) if suffix == ".jpg" else image.save(workdir / source)
-        print(f"\n### `apply -k edge_enhance` on a {size[0]} x {size[1]} {suffix[1:].upper()}, "
-              f"median of {runs} run(s)\n")  # fmt: skip
+        rows = competitors(source, f"out{suffix}")
+        figures = measure({label: command for label, command, _ in rows if command}, workdir, runs)
+        print(f"\n### `apply -k edge_enhance` on a {size[0]} x {size[1]} {name}, median of {runs} run(s)\n")
         print("| program | wall ms | peak RSS MiB | wall / convfilter | memory / convfilter |")
         print("| --- | ---: | ---: | ---: | ---: |")
         base: tuple[float, float] | None = None
-        for label, command, note in competitors(source, f"out{suffix}"):
+        programs = []
+        for label, command, note in rows:
             if command is None:
                 print(f"| {label} | - | - | - | - |  <!-- {note} -->")
+                programs.append({"label": label, "skipped": note})
                 continue
-            try:
-                wall, rss = measure(command, workdir, runs)
-            except RuntimeError as exc:
-                print(f"| {label} | failed | | | |  <!-- {exc} -->")
+            programs.append({"label": label, **figures[label]})
+            if "failed" in figures[label]:
+                print(f"| {label} | failed | | | |  <!-- {figures[label]['failed']} -->")
                 continue
+            wall, rss = figures[label]["median_wall_ms"], figures[label]["median_peak_mib"]
             base = base or (wall, rss)
-            print(f"| {label} | {wall * 1000:.0f} | {rss:.0f} | {wall / base[0]:.2f} | {rss / base[1]:.2f} |")
+            print(f"| {label} | {wall:.0f} | {rss:.0f} | {wall / base[0]:.2f} | {rss / base[1]:.2f} |")
+        kept.append({"format": name, "width": size[0], "height": size[1],
+                     "bytes": (workdir / source).stat().st_size, "programs": programs})  # fmt: skip
+    return kept
 
 
-def batch_table(workdir: Path, count: int, runs: int) -> None:
-    photos = workdir / "photos"
+def batch_table(workdir: Path, count: int, runs: int) -> dict:
+    photos = workdir / f"photos{count}"
     photos.mkdir()
     base = photo_like(640, 480)
     for i in range(count):
-        # Shifted crops of one picture: every file differs, all cost the same.
+        # Rotations of one picture: every file differs, all cost about the same.
         base.rotate(i % 360).save(photos / f"photo{i:04d}.jpg", quality=90)
-    jobs_all = os.cpu_count() or 1
+    commands = {}
+    for jobs in sorted({1, os.cpu_count() or 1}):
+        out = workdir / f"out{count}-{jobs}"
+        commands[jobs] = convfilter_command() + ["batch", str(photos), "-d", str(out), "-k", "edge_enhance",
+                                                 "--jobs", str(jobs), "--overwrite", "--no-progress"]  # fmt: skip
+    figures = measure(commands, workdir, runs)
     print(f"\n### `batch -k edge_enhance` over {count} JPEGs of 640 x 480, median of {runs} run(s)\n")
     print("| jobs | wall s | images/s | speed-up |")
     print("| ---: | ---: | ---: | ---: |")
     first = None
-    for jobs in sorted({1, jobs_all}):
-        out = workdir / f"out{jobs}"
-        command = convfilter_command() + ["batch", str(photos), "-d", str(out), "-k", "edge_enhance",
-                                          "--jobs", str(jobs), "--overwrite", "--no-progress"]  # fmt: skip
-        try:
-            wall, _ = measure(command, workdir, runs)
-        except RuntimeError as exc:
-            print(f"| {jobs} | failed | | |  <!-- {exc} -->")
-            return
+    kept = {"photos": count, "width": 640, "height": 480, "jobs": []}
+    for jobs, result in figures.items():
+        kept["jobs"].append({"jobs": jobs, **result})
+        if "failed" in result:
+            print(f"| {jobs} | failed | | |  <!-- {result['failed']} -->")
+            continue
+        wall = result["median_wall_ms"] / 1000
         rate = count / wall
         first = first or rate
         print(f"| {jobs} | {wall:.2f} | {rate:.1f} | {rate / first:.2f} |")
+    return kept
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small image, one run")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--photos", type=int, default=200)
-    args = parser.parse_args()
+    parser.add_argument("--photos", type=int, nargs="+", default=[200, 800],
+                        help="batch sizes to time (default: 200 800)")  # fmt: skip
+    parser.add_argument("--write", action="store_true",
+                        help=f"save the figures to {record.RESULTS.relative_to(ROOT) / 'cli.json'}")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.write and args.quick:
+        parser.error("--write keeps full runs only, not --quick")
     runs = 1 if args.quick else args.runs
     size = (400, 300) if args.quick else (4000, 3000)
-    count = 8 if args.quick else args.photos
+    counts = [8] if args.quick else args.photos
+    environment = record.environment(versions())
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="convfilter-bench-") as tmp:
         workdir = Path(tmp)
-        apply_table(workdir, runs, size)
-        batch_table(workdir, count, runs)
+        applied = apply_table(workdir, runs, size)
+        batches = [batch_table(workdir, count, runs) for count in counts]
+    if args.write:
+        path = record.save("cli", {"benchmark": "cli", **environment, "runs": runs,
+                                   "apply": applied, "batch": batches})  # fmt: skip
+        print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Engine speed against other libraries, on one large photograph-like image.
 
 Run as ``python benchmarks/engine.py`` (``--quick`` for a small image and one
-run, as the tests do). For each kernel it times convfilter's
+run, as the tests do; ``--write`` to keep the figures in
+``benchmarks/results/engine.json``, from which ``tables.py`` renders the
+tables of docs/performance.md). For each kernel it times convfilter's
 ``filter_array`` (``method="auto"``, one thread per CPU) and whichever of
 these are installed: Pillow ``ImageFilter`` (3x3 and 5x5 only, as Pillow
 allows), ``scipy.ndimage.correlate`` channel by channel, OpenCV
@@ -33,7 +35,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import record  # noqa: E402
 from convfilter import engine  # noqa: E402
 from convfilter.kernels import PRESETS, Kernel, gaussian_kernel  # noqa: E402
 
@@ -78,6 +82,32 @@ def random_kernel(side: int, seed: int) -> Kernel:
     rng = np.random.default_rng(seed)
     matrix = rng.uniform(0.0, 1.0, (side, side)) + 0.1
     return Kernel(matrix, scale=float(matrix.sum()), name=f"random {side}x{side}")
+
+
+# How docs/performance.md names each case.
+TITLES = {
+    "edge_enhance 3x3 (keep)": "edge_enhance 3x3, keep",
+    "smooth_more 5x5 (keep)": "smooth_more 5x5, keep",
+    "random 9x9": "random 9x9",
+    "gaussian s=5 31x31": "gaussian sigma 5, 31x31",
+    "random 31x31": "random 31x31",
+}
+
+
+def versions() -> dict[str, str | None]:
+    """NumPy's, Pillow's and each competitor's version (None: not installed)."""
+    libvips = None
+    if pyvips is not None:
+        libvips = ".".join(str(pyvips.version(i)) for i in range(3))
+    return {
+        "convfilter": record.package_version("convfilter"),
+        "numpy": np.__version__,
+        "pillow": PIL.__version__ if PIL is not None else None,
+        "scipy": record.package_version("scipy") if ndi is not None else None,
+        "opencv": cv2.__version__ if cv2 is not None else None,
+        "pyvips": record.package_version("pyvips") if pyvips is not None else None,
+        "libvips": libvips,
+    }
 
 
 def cases():
@@ -174,12 +204,17 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=20.0,
                         help="seconds one competitor may spend on one kernel")  # fmt: skip
     parser.add_argument("--only", help="run only kernels whose label contains this")
+    parser.add_argument("--write", action="store_true",
+                        help=f"save the figures to {record.RESULTS.relative_to(ROOT) / 'engine.json'}")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.write and (args.quick or args.only):
+        parser.error("--write keeps full runs only, not --quick or --only")
     width, height = (int(v) for v in args.size.lower().split("x"))
     repeats = args.repeats
     if args.quick:
         width, height, repeats = 320, 240, 1
     image = photograph(width, height)
+    environment = record.environment(versions())
     print(f"image {width}x{height} RGB uint8, {os.cpu_count()} CPUs, "
           f"median of up to {repeats} runs, milliseconds (ratio = competitor / convfilter)")  # fmt: skip
     missing = [name for name, module in
@@ -188,6 +223,7 @@ def main(argv=None) -> int:
     if missing:
         print(f"not installed, skipped: {', '.join(missing)}")
     results = {}
+    kept = []
     for label, kernel, border, pillow_filter, separable in cases():
         if args.only and args.only not in label:
             continue
@@ -196,6 +232,14 @@ def main(argv=None) -> int:
         times = measure(runs, repeats, args.budget)
         medians = {name: statistics.median(t) for name, t in times.items()}
         results[label] = medians
+        kept.append({
+            "label": label,
+            "title": TITLES.get(label, label),
+            "method": method,
+            "results": {name: {"median_ms": round(medians[name], 3), "runs": len(t),
+                               "times_ms": [round(v, 3) for v in t]}
+                        for name, t in times.items()},
+        })  # fmt: skip
         print(f"\n{label}   (convfilter method: {method})")
         print(f"  {'competitor':<22}{'ms':>10}{'runs':>6}{'ratio':>9}")
         base = medians["convfilter"]
@@ -204,6 +248,16 @@ def main(argv=None) -> int:
     print()
     for line in targets(results):
         print(line)
+    if args.write:
+        path = record.save("engine", {
+            "benchmark": "engine",
+            **environment,
+            "image": {"width": width, "height": height, "mode": "RGB", "dtype": "uint8"},
+            "repeats": repeats,
+            "budget_s": args.budget,
+            "kernels": kept,
+        })  # fmt: skip
+        print(f"\nwrote {path}")
     return 0
 
 

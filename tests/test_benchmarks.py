@@ -1,12 +1,16 @@
-"""The benchmark scripts run: a quick pass of each, as CI can afford."""
+"""The benchmark scripts run (a quick pass, as CI can afford), and the
+performance page shows the figures they kept, not hand-typed ones."""
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+PERFORMANCE = BENCHMARKS.parent / "docs" / "performance.md"
 
 
 def test_engine_benchmark_quick_run_prints_a_table():
@@ -26,3 +30,58 @@ def test_engine_benchmark_quick_run_prints_a_table():
         name, ms, runs, ratio = lines[i + 1].split()
         assert name == "convfilter" and float(ms) > 0 and runs == "1" and ratio == "1.00x"
     assert any(line.startswith("target") for line in lines) or "not installed" in result.stdout
+
+
+def load_tables():
+    """benchmarks/tables.py as a module (it imports only the standard library)."""
+    spec = importlib.util.spec_from_file_location("benchmark_tables", BENCHMARKS / "tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_performance_page_tables_are_the_kept_figures():
+    tables = load_tables()
+    expected = tables.render()
+    held = tables.blocks_in(PERFORMANCE.read_text(encoding="utf-8"))
+    assert sorted(held) == sorted(expected), "docs/performance.md should mark each table once"
+    stale = sorted(name for name, body in held.items() if body != "\n" + expected[name] + "\n")
+    assert not stale, (
+        f"docs/performance.md tables {stale} differ from benchmarks/results/*.json; "
+        "refresh with: python3 benchmarks/tables.py --update docs/performance.md"
+    )
+
+
+def test_kept_figures_name_the_machine_and_are_positive():
+    tables = load_tables()
+    engine, cli = tables.load("engine"), tables.load("cli")
+    for data in (engine, cli):
+        assert data["cpu"].strip() and data["cpu"] != "unknown"
+        assert data["cores"] >= 1 and data["date"]
+        assert all(data["versions"][name] for name in ("python", "numpy", "pillow"))
+    medians = [f["median_ms"] for k in engine["kernels"] for f in k["results"].values()]
+    assert len(engine["kernels"]) == 5 and all("convfilter" in k["results"] for k in engine["kernels"])
+    programs = [p for entry in cli["apply"] for p in entry["programs"] if "median_wall_ms" in p]
+    assert any(p["label"] == "convfilter apply" for p in programs)
+    medians += [p["median_wall_ms"] for p in programs] + [p["median_peak_mib"] for p in programs]
+    medians += [j["median_wall_ms"] for batch in cli["batch"] for j in batch["jobs"]]
+    assert medians and all(value > 0 for value in medians)
+
+
+def test_tables_script_imports_only_the_standard_library():
+    tree = ast.parse((BENCHMARKS / "tables.py").read_text(encoding="utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}  # fmt: skip
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}  # fmt: skip
+    assert imported and imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+
+
+def test_a_quick_run_refuses_to_write():
+    kept = BENCHMARKS / "results" / "engine.json"
+    before = kept.read_bytes()
+    for script in ("engine.py", "cli.py"):
+        result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick", "--write"],
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode == 2 and "--write" in result.stderr
+    assert kept.read_bytes() == before
