@@ -12,8 +12,8 @@ with all, and pyvips ``conv`` (``convsep`` for the Gaussian). Competitors
 run in turn within each round, so a noisy machine slows all alike; the
 table gives the median milliseconds and each competitor's time divided by
 convfilter's (above 1: convfilter is faster). Slow competitors are run
-fewer times (see ``--budget``). The last lines check the targets of
-issue 5.
+fewer times (see ``--budget``). The last lines check the speed targets
+(docs/performance.md).
 
 Borders: the Pillow presets use convfilter's ``keep`` (Pillow's own rule,
 so the outputs are byte-identical); the other kernels use ``nearest``, and
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
 
 
 def targets(results: dict) -> list[str]:
-    """Issue 5's targets, each met or not (only where the competitor ran)."""
+    """The speed targets, each met or not (only where the competitor ran)."""
     lines = []
 
     def check(label, competitor, needed, wording):
