@@ -675,22 +675,28 @@ def _separable_factors(kernel: Kernel) -> tuple[np.ndarray, np.ndarray] | None:
 #: Whole-array operations every method pays per element: gather, convert, round, store.
 _FIXED_OPS = 5
 
-#: Nominal seconds one core spends per element of one array operation,
-#: by item size (int16, int32/float32, float64), and per element and
-#: log2(tile area) of an FFT round trip.
-_OP_SECONDS = {2: 0.08e-9, 4: 0.12e-9, 8: 0.25e-9}
-_FFT_SECONDS = {"scipy": {4: 0.5e-9, 8: 0.8e-9}, "numpy": {4: 1.2e-9, 8: 2e-9}}
-_GEMM_FLOPS = 40e9
-_TIE_SECONDS = 8e-9  # per tap of one tie recomputed in float32
+#: Seconds one core spends per element of one array operation, by item
+#: size (int16, int32/float32, float64), and per element and log2(tile
+#: area) of an FFT round trip; matrix-product flops per second. Measured on
+#: the development machine (a 2-core Intel Xeon) with whole 12 MP images,
+#: so they include the memory traffic of images larger than any cache.
+#: ``python3 benchmarks/cost_model.py`` compares estimates with the clock:
+#: there, every method's estimate on jobs of a tenth of a second or more
+#: came within a factor of 1.5 of its measured single-thread time (small
+#: jobs run slower than estimated: fixed costs the model leaves out).
+_OP_SECONDS = {2: 0.2e-9, 4: 0.3e-9, 8: 0.6e-9}
+_FFT_SECONDS = {"scipy": {4: 1.25e-9, 8: 2e-9}, "numpy": {4: 3e-9, 8: 5e-9}}
+_GEMM_FLOPS = 25e9
+_TIE_SECONDS = 20e-9  # per tap of one tie recomputed in float32
 
 #: Estimated single-core seconds above which a method is refused.
 MAX_SECONDS = 300.0
 #: ``auto`` keeps ``direct`` below this estimate, or unless another method
 #: is estimated to take less than this fraction of its time.
-_SMALL_SECONDS = 0.02
+_SMALL_SECONDS = 0.05
 _PREFER_DIRECT = 0.7
 #: Estimated single-core seconds below which one thread does the work.
-_THREAD_SECONDS = 0.02
+_THREAD_SECONDS = 0.05
 
 
 def estimate_seconds(
@@ -801,7 +807,8 @@ class _FourierMethod:
         overlap = fh * fw / (max(1, fh - h + 1) * max(1, fw - w + 1))
         exact = job.rule is not None and _fft_is_exact(job.rule, fh * fw)
         transform = _FFT_SECONDS[methods.fft_library()][8 if exact else _fft_dtype(job.dtype).itemsize]
-        return job.samples * (overlap * math.log2(fh * fw) * transform + _FIXED_OPS * job.per_op)
+        per_sample = overlap * math.log2(fh * fw) * transform + _FIXED_OPS * job.per_op
+        return job.samples * per_sample + methods.fft_start_seconds()
 
     def strategy(self, job: _Job, layout: _Layout, rule: _IntegerRule | None, start: float,
                  wide_fft: bool) -> _Strategy:  # fmt: skip
@@ -1188,10 +1195,9 @@ def _filter(
     return out
 
 
-#: Estimated single-core seconds (by the cost model, whose nominal times
-#: run about three times fast) of one strip at most: some 0.1 s of real
-#: work between two counts of progress. Short strips also stay in cache.
-_PIECE_SECONDS = 0.03
+#: Estimated single-core seconds of one strip at most: some 0.1 s of work
+#: between two counts of progress. Short strips also stay in cache.
+_PIECE_SECONDS = 0.08
 #: Output elements of one strip at least. Array operations on fewer spend
 #: their time handing the GIL from thread to thread: strips of one row of
 #: a 4000-pixel RGB image took five times as long on two threads. Strips

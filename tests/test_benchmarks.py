@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,13 @@ def test_a_quick_run_refuses_to_write():
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
         assert result.returncode == 2 and "--write" in result.stderr
     assert kept.read_bytes() == before
+
+
+def test_cost_model_benchmark_quick_run_prints_every_job():
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "cost_model.py"), "--quick"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [re.search(r" (direct|separable|fft) +([\d.]+) +([\d.]+) +([\d.]+) +(<-)?$", line)
+            for line in result.stdout.splitlines()[2:]]  # fmt: skip
+    assert len(rows) >= 9 and all(rows) and all(float(row[4]) > 0 for row in rows)
+    assert sum(bool(row[5]) for row in rows) == 9  # auto's pick, once a job

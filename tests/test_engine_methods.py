@@ -593,6 +593,29 @@ def test_cost_model_orders_methods_sensibly():
     assert double == pytest.approx(2 * estimate_seconds("direct", shape, small))
 
 
+def test_the_first_fft_of_a_process_pays_for_importing_scipy_fft(monkeypatch):
+    # A 31x31 kernel on 300x200: about 0.09 s direct, 0.006 s by FFT once
+    # scipy.fft is loaded, but 0.2 s more before the first FFT of a process.
+    kernel = Kernel(np.random.default_rng(1).normal(size=(31, 31)))
+    shape = (200, 300, 3)
+    monkeypatch.setattr(methods, "_scipy_fft", methods._NOT_LOADED)
+    monkeypatch.setattr(methods, "_scipy_available", True)
+    assert methods.fft_start_seconds() == methods.SCIPY_FFT_IMPORT_SECONDS
+    assert choose_method(shape, kernel) == "direct"
+    monkeypatch.setattr(methods, "_scipy_fft", object())  # loaded
+    assert methods.fft_start_seconds() == 0.0
+    assert choose_method(shape, kernel) == "fft"
+    monkeypatch.setattr(methods, "_scipy_fft", None)  # no SciPy: numpy.fft, part of NumPy
+    assert methods.fft_start_seconds() == 0.0
+
+
+def test_a_job_measured_at_179_seconds_is_estimated_within_half_of_it():
+    # `--method direct -k box:1001` on a 451 x 300 RGB image ran 179 s on the
+    # development machine (one thread); the refusal limit needs honest estimates.
+    seconds = estimate_seconds("direct", (300, 451, 3), box_kernel(1001))
+    assert 179 / 1.5 < seconds < 179 * 1.5
+
+
 def test_tiny_jobs_stay_direct():
     # Direct sums are exact for integer weights on float images; auto does
     # not trade that for speed nobody would notice.
