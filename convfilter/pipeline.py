@@ -17,7 +17,7 @@ from PIL import Image, ImageFilter
 
 from . import encoding, engine, images
 from .kernels import Kernel
-from .options import BorderMode, FilterSettings, OutputSettings, SettingsError
+from .options import AlphaMode, BorderMode, FilterSettings, OutputSettings, SettingsError
 
 if TYPE_CHECKING:  # compare (and Pillow's ImageDraw and fonts) load only for comparisons
     from . import compare
@@ -532,18 +532,41 @@ def _filter_frame(
 ) -> Image.Image | images.DeepImage:
     """Filter ``frames[index]``, letting go of each copy as soon as it is used.
 
-    The decoded frame is dropped from ``frames`` once its pixels are in an
-    array, and that array once the result exists, so a large image is held
-    about twice, not four times.
+    An 8-bit L or RGB frame filtered whole by one kernel is read by the
+    engine strip by strip (:class:`images.PixelRows`), with no array copy of
+    it. Otherwise the decoded frame is dropped from ``frames`` once its
+    pixels are in an array, and that array once the result exists. Either
+    way a large image is held about twice, not four times.
     """
     frame = frames[index]
     mode = frame.mode
+    if _reads_rows(frame, settings):
+        (kernel,) = settings.chain
+        (cval,) = set(_fill_values(settings, np.dtype(np.uint8), mode))
+        result = engine.filter_array(images.PixelRows(frame), kernel, border=settings.border, cval=cval,
+                                     abs=settings.abs, method=settings.method, threads=settings.threads,
+                                     progress=None if progress is None else _share(progress, 0, 1))  # fmt: skip
+        frames[index] = frame = None
+        return images.from_array(result, mode)
     like = frame if isinstance(frame, images.DeepImage) else None
     array = images.to_array(frame)
     frames[index] = frame = None
     result = filter_pixels(array, mode, settings, progress=progress)
     del array
     return images.from_array(result, mode, like=like)
+
+
+def _reads_rows(frame, settings: FilterSettings) -> bool:
+    """Whether the engine can read ``frame`` strip by strip: every band of an
+    8-bit L or RGB image, one kernel, one fill value."""
+    return (
+        isinstance(frame, Image.Image)
+        and frame.mode in ("L", "RGB")
+        and settings.channels is None
+        and settings.alpha is not AlphaMode.PREMULTIPLY  # an error without alpha, said by filter_pixels
+        and len(settings.chain) == 1
+        and len(set(_fill_values(settings, np.dtype(np.uint8), frame.mode))) == 1
+    )
 
 
 def _int32_notes(frames: list) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageFilter, ImageOps
 
-from convfilter import images
+from convfilter import engine, images
 from convfilter.kernels import parse_kernel
 from convfilter.options import FilterSettings, OutputSettings
 from convfilter.pipeline import filter_file, filter_image
@@ -626,3 +626,34 @@ def test_a_gif_of_more_than_256_colours_is_noted(rng):
     assert any("256 colours" in note for note in images.encode_image([many], io.BytesIO(), fmt="GIF"))
     assert images.encode_image([few], io.BytesIO(), fmt="GIF") == []
     assert images.encode_image([many], io.BytesIO(), fmt="PNG") == []
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("border", ["nearest", "reflect", "mirror", "wrap", "constant", "keep", "valid"])
+@pytest.mark.parametrize(("spec", "method"), [("edge_enhance", "direct"), ("gaussian:2", "separable"),
+                                              ("gaussian:2", "fft"), ("emboss", "fft")])  # fmt: skip
+def test_pixel_rows_filter_exactly_as_the_whole_array(rng, mode, border, spec, method):
+    # The engine reads strips (and FFT tiles of columns) from Pillow's buffer.
+    array = rng.integers(0, 256, (203, 157, 3), dtype=np.uint8)
+    image = Image.fromarray(array).convert(mode)
+    rows = images.PixelRows(image)
+    assert rows.shape == np.asarray(image).shape and rows.dtype == np.uint8
+    kernel = parse_kernel(spec)
+    expected = engine.filter_array(np.asarray(image), kernel, border=border, method=method, cval=7, threads=2)
+    got = engine.filter_array(rows, kernel, border=border, method=method, cval=7, threads=2)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_pixel_rows_of_an_image_smaller_than_the_kernel_under_keep():
+    image = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4))
+    got = engine.filter_array(images.PixelRows(image), parse_kernel("blur"), border="keep")
+    np.testing.assert_array_equal(got, np.asarray(image))
+
+
+def test_pixel_rows_read_rows_in_any_order():
+    image = Image.fromarray(np.arange(30, dtype=np.uint8).reshape(6, 5))
+    rows = images.PixelRows(image)
+    index = np.array([2, 1, 0, 0, 1, 2, 3, 5, 4])
+    np.testing.assert_array_equal(rows.rows(index, slice(1, 4))[..., 0], np.asarray(image)[index, 1:4])
+    with pytest.raises(engine.FilterError, match="its own dtype"):
+        engine.filter_array(rows, parse_kernel("blur"), out_dtype=np.float32)
