@@ -1060,6 +1060,10 @@ def encode_image(
         options["exif"] = tags
     if fmt == "ICO":  # Pillow's default icon sizes would shrink the image
         options.setdefault("sizes", [first.size])
+    notes = []
+    if fmt == "GIF" and len(frames) > 1:
+        frames, options, notes = _merge_repeated_frames(list(frames), options)
+        first = frames[0]
     if len(frames) > 1:
         options["save_all"] = True
         options["append_images"] = list(frames[1:])
@@ -1078,7 +1082,43 @@ def encode_image(
         raise OutputError(_cannot_store(fmt, first.mode, exc)) from None
     except Exception as exc:  # encoders raise many kinds on what they cannot hold
         raise OutputError(_cannot_store(fmt, first.mode, exc)) from None
-    return _palette_notes(frames) if fmt == "GIF" else []
+    return notes + _palette_notes(frames) if fmt == "GIF" else []
+
+
+def _merge_repeated_frames(frames: list, options: dict) -> tuple[list, dict, list[str]]:
+    """GIF frames with each frame that repeats the one before merged into it,
+    its display time added, as Pillow's GIF writer merges them; with a note.
+
+    Done here so that the note can say so, and because Pillow, left with a
+    single frame, reads per-frame duration and disposal lists as one number
+    and fails.
+    """
+    durations, disposals = options.get("duration"), options.get("disposal")
+    kept, kept_durations, kept_disposals = [], [], []
+    for index, frame in enumerate(frames):
+        if kept and frame.mode == kept[-1].mode and frame.tobytes() == kept[-1].tobytes():
+            if isinstance(durations, (list, tuple)):
+                kept_durations[-1] += durations[index]
+            continue
+        kept.append(frame)
+        if isinstance(durations, (list, tuple)):
+            kept_durations.append(durations[index])
+        if isinstance(disposals, (list, tuple)):
+            kept_disposals.append(disposals[index])
+    merged = len(frames) - len(kept)
+    if not merged:
+        return frames, options, []
+    options = dict(options)
+    if isinstance(durations, (list, tuple)):
+        options["duration"] = kept_durations if len(kept) > 1 else kept_durations[0]
+    elif durations and len(kept) == 1:
+        options["duration"] = durations * len(frames)
+    if isinstance(disposals, (list, tuple)):
+        options["disposal"] = kept_disposals if len(kept) > 1 else kept_disposals[0]
+    what = "frame repeated" if merged == 1 else "frames repeated"
+    note = (f"GIF: {merged} {what} the one before and {'was' if merged == 1 else 'were'} merged into it, "
+            f"display times added ({len(kept)} of {len(frames)} frames written)")  # fmt: skip
+    return kept, options, [note]
 
 
 def _animated_webp(frames: Sequence[Image.Image], options: dict) -> bytes:

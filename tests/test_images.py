@@ -17,7 +17,7 @@ import pytest
 from PIL import Image, ImageCms, ImageFilter, ImageOps
 
 from convfilter import engine, images
-from convfilter.kernels import parse_kernel
+from convfilter.kernels import Kernel, parse_kernel
 from convfilter.options import FilterSettings, OutputSettings
 from convfilter.pipeline import filter_file, filter_image
 
@@ -657,3 +657,33 @@ def test_pixel_rows_read_rows_in_any_order():
     np.testing.assert_array_equal(rows.rows(index, slice(1, 4))[..., 0], np.asarray(image)[index, 1:4])
     with pytest.raises(engine.FilterError, match="its own dtype"):
         engine.filter_array(rows, parse_kernel("blur"), out_dtype=np.float32)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_gif_frames_that_repeat_the_one_before_are_merged_with_a_note(tmp_path, count):
+    # Distinct frames that filtering makes equal: reds of 255, 254 and 253 all
+    # become 32 (divided by 8, rounded half up). Pillow's GIF writer merges
+    # repeated frames; alone, it failed when every frame repeats the first.
+    reds = [Image.new("RGB", (3, 2), (255 - i, 0, 0)) for i in range(count)]
+    blue = Image.new("RGB", (3, 2), (0, 0, 255))
+    sequences = {"all the same": reds, "one differs": reds[:-1] + [blue]}
+    for name, frames in sequences.items():
+        source = tmp_path / f"{name}.gif"
+        frames[0].save(source, save_all=True, append_images=frames[1:], duration=[40] * count, loop=0)
+        with Image.open(source) as check:
+            assert check.n_frames == count  # distinct in the input
+        out = tmp_path / f"{name}-out.gif"
+        result = filter_file(source, out, FilterSettings(Kernel([[1]], scale=8)))
+        with Image.open(out) as written:
+            shown = []
+            for index in range(written.n_frames):
+                written.seek(index)
+                shown.append((written.convert("RGB").getpixel((0, 0)), written.info.get("duration")))
+        if name == "all the same":
+            expected = [((32, 0, 0), 40 * count)]
+        else:
+            expected = [((32, 0, 0), 40 * (count - 1)), ((0, 0, 32), 40)]
+        assert shown == expected
+        merged = count - len(expected)
+        notes = [note for note in result.notes if "merged" in note]
+        assert (notes and f"{merged} frame" in notes[0]) if merged else not notes, result.notes
