@@ -242,6 +242,52 @@ def apply_table(workdir: Path, runs: int, size: tuple[int, int]) -> list[dict]:
     return kept
 
 
+#: The same batch job as a short Pillow script on a pool of threads (Pillow's
+#: codecs and filters release the GIL): argv is SOURCE_DIR OUT_DIR THREADS.
+PILLOW_POOL_SCRIPT = """
+import os, sys
+from concurrent.futures import ThreadPoolExecutor
+from PIL import Image, ImageFilter
+source, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.makedirs(out, exist_ok=True)
+def one(name):
+    with Image.open(os.path.join(source, name)) as image:
+        image.filter(ImageFilter.EDGE_ENHANCE).save(os.path.join(out, name), quality=90)
+with ThreadPoolExecutor(threads) as pool:
+    list(pool.map(one, sorted(os.listdir(source))))
+"""
+
+
+def batch_competitors(photos: Path, workdir: Path, mask: Path) -> list[tuple[str, list[str] | None, str]]:
+    """(label, command or None, note) of the other ways to run the batch job, writing
+    below ``workdir``; ``mask`` is edge_enhance as a vips matrix file."""
+    cpus = os.cpu_count() or 1
+    rows: list[tuple[str, list[str] | None, str]] = []
+    for threads in sorted({1, cpus}):
+        out = workdir / f"pillow-{threads}"
+        rows.append((f"Pillow script, {threads} thread{'s' if threads > 1 else ''}",
+                     [sys.executable, "-c", PILLOW_POOL_SCRIPT, str(photos), str(out), str(threads)], ""))
+    magick = imagemagick()
+    mogrify = shutil.which("mogrify")
+    if magick and mogrify and not is_script(mogrify):
+        out = workdir / "mogrify"
+        out.mkdir(exist_ok=True)
+        rows.append(("ImageMagick mogrify", ["sh", "-c", f'exec "{mogrify}" -path "{out}" -define convolve:scale=0.5 '
+                                             f'-morphology Convolve 3x3:{EDGE_ENHANCE} "{photos}"/*.jpg'], ""))
+    else:
+        rows.append(("ImageMagick mogrify", None, "ImageMagick not installed (apt-get install imagemagick)"))
+    vips = shutil.which("vips")
+    if vips:
+        out = workdir / "vips"
+        out.mkdir(exist_ok=True)
+        each = f'exec "{vips}" conv "$0" "{out}/${{0##*/}}" "{mask}" --precision integer'
+        rows.append((f"vips conv per file, {cpus} at a time",
+                     ["sh", "-c", f"ls \"{photos}\"/*.jpg | xargs -P{cpus} -n1 sh -c '{each}'"], ""))
+    else:
+        rows.append(("vips conv per file", None, "vips command not installed (apt-get install libvips-tools)"))
+    return rows
+
+
 def batch_table(workdir: Path, count: int, runs: int) -> dict:
     photos = workdir / f"photos{count}"
     photos.mkdir()
@@ -249,12 +295,16 @@ def batch_table(workdir: Path, count: int, runs: int) -> dict:
     for i in range(count):
         # Rotations of one picture: every file differs, all cost about the same.
         base.rotate(i % 360).save(photos / f"photo{i:04d}.jpg", quality=90)
-    commands = {}
+    commands: dict = {}
     for jobs in sorted({1, os.cpu_count() or 1}):
         out = workdir / f"out{count}-{jobs}"
         commands[jobs] = convfilter_command() + ["batch", str(photos), "-d", str(out), "-k", "edge_enhance",
                                                  "--jobs", str(jobs), "--overwrite", "--no-progress"]  # fmt: skip
-    figures = measure(commands, workdir, runs)
+    (workdir / f"others{count}").mkdir()
+    others = batch_competitors(photos, workdir / f"others{count}", workdir / "edge_enhance.mat")
+    commands.update({label: command for label, command, _ in others if command})
+    measured = measure(commands, workdir, runs)
+    figures = {jobs: measured[jobs] for jobs in measured if isinstance(jobs, int)}
     print(f"\n### `batch -k edge_enhance` over {count} JPEGs of 640 x 480, median of {runs} run(s)\n")
     print("| jobs | wall s | images/s | speed-up |")
     print("| ---: | ---: | ---: | ---: |")
@@ -269,6 +319,13 @@ def batch_table(workdir: Path, count: int, runs: int) -> dict:
         rate = count / wall
         first = first or rate
         print(f"| {jobs} | {wall:.2f} | {rate:.1f} | {rate / first:.2f} |")
+    kept["competitors"] = []
+    for label, command, note in others:
+        result = measured.get(label, {"skipped": note}) if command else {"skipped": note}
+        kept["competitors"].append({"label": label, **result})
+        if "median_wall_ms" in result:
+            print(f"| {label} | {result['median_wall_ms'] / 1000:.2f} | "
+                  f"{count / (result['median_wall_ms'] / 1000):.1f} | |")  # fmt: skip
     return kept
 
 

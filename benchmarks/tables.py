@@ -199,8 +199,31 @@ def batch_table(data: dict) -> str:
         if len(jobs) > 1:
             cells.append(f"{rates[-1] / rates[0]:.2f}x")
         lines.append(f"| {batch['photos']} | " + " | ".join(cells) + " |")
+    lines += competitor_lines(batches)
     lines += ["", f"{machine(data)}; median of {runs(data['runs'])} after one warm-up run{load_words(data)}."]
     return "\n".join(lines) + "\n"
+
+
+def competitor_lines(batches: list[dict]) -> list[str]:
+    """The same job done by other programs, against convfilter with the most jobs."""
+    measured = [b for b in batches if any("median_wall_ms" in c for c in b.get("competitors", []))]
+    if not measured:
+        return []
+    lines = ["", "The same job done by other programs; in brackets, their time / convfilter's with the most jobs.",
+             "", "| photos | program | images/s (wall s) |", "| ---: | --- | ---: |"]  # fmt: skip
+    skipped = set()
+    for batch in measured:
+        ours = batch["jobs"][-1]["median_wall_ms"]
+        for program in batch["competitors"]:
+            if "median_wall_ms" not in program:
+                skipped.add(f"{program['label']} ({program.get('skipped') or program.get('failed')})")
+                continue
+            wall = program["median_wall_ms"]
+            lines.append(f"| {batch['photos']} | {program['label']} | {batch['photos'] / (wall / 1000):.0f} "
+                         f"({wall / 1000:.2f} s) ({ratio(wall / ours)}) |")  # fmt: skip
+    if skipped:
+        lines += ["", "Not measured: " + "; ".join(sorted(skipped)) + "."]
+    return lines
 
 
 # ---------------------------------------------------------------- documents
