@@ -618,7 +618,7 @@ EXIT_TERMINATED = 143
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
 @click.option("--skip-existing", is_flag=True, help="Leave outputs that exist already; skip their inputs.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Worker processes [default: one per CPU].")
+              help="Files at a time [default: one per CPU].")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails.")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar on stderr [default: when stderr is a terminal].")

@@ -412,7 +412,7 @@ def test_a_worker_that_dies_fails_only_its_own_file(many, tmp_path):
     left_behind = Path(victim.destination).parent / f".{Path(victim.destination).name}.deadbeef.part"
     left_behind.parent.mkdir(parents=True)
     left_behind.write_bytes(b"half a PNG")
-    summary = batch.run_batch(plan, settings("smooth"), jobs=2)
+    summary = batch.run_batch(plan, settings("smooth"), jobs=2, workers="processes")
     assert not left_behind.exists()
     assert summary.processed == 8
     assert [o.input for o in summary.failed] == [victim.input]
@@ -442,7 +442,7 @@ def test_sigterm_ends_the_workers_and_leaves_no_temporary_file(many, tmp_path):
         if not sent:
             sent.append(os.kill(os.getpid(), signal.SIGTERM))
 
-    summary = batch.run_batch(plan, settings("gaussian:3"), jobs=2, on_outcome=terminate)
+    summary = batch.run_batch(plan, settings("gaussian:3"), jobs=2, workers="processes", on_outcome=terminate)
     assert summary.interrupted == "SIGTERM"
     assert 1 <= summary.processed < 9
     assert summary.processed + summary.unfinished == 9

@@ -1,9 +1,11 @@
-"""Running a plan: :func:`process_one` on every task, here, in worker processes or on Dask.
+"""Running a plan: :func:`process_one` on every task, here, on threads, in worker processes or on Dask.
 
-:func:`run_batch` hands the tasks to one of three executors that share one
+:func:`run_batch` hands the tasks to one of four executors that share one
 protocol (:class:`_Executor`) and one loop (:func:`_drive`): this process
-(``jobs=1``), worker processes fed one file at a time (``jobs>1``), or a
-Dask cluster (``scheduler=...``). SIGINT and SIGTERM stop a run cleanly:
+(``jobs=1``), threads of this process or worker processes, each given one
+file at a time (``jobs>1``; threads for small batches, see
+:data:`THREADS_UP_TO_FILES`), or a Dask cluster (``scheduler=...``).
+SIGINT and SIGTERM stop a run cleanly: files in progress are abandoned,
 workers are ended, temporary files are removed, and the summary says what
 finished.
 """
@@ -49,17 +51,21 @@ class SchedulerError(BatchError):
 # ---------------------------------------------------------------------------
 
 
-def process_one(task: Task, settings: FilterSettings, output: OutputSettings) -> Outcome:
+def process_one(task: Task, settings: FilterSettings, output: OutputSettings, *,
+                progress: Callable[[float], object] | None = None) -> Outcome:  # fmt: skip
     """Filter one planned file with :func:`pipeline.filter_file`; never raises for a bad file.
 
-    The output's folder is created first. Runs in a worker process (or a
-    Dask worker), so paths are the task's absolute ones.
+    The output's folder is created first. Paths are the task's absolute
+    ones, so it runs alike in a thread, a worker process or a Dask worker.
+    ``progress`` goes to ``filter_file``; an exception it raises that is
+    not an ``Exception`` (a ``BaseException``) abandons the file before
+    anything is written, and passes through.
     """
     start = time.perf_counter()
     try:
         os.makedirs(os.path.dirname(task.destination), exist_ok=True)
-        result = filter_file(task.source, task.destination, settings, output,
-                              source_name=task.input, destination_name=task.output)  # fmt: skip
+        result = filter_file(task.source, task.destination, settings, output, source_name=task.input,
+                             destination_name=task.output, progress=progress)  # fmt: skip
     except Exception as exc:  # one bad file must not stop the batch
         error = _describe_error(exc, task.input)
         return Outcome(task.input, task.output, "failed", error=error,
@@ -144,12 +150,26 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: How ``run_batch`` may run a local batch of more than one job.
+WORKERS = ("auto", "threads", "processes")
+
+#: ``workers="auto"`` runs a batch on threads when it has at most this many
+#: files and this many bytes of input, else in worker processes. Threads
+#: start at once, where worker processes take about 0.3 s; but each file
+#: holds the GIL for part of its time (JPEG encoding into memory,
+#: converting pixels), so on a long batch processes are faster. The
+#: measurements behind the limits are in docs/batch.md (Parallelism).
+THREADS_UP_TO_FILES = 100
+THREADS_UP_TO_BYTES = 10 << 20
+
+
 def run_batch(
     plan: Plan,
     settings: FilterSettings,
     output: OutputSettings = OutputSettings(),
     *,
     jobs: int = 1,
+    workers: str = "auto",
     fail_fast: bool = False,
     scheduler: str | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
@@ -158,23 +178,34 @@ def run_batch(
 ) -> BatchSummary:
     """Process every task of ``plan`` and return the summary; a bad file never raises.
 
-    ``jobs`` > 1 runs that many worker processes, each given one file at a
-    time, with the engine on one thread (unless ``settings.threads`` says
-    otherwise): outputs are byte-identical whatever ``jobs`` is.
+    ``jobs`` > 1 filters that many files at a time, on threads of this
+    process (``workers="threads"``) or in worker processes
+    (``"processes"``: a crashing decoder or the out-of-memory killer then
+    fails only the file it held); ``"auto"`` takes threads for a small
+    batch (:data:`THREADS_UP_TO_FILES`, :data:`THREADS_UP_TO_BYTES`),
+    processes for the rest. Each file's engine gets an equal share of the
+    CPUs, ``max(1, CPUs // jobs)`` threads, unless ``settings.threads``
+    says otherwise: outputs are byte-identical whatever ``jobs``,
+    ``workers`` and ``threads`` are.
     ``scheduler`` (``"local"`` or a Dask scheduler address such as
     ``tcp://10.0.0.5:8786``) runs the same tasks on Dask instead.
     ``on_outcome`` sees each file's :class:`Outcome` as it happens (the
     plan's skipped and failed files first). ``started`` (a
     ``time.perf_counter()`` value) is when the clock of the summary starts.
     With ``handle_signals`` (in the main thread), SIGINT and SIGTERM stop
-    the batch cleanly: workers are ended, no temporary file is left, and
-    the summary's ``interrupted`` names the signal.
+    the batch cleanly: files in progress are abandoned, workers have ended
+    when it returns, no temporary file is left, and the summary's
+    ``interrupted`` names the signal.
 
     Raises
     ------
+    ValueError
+        ``workers`` is not one of :data:`WORKERS`.
     SchedulerError
         ``scheduler`` is given but Dask is not installed or not reachable.
     """
+    if workers not in WORKERS:
+        raise ValueError(f"workers must be one of {', '.join(WORKERS)}, not {workers!r}")
     start = time.perf_counter() if started is None else started
     summary = BatchSummary(planned=len(plan.tasks))
     report = on_outcome or (lambda outcome: None)
@@ -184,12 +215,7 @@ def run_batch(
         report(outcome)
 
     control = _Control(summary, fail_fast)
-    if scheduler is not None:  # reached now, so that a SchedulerError comes before any outcome
-        executor: _Executor = _DaskExecutor(scheduler, jobs)
-    elif jobs <= 1 or len(plan.tasks) <= 1:
-        executor = _InlineExecutor(control)
-    else:
-        executor = _PoolExecutor(min(jobs, len(plan.tasks)))
+    executor = _executor(scheduler, jobs, workers, plan.tasks, control)
     try:
         for outcome in plan.skipped + plan.failed:
             record(outcome)
@@ -206,6 +232,43 @@ def run_batch(
         summary.stopped_early = True
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _executor(scheduler: str | None, jobs: int, workers: str, tasks: list[Task], control: _Control) -> _Executor:
+    """The executor for a run; a Dask one connects now, so that a SchedulerError
+    comes before any outcome."""
+    if scheduler is not None:
+        return _DaskExecutor(scheduler, jobs)
+    jobs = min(jobs, len(tasks))
+    if jobs <= 1:
+        return _InlineExecutor(control)
+    if workers == "processes" or (workers == "auto" and not _small_batch(tasks)):
+        return _PoolExecutor(jobs)
+    return _ThreadExecutor(jobs, control)
+
+
+def _small_batch(tasks: list[Task]) -> bool:
+    """Whether ``tasks`` are few and small enough that threads finish them first:
+    at most :data:`THREADS_UP_TO_FILES` files and :data:`THREADS_UP_TO_BYTES` bytes."""
+    if len(tasks) > THREADS_UP_TO_FILES:
+        return False
+    total = 0
+    for task in tasks:
+        try:
+            total += os.stat(task.source).st_size
+        except OSError:
+            continue  # the file will fail on its own
+        if total > THREADS_UP_TO_BYTES:
+            return False
+    return True
+
+
+def _share_of_cpus(settings: FilterSettings, jobs: int) -> FilterSettings:
+    """``settings`` for one of ``jobs`` files filtered at once: the engine on an equal
+    share of the CPUs (at least one thread), unless ``settings.threads`` is given."""
+    if settings.threads is not None:
+        return settings
+    return dataclasses.replace(settings, threads=max(1, default_jobs() // jobs))
 
 
 def _drive(executor: _Executor, tasks: Iterable[Task], settings: FilterSettings, output: OutputSettings,
@@ -314,6 +377,7 @@ class _InlineExecutor(_Executor):
         self._control = control
         self._outcome: Outcome | None = None
         self._cut_off: list[Task] = []
+        self._before = set(threading.enumerate())
 
     def start(self, settings: FilterSettings, output: OutputSettings) -> None:
         self._settings, self._output = settings, output
@@ -340,13 +404,109 @@ class _InlineExecutor(_Executor):
             yield outcome
 
     def cancel(self) -> tuple[list[Outcome], list[Task]]:
+        if self._cut_off:
+            _join_threads_started_since(self._before)
         return [], self._cut_off
 
 
-def _worker_settings(settings: FilterSettings) -> FilterSettings:
-    """``settings`` for a worker: the engine on one thread unless ``settings.threads`` is given."""
-    threads = 1 if settings.threads is None else settings.threads
-    return dataclasses.replace(settings, threads=threads)
+# --- threads -----------------------------------------------------------------
+
+
+class _Abandoned(BaseException):
+    """Raised at a checkpoint of a file filtered on a thread once the batch stops."""
+
+
+class _ThreadExecutor(_Executor):
+    """Files on threads of this process, at most ``jobs`` at a time (a thread per file).
+
+    Pillow's decoders and the engine's NumPy calls release the GIL, so the
+    files are filtered in parallel for much of their time, without the
+    start-up cost of worker processes. Threads cannot be killed: once the batch stops on a signal
+    (or is cancelled), a file in progress is abandoned at the engine's next
+    checkpoint, always before its output is written (a file being encoded
+    completes). ``cancel`` returns when every thread, and every engine
+    thread of an abandoned file, has ended.
+    """
+
+    def __init__(self, jobs: int, control: _Control) -> None:
+        self.capacity = jobs
+        self._control = control
+        self._stop = threading.Event()
+        self._finished: queue.SimpleQueue = queue.SimpleQueue()  # (task, outcome or None if abandoned)
+        self._threads: list[threading.Thread] = []
+        self._pending = 0
+        self._cut_off: list[Task] = []
+        self._before = set(threading.enumerate())
+
+    def start(self, settings: FilterSettings, output: OutputSettings) -> None:
+        self._settings, self._output = _share_of_cpus(settings, self.capacity), output
+
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or self._control.signalled
+
+    def _checkpoint(self, fraction: float) -> None:  # noqa: ARG002 - a progress callback
+        if self._stopping():
+            raise _Abandoned
+
+    def _run(self, task: Task) -> None:
+        outcome = None
+        try:
+            if not self._stopping():
+                outcome = process_one(task, self._settings, self._output, progress=self._checkpoint)
+        except _Abandoned:
+            pass
+        finally:
+            self._finished.put((task, outcome))
+
+    def submit(self, task: Task) -> None:
+        self._threads = [t for t in self._threads if t.is_alive()]
+        thread = threading.Thread(target=self._run, args=(task,), name=f"convfilter-batch-{task.index}")
+        self._threads.append(thread)
+        self._pending += 1
+        thread.start()
+
+    def __len__(self) -> int:
+        return self._pending
+
+    def results(self, timeout: float) -> Iterator[Outcome]:
+        try:
+            ended = [self._finished.get(timeout=timeout)]
+        except queue.Empty:
+            return
+        while not self._finished.empty():
+            ended.append(self._finished.get())
+        self._pending -= len(ended)
+        for task, outcome in ended:
+            if outcome is None:
+                self._cut_off.append(task)
+            else:
+                yield outcome
+
+    def cancel(self) -> tuple[list[Outcome], list[Task]]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        sent = []
+        while not self._finished.empty():
+            task, outcome = self._finished.get()
+            if outcome is None:
+                self._cut_off.append(task)
+            else:
+                sent.append(outcome)
+        self._pending = 0
+        if self._cut_off:
+            _join_threads_started_since(self._before)
+        return sent, self._cut_off
+
+
+def _join_threads_started_since(before: set[threading.Thread], timeout: float = 30.0) -> None:
+    """Wait (up to ``timeout`` seconds in all) for the non-daemon threads started since
+    ``before`` was taken: the engine's threads of an interrupted file each finish
+    their piece and end."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread not in before and not thread.daemon and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 # --- worker processes --------------------------------------------------------
@@ -451,7 +611,7 @@ class _PoolExecutor(_Executor):
 
     def start(self, settings: FilterSettings, output: OutputSettings) -> None:
         self._context = _context()
-        self._settings, self._output = _worker_settings(settings), output
+        self._settings, self._output = _share_of_cpus(settings, self.capacity), output
         for _ in range(self.capacity):
             self._replace(None)
 
@@ -511,6 +671,13 @@ class _PoolExecutor(_Executor):
 
 
 # --- Dask --------------------------------------------------------------------
+
+
+def _worker_settings(settings: FilterSettings) -> FilterSettings:
+    """``settings`` for a Dask worker: the engine on one thread unless ``settings.threads``
+    is given (a worker's machine and its other workers are unknown here)."""
+    threads = 1 if settings.threads is None else settings.threads
+    return dataclasses.replace(settings, threads=threads)
 
 
 class _DaskExecutor(_Executor):
