@@ -1035,6 +1035,8 @@ def encode_image(
     ------
     OutputError
         When the format cannot store the mode or several frames.
+    OSError
+        When ``stream`` fails (its ``errno`` set); the caller knows its name.
     """
     first = frames[0]
     check_depth(first.mode, fmt)
@@ -1077,8 +1079,8 @@ def encode_image(
     except MemoryError:
         raise
     except OSError as exc:
-        if exc.errno is not None:  # the stream failed, not the encoder
-            raise OutputError(f"cannot write {fmt} data: {os_reason(exc)}") from None
+        if exc.errno is not None:  # the stream failed, not the encoder: the caller names it
+            raise
         raise OutputError(_cannot_store(fmt, first.mode, exc)) from None
     except Exception as exc:  # encoders raise many kinds on what they cannot hold
         raise OutputError(_cannot_store(fmt, first.mode, exc)) from None
@@ -1175,8 +1177,8 @@ def _encode_deep_colour(
     except MemoryError:
         raise
     except OSError as exc:
-        if exc.errno is not None:
-            raise OutputError(f"cannot write {fmt} data: {os_reason(exc)}") from None
+        if exc.errno is not None:  # the stream failed: the caller names it
+            raise
         raise OutputError(_cannot_store(fmt, frames[0].mode, exc)) from None
     except Exception as exc:  # the codecs raise their own kinds; deep_colour's say what to write
         raise OutputError(f"{fmt} cannot store this image (mode {frames[0].mode}): {first_line(exc)}") from None
@@ -1299,7 +1301,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
     except OSError as exc:
         raise OutputError(f"cannot write {label}: {os_reason(exc)}") from None
     try:
-        with os.fdopen(fd, "wb") as stream:
+        with os.fdopen(fd, "w+b") as stream:  # read too: multi-page TIFF reads back what it wrote
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
@@ -1340,7 +1342,7 @@ def is_temporary_for(entry: str, name: str) -> bool:
 def _create_temporary(directory: Path, name: str) -> tuple[int, str]:
     """Create ``.NAME.XXXXXXXX.part`` in ``directory`` (umask applies, like any new file)."""
     stem = _temporary_stem(name)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
         temp_name = os.path.join(directory, f".{stem}.{os.urandom(4).hex()}.part")
         try:
@@ -1383,25 +1385,38 @@ def save_image(
 ) -> list[str]:
     """Encode and write ``frames``: atomically to a path, or to a binary stream.
 
-    The image is encoded in memory first, so an encoder error never touches
-    the destination. A path that is a character device or a FIFO is written
-    into, never replaced; a socket or block device is refused. Returns the
-    notes from :func:`encode_image`.
+    A regular file is encoded straight into its temporary file (see
+    :func:`write_atomically`), so an encoder error never touches the
+    destination; Pillow's encoders release the GIL writing to a file, not
+    to memory, which lets a batch encode on several threads at once. 16-bit
+    colour, a stream, a character device or a FIFO get the image encoded in
+    memory first; a device or FIFO is written into, never replaced; a
+    socket or block device is refused. Returns the notes from
+    :func:`encode_image`.
     """
-    buffer = io.BytesIO()
+    path = destination if isinstance(destination, (str, os.PathLike)) else None
+    device = path is not None and _special_kind(path) in ("character device", "FIFO", "descriptor")
+    notes: list[str] = []
     try:
+        if path is not None and not device and not isinstance(frames[0], DeepImage):
+            write_atomically(path, lambda stream: notes.extend(
+                encode_image(frames, stream, fmt=fmt, metadata=metadata, options=options)))  # fmt: skip
+            return notes
+        # In memory: a stream or device is written only once the image is whole,
+        # and tifffile takes an open file's name (a descriptor here) for a path.
+        buffer = io.BytesIO()
         notes = encode_image(frames, buffer, fmt=fmt, metadata=metadata, options=options)
     except OutputError as exc:
-        if isinstance(destination, (str, os.PathLike)):
-            raise OutputError(f"'{os.fsdecode(os.fspath(destination))}': {exc}") from None
+        name = "" if path is None else f"'{os.fsdecode(os.fspath(path))}'"
+        if name and not str(exc).startswith(("cannot write '", name)):
+            raise OutputError(f"{name}: {exc}") from None
         raise
     data = buffer.getvalue()  # bytes, not a view: nothing is left exported if a write fails
-    if isinstance(destination, (str, os.PathLike)):
-        if _special_kind(destination) in ("character device", "FIFO", "descriptor"):
-            check_output_path(destination)
-            _write_into(destination, data)
-        else:
-            write_atomically(destination, lambda stream: _write_all(stream, data))
+    if device:
+        check_output_path(path)
+        _write_into(path, data)
+    elif path is not None:
+        write_atomically(path, lambda stream: _write_all(stream, data))
     else:
         try:
             _write_all(destination, data)

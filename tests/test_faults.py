@@ -175,16 +175,21 @@ def test_a_really_full_disk(tiny_filesystem, tmp_path):
 def _slow_apply(source: str, output: str, ready) -> None:
     """In a child process: run apply, writing the output in small slow pieces."""
 
-    def slow_write_all(stream, data):
-        view = memoryview(data)
+    encode = images.encode_image
+
+    def slow_encode(frames, stream, **options):
+        encoded = io.BytesIO()
+        notes = encode(frames, encoded, **options)
+        view = encoded.getbuffer()
         for start in range(0, len(view), 4096):
             stream.write(view[start : start + 4096])
             stream.flush()
             if start >= len(view) // 2:
                 ready.set()  # half the image is on disk: kill now
                 time.sleep(0.05)
+        return notes
 
-    images._write_all = slow_write_all
+    images.encode_image = slow_encode
     cli.main(["apply", source, output, "-k", "blur"], standalone_mode=False)
 
 
