@@ -156,8 +156,8 @@ WORKERS = ("auto", "threads", "processes")
 #: ``workers="auto"`` runs a batch on threads when it has at most this many
 #: files and this many bytes of input, else in worker processes. Threads
 #: start at once, where worker processes take about 0.3 s; but each file
-#: holds the GIL for part of its time (JPEG encoding into memory,
-#: converting pixels), so on a long batch processes are faster. The
+#: holds the GIL for part of its time (the Python between its steps,
+#: Pillow's conversions), so on a long batch processes are faster. The
 #: measurements behind the limits are in docs/batch.md (Parallelism).
 THREADS_UP_TO_FILES = 100
 THREADS_UP_TO_BYTES = 10 << 20
