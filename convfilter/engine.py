@@ -358,10 +358,10 @@ def filter_array(
     """
     absolute = abs
     kernel = as_kernel(kernel)
-    array = array if isinstance(array, RowSource) else _native(np.asarray(array))
+    array = array if _is_row_source(array) else _native(np.asarray(array))
     mode = _check(array, kernel, border)
     target = array.dtype if out_dtype is None else check_dtype(out_dtype)
-    if isinstance(array, RowSource) and not (array.dtype == target and array.dtype.kind == "u"):
+    if _is_row_source(array) and not (array.dtype == target and array.dtype.kind == "u"):
         raise FilterError(f"a RowSource of {array.dtype.name} samples is filtered into its own dtype only")
     if array.dtype == target and array.dtype in _SUMMED:
         return _filter(array, kernel, mode, cval, method, threads, progress, raw=False,
@@ -1183,7 +1183,7 @@ def _filter(
         out = np.empty((layout.out_rows, layout.out_cols) + extra, out_dtype)
         dest = out
     dest = dest.reshape(layout.out_rows, layout.out_cols, layout.channels)
-    image = array if isinstance(array, RowSource) else array.reshape(rows, cols, layout.channels)
+    image = array if _is_row_source(array) else array.reshape(rows, cols, layout.channels)
 
     workers = _worker_count(threads, seconds)
     pieces = _pieces(strategy, layout, seconds, workers)
@@ -1339,10 +1339,16 @@ def _copy_frame(out, array, ay, ax, out_rows, out_cols) -> None:
         part[...] = _rows(array, rows, cols).reshape(part.shape)
 
 
+def _is_row_source(array) -> bool:
+    """Whether ``array`` is a :class:`RowSource` (checked by its ``rows``
+    method: ``isinstance`` against a Protocol costs far more per call)."""
+    return not isinstance(array, np.ndarray) and callable(getattr(array, "rows", None))
+
+
 def _rows(image, rows: np.ndarray | slice, cols: slice) -> np.ndarray:
     """``image[rows, cols]`` of an array (a view for slices), or those rows of a
     :class:`RowSource` as an array (rows x columns x channels)."""
-    return image.rows(rows, cols) if isinstance(image, RowSource) else image[rows, cols]
+    return image[rows, cols] if isinstance(image, np.ndarray) else image.rows(rows, cols)
 
 
 def _gather(

@@ -831,7 +831,9 @@ class PixelRows:
     def _block(self, top: int, bottom: int, left: int, right: int) -> np.ndarray:
         if bottom <= top or right <= left:
             return np.empty((max(0, bottom - top), max(0, right - left), self.channels), self.dtype)
-        block = np.asarray(self.image.crop((left, top, right, bottom)))
+        height, width = self.shape[:2]
+        whole = (top, bottom, left, right) == (0, height, 0, width)  # a small image is one strip
+        block = np.asarray(self.image if whole else self.image.crop((left, top, right, bottom)))
         return block.reshape(bottom - top, right - left, self.channels)
 
 
