@@ -3,14 +3,11 @@ byte-identical outputs, and stopping on SIGINT/SIGTERM with nothing left behind.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -284,61 +281,3 @@ def test_fail_fast_lets_files_in_progress_finish(slow, tmp_path):
     assert len(summary.failed) == 1 and summary.stopped_early
     assert summary.processed == 1  # the file started beside the broken one, completed
     assert_complete_outputs(tmp_path / "out", {"p00.png"})
-
-
-# --- the installed command, interrupted ----------------------------------------------------------
-
-
-def small_slow_batch(tmp_path: Path, count: int = 60) -> Path:
-    """Slow files, but few and small enough for threads (the command's own choice)."""
-    rng = np.random.default_rng(7)
-    base = rng.integers(0, 256, (160, 200, 3)).astype(np.uint8)
-    root = tmp_path / "in"
-    root.mkdir()
-    for i in range(count):
-        Image.fromarray(np.roll(base, i, axis=1)).save(root / f"p{i:03d}.png", compress_level=0)
-    sizes = [p.stat().st_size for p in root.iterdir()]
-    assert len(sizes) <= batch_run.THREADS_UP_TO_FILES and sum(sizes) <= batch_run.THREADS_UP_TO_BYTES
-    return root
-
-
-def session_processes(session: int) -> list[str]:
-    found = subprocess.run(["pgrep", "-s", str(session)], capture_output=True, text=True, check=False).stdout
-    return found.split()
-
-
-@pytest.mark.skipif(EXECUTABLE is None or shutil.which("pgrep") is None,
-                    reason="needs the installed convfilter and pgrep")  # fmt: skip
-@pytest.mark.parametrize(
-    "signum, whole_group, code",
-    [(signal.SIGINT, True, 130), (signal.SIGINT, False, 130), (signal.SIGTERM, False, 143)],
-    ids=["ctrl-c-to-the-process-group", "sigint-to-convfilter", "sigterm-to-convfilter"],
-)
-def test_the_command_stops_its_threads_and_leaves_only_complete_outputs(tmp_path, signum, whole_group, code):
-    root = small_slow_batch(tmp_path)
-    out = tmp_path / "out"
-    process = subprocess.Popen(
-        [EXECUTABLE, "batch", str(root), "-d", str(out), "-k", "box:21", "--method", "direct",
-         "--repeat", "2", "-j", "2", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not (out.exists() and any(p.suffix == ".png" for p in out.iterdir())):
-        assert process.poll() is None and time.monotonic() < deadline, "the batch never got going"
-        time.sleep(0.02)
-    assert session_processes(process.pid) == [str(process.pid)]  # threads: no worker process
-    if whole_group:
-        os.killpg(process.pid, signum)
-    else:
-        process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == code, stderr
-    assert b"Traceback" not in stderr
-    lines = [json.loads(line) for line in stdout.decode().splitlines()]
-    summary = lines[-1]
-    assert summary["interrupted"] == signal.Signals(signum).name
-    assert 0 < summary["processed"] < 60 and summary["unfinished"] == 60 - summary["processed"]
-    ok = {Path(line["output"]).name for line in lines[:-1] if line["status"] == "ok"}
-    assert len(ok) == summary["processed"]
-    assert_complete_outputs(out, ok)  # no temporary file either
-    assert session_processes(process.pid) == []

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageFilter
 
 from convfilter import cli
+from convfilter.batch.run import THREADS_UP_TO_BYTES, THREADS_UP_TO_FILES
 
 EXECUTABLE = shutil.which("convfilter", path=os.path.dirname(sys.executable)) or shutil.which("convfilter")
 
@@ -362,8 +363,13 @@ def make_slow_batch(tmp_path: Path, count: int = 120) -> Path:
     [(signal.SIGINT, True, 130), (signal.SIGINT, False, 130), (signal.SIGTERM, False, 143)],
     ids=["ctrl-c-to-the-process-group", "sigint-to-convfilter", "sigterm-to-convfilter"],
 )
-def test_a_signal_mid_run_stops_cleanly(tmp_path, signum, whole_group, code):
-    root = make_slow_batch(tmp_path)
+@pytest.mark.parametrize("count", [120, 60], ids=["processes", "threads"])
+def test_a_signal_mid_run_stops_cleanly(tmp_path, signum, whole_group, code, count):
+    # 120 files run in worker processes, 60 (within the thread limits) on threads.
+    root = make_slow_batch(tmp_path, count)
+    on_threads = count <= THREADS_UP_TO_FILES
+    sizes = [p.stat().st_size for p in root.iterdir()]
+    assert on_threads == (sum(sizes) <= THREADS_UP_TO_BYTES)
     out = tmp_path / "out"
     process = subprocess.Popen(
         [EXECUTABLE, "batch", str(root), "-d", str(out), "-k", "box:21", "--method", "direct",
@@ -374,6 +380,9 @@ def test_a_signal_mid_run_stops_cleanly(tmp_path, signum, whole_group, code):
     while not (out.exists() and any(p.suffix == ".png" for p in out.iterdir())):
         assert process.poll() is None and time.monotonic() < deadline, "the batch never got going"
         time.sleep(0.05)
+    if on_threads and shutil.which("pgrep"):  # threads: no worker process
+        assert subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True).stdout.split() == [
+            str(process.pid)]  # fmt: skip
     if whole_group:  # what a terminal's Ctrl-C does: the workers get SIGINT too
         os.killpg(process.pid, signum)
     else:
@@ -383,7 +392,7 @@ def test_a_signal_mid_run_stops_cleanly(tmp_path, signum, whole_group, code):
     lines = [json.loads(line) for line in stdout.decode().splitlines()]
     summary = lines[-1]
     assert summary["interrupted"] == signal.Signals(signum).name
-    assert 0 < summary["processed"] < 120 and summary["unfinished"] == 120 - summary["processed"]
+    assert 0 < summary["processed"] < count and summary["unfinished"] == count - summary["processed"]
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted(Path(line["output"]).name for line in lines[:-1] if line["status"] == "ok")
     assert not any(name.endswith(".part") for name in written)
