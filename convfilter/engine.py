@@ -57,6 +57,8 @@ __all__ = [
     "filter_array",
     "filter_mode_i",
     "border_index",
+    "run_pieces",
+    "worker_count",
     "accumulator_dtype",
     "check_dtype",
     "round_to_dtype",
@@ -1185,7 +1187,7 @@ def _filter(
     dest = dest.reshape(layout.out_rows, layout.out_cols, layout.channels)
     image = array if _is_row_source(array) else array.reshape(rows, cols, layout.channels)
 
-    workers = _worker_count(threads, seconds)
+    workers = worker_count(threads, seconds)
     pieces = _pieces(strategy, layout, seconds, workers)
     weights32 = kernel.weights_float32
     channels = layout.channels
@@ -1216,7 +1218,7 @@ def _filter(
                     _finish_float(sums, target, start=0.0 if strategy.has_start else start,
                                   absolute=absolute, integer_output=integer_output)  # fmt: skip
 
-    _run(filter_piece, pieces, min(workers, len(pieces)), progress)
+    run_pieces(filter_piece, pieces, min(workers, len(pieces)), progress)
     return out
 
 
@@ -1257,7 +1259,7 @@ class _Stopped(Exception):
     """Raised in a worker, at a checkpoint, once the call has been abandoned."""
 
 
-def _run(filter_piece, pieces: list, workers: int, progress) -> None:
+def run_pieces(filter_piece, pieces: list, workers: int, progress=None) -> None:
     """Call ``filter_piece(piece, checkpoint)`` for every piece, on ``workers`` threads.
 
     With one worker the calling thread does the work, and a
@@ -1317,7 +1319,7 @@ class _ProgressReport:
             self.reported, self.last = done, now
 
 
-def _worker_count(threads: int | None, seconds: float) -> int:
+def worker_count(threads: int | None, seconds: float) -> int:
     """Threads to use: as asked (None: one per CPU), but one for work the
     cost model puts under :data:`_THREAD_SECONDS`: starting threads and
     handing the GIL between them costs a few milliseconds."""
