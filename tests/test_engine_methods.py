@@ -487,9 +487,9 @@ def test_threads_strips_and_progress_do_not_change_the_result(kernel, method, dt
 
 
 def test_small_work_runs_on_one_thread():
-    assert engine._worker_count(4, 0.001) == 1
-    assert engine._worker_count(4, 1.0) == 4
-    assert engine._worker_count(None, 1.0) >= 1
+    assert engine.worker_count(4, 0.001) == 1
+    assert engine.worker_count(4, 1.0) == 4
+    assert engine.worker_count(None, 1.0) >= 1
 
 
 # ---------------------------------------------------------------------------
