@@ -142,10 +142,24 @@ def _kernel_options(function):
                      help="Divide by the sum of the weights (an error for zero-sum kernels)."),
         click.option("--flip", is_flag=True,
                      help="True convolution: rotate the kernel 180 degrees."),
+        click.option("--anchor", metavar="X,Y", default=None, callback=_anchor,
+                     help="The kernel's tap on the output pixel: column X, row Y, from 0 at the top left "
+                          "[default: the centre, w//2,h//2]."),
     ]  # fmt: skip
     for option in reversed(options):
         function = option(function)
     return function
+
+
+def _anchor(context, parameter, value: str | None) -> tuple[int, int] | None:
+    """``--anchor X,Y`` as the kernel's ``(row, column)``."""
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise click.BadParameter(f"{value!r} is not X,Y: two whole numbers, 0 or more (1,1)")
+    column, row = (int(p) for p in parts)
+    return row, column
 
 
 def _filter_options(function):
@@ -211,7 +225,7 @@ def _input_options(function):
 
 
 #: The parameters _kernel_options gives a command; the FilterSettings fields _filter_options gives.
-_KERNEL_PARAMS = ("kernel_specs", "scale", "offset", "normalize", "flip")
+_KERNEL_PARAMS = ("kernel_specs", "scale", "offset", "normalize", "flip", "anchor")
 _FILTER_PARAMS = ("repeat", "border", "cval", "abs", "channels", "alpha", "method", "threads")
 
 
@@ -436,12 +450,16 @@ def _cval_summary(text: str) -> float | str:
 
 
 def _kernel_summary(kernel) -> dict:
+    if hasattr(kernel, "matrix_kernel"):  # a filter that is not one matrix
+        pillow = kernel.pillow_label if kernel.pillow_filter() is not None else None
+        return {"name": kernel.name, "shape": list(kernel.shape), "linear": kernel.linear, "pillow": pillow}
     return {
         "name": kernel.name,
         "shape": list(kernel.shape),
         "scale": kernel.scale,
         "offset": kernel.offset,
         "pillow": kernel.pillow_name,
+        "linear": True,
     }
 
 
@@ -492,41 +510,60 @@ def _diff_table(report) -> str:
 @click.option("--offset", type=float, default=None, metavar="O", help="Override the kernel's offset.")
 @click.option("--normalize", is_flag=True, help="Divide by the sum of the weights.")
 @click.option("--flip", is_flag=True, help="Rotate 180 degrees (true convolution).")
+@click.option("--anchor", metavar="X,Y", default=None, callback=_anchor,
+              help="The tap on the output pixel: column X, row Y.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-def kernels(spec, scale, offset, normalize, flip, as_json, debug):
-    """List the presets, or print the matrix SPEC applies.
+def kernels(spec, scale, offset, normalize, flip, anchor, as_json, debug):
+    """List the presets and filters, or print the matrix SPEC applies.
 
-    Without SPEC: every preset with its size, scale, offset, Pillow
-    equivalent and description. With SPEC (a preset, inline matrix or
-    @FILE): the effective weights (matrix / scale, after --flip), exactly
-    as they are applied, by cross-correlation.
+    Without SPEC: every preset and filter with its size, scale, offset,
+    Pillow equivalent, whether it is linear, and what it does. With SPEC (a
+    preset, inline matrix, @FILE or filter): the effective weights (matrix /
+    scale, after --flip), exactly as they are applied, by cross-correlation;
+    a filter that is not linear (median:3) has no matrix, and says so.
 
     \b
     Examples:
       convfilter kernels
       convfilter kernels emboss
       convfilter kernels "1 2 1" --normalize
+      convfilter kernels median:5
     """
     with reported_errors(debug):
         if spec is None:
             _echo(_preset_listing(as_json), to_stderr=False)
             return
         (kernel,) = build_kernels(dict(kernel_specs=(spec,), scale=scale, offset=offset, normalize=normalize,
-                                       flip=flip), quiet=False)  # fmt: skip
+                                       flip=flip, anchor=anchor), quiet=False)  # fmt: skip
+    matrix_kernel = kernel.matrix_kernel() if hasattr(kernel, "matrix_kernel") else kernel
     if as_json:
         data = _kernel_summary(kernel)
-        data.update(anchor=list(kernel.anchor), weights=kernel.weights.tolist(),
-                    matrix=kernel.matrix.tolist())  # fmt: skip
+        if matrix_kernel is not None:
+            data.update(anchor=list(matrix_kernel.anchor), weights=matrix_kernel.weights.tolist(),
+                        matrix=matrix_kernel.matrix.tolist())  # fmt: skip
         _echo(json.dumps(data), to_stderr=False)
         return
     h, w = kernel.shape
-    lines = [
-        f"{kernel.name}: {h}x{w} (rows x columns), anchor row {kernel.anchor[0]} column "
-        f"{kernel.anchor[1]}, scale {kernel.scale:g}, offset {kernel.offset:g}"
-        + (f", Pillow {kernel.pillow_name}" if kernel.pillow_name else ""),
-        "weights (matrix / scale), applied as written (cross-correlation):",
-    ]
+    if matrix_kernel is not kernel:
+        pillow = f", Pillow {kernel.pillow_label}" if kernel.pillow_filter() is not None else ""
+        lines = [f"{kernel.name}: {'linear' if kernel.linear else 'non-linear'} filter, {h}x{w} window{pillow}",
+                 f"  {kernel.description}"]  # fmt: skip
+        if matrix_kernel is None:
+            lines.append("no matrix: it is not a weighted sum, so --scale, --offset, --normalize, --flip and "
+                         "--anchor do not apply")  # fmt: skip
+            _echo("\n".join(lines), to_stderr=False)
+            return
+        lines.append("computed in Pillow's passes, rounding after each; the weights of its matrix (any "
+                     "kernel option applies to this matrix instead):")  # fmt: skip
+        kernel = matrix_kernel
+    else:
+        lines = [
+            f"{kernel.name}: {h}x{w} (rows x columns), anchor row {kernel.anchor[0]} column "
+            f"{kernel.anchor[1]}, scale {kernel.scale:g}, offset {kernel.offset:g}"
+            + (f", Pillow {kernel.pillow_name}" if kernel.pillow_name else ""),
+            "weights (matrix / scale), applied as written (cross-correlation):",
+        ]
     cells = [[f"{v:.6g}" for v in row] for row in kernel.weights]
     width = max(len(c) for row in cells for c in row)
     lines += ["  " + " ".join(c.rjust(width) for c in row) for row in cells]
@@ -535,22 +572,28 @@ def kernels(spec, scale, offset, normalize, flip, as_json, debug):
 
 def _preset_listing(as_json: bool) -> str:
     from .kernels import PARAMETRIC_PRESETS, PRESETS
+    from .neighbourhood import FILTER_SPECS
 
     rows = []
     for preset in PRESETS.values():
         h, w = len(preset.grid), len(preset.grid[0])
         rows.append({"name": preset.name, "size": f"{h}x{w}", "scale": preset.scale,
-                     "offset": preset.offset, "pillow": preset.pillow_name,
+                     "offset": preset.offset, "pillow": preset.pillow_name, "linear": True,
                      "description": preset.description})  # fmt: skip
     for usage, description in PARAMETRIC_PRESETS.values():
         rows.append({"name": usage, "size": "NxN", "scale": None, "offset": 0,
-                     "pillow": None, "description": description})  # fmt: skip
+                     "pillow": None, "linear": True, "description": description})  # fmt: skip
+    for spec in FILTER_SPECS.values():
+        rows.append({"name": spec.usage, "size": "NxN" if spec.parameters[1] else "3x3", "scale": None,
+                     "offset": None, "pillow": spec.pillow, "linear": spec.linear,
+                     "description": spec.description})  # fmt: skip
     if as_json:
         return json.dumps(rows)
-    header = ["name", "size", "scale", "offset", "pillow", "description"]
+    header = ["name", "size", "scale", "offset", "linear", "pillow", "description"]
     table = [header] + [
-        [r["name"], r["size"], "sum" if r["scale"] is None else f"{r['scale']:g}",
-         f"{r['offset']:g}", r["pillow"] or "-", r["description"]]
+        [r["name"], r["size"], "-" if r["offset"] is None else "sum" if r["scale"] is None else f"{r['scale']:g}",
+         "-" if r["offset"] is None else f"{r['offset']:g}", "yes" if r["linear"] else "no", r["pillow"] or "-",
+         r["description"]]
         for r in rows
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]

@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .deep_colour import DeepImage
-from .kernels import MAX_KERNEL_SIDE, PRESETS, Kernel, preset_key
+from .kernels import PRESETS, Kernel, KernelSpecError, parse_kernel, preset_key
+from .neighbourhood import FILTER_SPECS
 from .panels import finite_range, panel_sheet, shrunk, stretched
 
 __all__ = [
@@ -189,16 +190,10 @@ def compare_frames(first: Sequence[Image.Image], second: Sequence[Image.Image]) 
 
 
 def kernel_margin(kernels: Sequence[Kernel], repeat: int = 1) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) pixels that a chain of kernels cannot fully cover."""
-    top = bottom = left = right = 0
-    for kernel in kernels:
-        h, w = kernel.shape
-        ay, ax = kernel.anchor
-        top += ay
-        bottom += h - 1 - ay
-        left += ax
-        right += w - 1 - ax
-    return top * repeat, bottom * repeat, left * repeat, right * repeat
+    """(top, bottom, left, right) pixels that a chain of kernels (or other
+    filters) cannot fully cover."""
+    reaches = [step.reach for step in kernels]
+    return tuple(repeat * sum(reach[side] for reach in reaches) for side in range(4))  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------
@@ -212,57 +207,11 @@ PILLOW_FILTER_NAMES: dict[str, str] = {
     key: preset.pillow_name for key, preset in PRESETS.items() if preset.pillow_name
 }
 
-#: Largest radius accepted for ``gaussian_blur`` and ``box_blur``: far beyond
-#: any image, and below about 2.1e9, where Pillow's box sizes overflow.
-MAX_BLUR_RADIUS = 1e9
-
-
-def _blur_radius(name: str, value: str) -> float:
-    """The radius in ``gaussian_blur:R`` or ``box_blur:R``: a finite number, 0 or more."""
-    try:
-        radius = float(value)
-    except ValueError:
-        radius = math.nan
-    if not (math.isfinite(radius) and radius >= 0):
-        raise CompareError(f"{name} radius must be a finite number, 0 or more (0.5, 2, ...); got {value}")
-    if radius > MAX_BLUR_RADIUS:
-        raise CompareError(f"{name} radius must be at most {MAX_BLUR_RADIUS:g}; got {value}")
-    return radius
-
-
-def _median_size(name: str, value: str) -> int:
-    """The window side in ``median:N``: an odd whole number from 3 to MAX_KERNEL_SIDE.
-
-    A side of 1 would be the image itself, and Pillow 12 dies of a floating
-    point exception on it.
-    """
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not (math.isfinite(number) and number.is_integer() and number >= 3 and number % 2 == 1):
-        raise CompareError(f"{name} size must be an odd whole number, 3 or more (3, 5, ...); got {value}")
-    largest = MAX_KERNEL_SIDE if MAX_KERNEL_SIDE % 2 else MAX_KERNEL_SIDE - 1
-    if number > largest:
-        raise CompareError(f"{name} size must be at most {largest} (the largest kernel side); got {value}")
-    return int(number)
-
-
-#: Parametric Pillow filters: name -> (ImageFilter class, its parameter's
-#: name for messages, the function that checks and converts the value).
-_PILLOW_PARAMETRIC = {
-    "gaussian_blur": ("GaussianBlur", "RADIUS", _blur_radius),
-    "box_blur": ("BoxBlur", "RADIUS", _blur_radius),
-    "median": ("MedianFilter", "SIZE", _median_size),
-}
-
-
 def pillow_filter(name: str) -> ImageFilter.Filter:
-    """A Pillow filter by name: ``edge_enhance``, ``gaussian_blur:2``, ``median:3``.
+    """A Pillow filter by convfilter's spec for it: ``edge_enhance``,
+    ``gaussian_blur:2``, ``median:3``, ``unsharp:2,150,3``.
 
-    ``gaussian_blur:R`` and ``box_blur:R`` take a radius R >= 0;
-    ``median:N`` an odd window side N >= 1. Values are checked here, so a
-    bad one fails before any image is read.
+    Values are checked here, so a bad one fails before any image is read.
 
     Raises
     ------
@@ -274,17 +223,18 @@ def pillow_filter(name: str) -> ImageFilter.Filter:
     >>> pillow_filter("median:4")
     Traceback (most recent call last):
     ...
-    convfilter.compare.CompareError: median size must be an odd whole number, 3 or more (3, 5, ...); got 4
+    convfilter.compare.CompareError: median size N must be odd and 3 or more (3, 5, 7, ...), got 4: the window is centred on the pixel
     """
-    head, _, value = name.partition(":")
-    key = preset_key(head)
-    if key in PILLOW_FILTER_NAMES and not value:
-        return getattr(ImageFilter, PILLOW_FILTER_NAMES[key])
-    if key in _PILLOW_PARAMETRIC and value:
-        class_name, _, checked = _PILLOW_PARAMETRIC[key]
-        return getattr(ImageFilter, class_name)(checked(key, value))
-    known = sorted(PILLOW_FILTER_NAMES) + [f"{k}:{what}" for k, (_, what, _) in _PILLOW_PARAMETRIC.items()]
-    raise CompareError(f"unknown Pillow filter {name!r}; choose from {', '.join(known)}")
+    head = preset_key(name.partition(":")[0])
+    with_pillow = {key: spec.usage for key, spec in FILTER_SPECS.items() if spec.pillow}
+    if head not in PILLOW_FILTER_NAMES and head not in with_pillow:
+        known = sorted(PILLOW_FILTER_NAMES) + list(with_pillow.values())
+        raise CompareError(f"unknown Pillow filter {name!r}; choose from {', '.join(known)}")
+    try:
+        step = parse_kernel(name)
+    except KernelSpecError as exc:
+        raise CompareError(str(exc)) from None
+    return pillow_equivalent(step)
 
 
 def pillow_equivalent(kernel: Kernel) -> ImageFilter.Filter:
@@ -299,8 +249,17 @@ def pillow_equivalent(kernel: Kernel) -> ImageFilter.Filter:
     CompareError
         When Pillow has nothing equivalent (other sizes, non-square).
     """
+    if not isinstance(kernel, Kernel):
+        equivalent = kernel.pillow_filter()
+        if equivalent is None:
+            raise CompareError(f"Pillow has no filter like {kernel.name}; name one to compare with, "
+                               "e.g. --diff-pil find_edges")  # fmt: skip
+        return equivalent
     if kernel.pillow_name:
         return getattr(ImageFilter, kernel.pillow_name)
+    if not kernel.centred:
+        raise CompareError(f"Pillow's kernels are centred; {kernel.name} is anchored at row "
+                           f"{kernel.anchor[0]}, column {kernel.anchor[1]}, so Pillow has no equivalent")  # fmt: skip
     if kernel.shape in ((3, 3), (5, 5)):
         return ImageFilter.Kernel(
             kernel.shape,
@@ -321,6 +280,8 @@ def pillow_label(kernel: Kernel) -> str:
     >>> pillow_label(Kernel(np.ones((3, 3)), pillow_name="SMOOTH")), pillow_label(Kernel(np.ones((5, 3))))
     ('ImageFilter.SMOOTH', 'ImageFilter.Kernel 3x5')
     """
+    if not isinstance(kernel, Kernel):
+        return kernel.pillow_label
     if kernel.pillow_name:
         return f"ImageFilter.{kernel.pillow_name}"
     h, w = kernel.shape

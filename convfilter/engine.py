@@ -287,6 +287,8 @@ def correlate(
     [[312.0, 348.0, 384.0], [492.0, 528.0, 564.0], [672.0, 708.0, 744.0]]
     """
     kernel = as_kernel(kernel)
+    if not isinstance(kernel, Kernel):
+        raise FilterError(f"{kernel.name} is not a kernel: it has no sums to return; use filter_array")
     array = _native(np.asarray(array))
     mode = _check(array, kernel, border)
     if array.dtype not in _SUMMED:
@@ -360,6 +362,11 @@ def filter_array(
     """
     absolute = abs
     kernel = as_kernel(kernel)
+    if not isinstance(kernel, Kernel):  # a median, an unsharp mask, ...: its own arithmetic
+        array = _native(np.asarray(array))
+        check_dtype(array.dtype)
+        result = kernel.apply(array, border=border, cval=_fill_value(cval), threads=threads, progress=progress)
+        return result if out_dtype is None else _convert_samples(result, check_dtype(out_dtype))
     array = array if _is_row_source(array) else _native(np.asarray(array))
     mode = _check(array, kernel, border)
     target = array.dtype if out_dtype is None else check_dtype(out_dtype)

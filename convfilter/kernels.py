@@ -2,13 +2,18 @@
 
 Convention: a kernel is applied by cross-correlation, as written. Row 0 of
 the matrix weighs the row above the pixel, column 0 the column to its left.
-The anchor (the tap that lands on the output pixel) is ``(h // 2, w // 2)``,
-so a 2x2 kernel covers the pixel, its left neighbour and the two above them
-(the same placement as ``scipy.ndimage.correlate``).
-``Kernel.flipped()`` rotates the matrix 180 degrees, turning correlation
-into true convolution.
+The anchor (the tap that lands on the output pixel) is ``(h // 2, w // 2)``
+unless the kernel names another, so a 2x2 kernel covers the pixel, its left
+neighbour and the two above them (the same placement as
+``scipy.ndimage.correlate``). ``Kernel.flipped()`` rotates the matrix 180
+degrees, turning correlation into true convolution; the anchor moves with
+its tap, so a flipped 4x4 kernel is ``scipy.ndimage.convolve``'s placement.
 
-This module imports nothing but NumPy and the standard library.
+Specs of filters that are not one matrix (``median:3``, ``unsharp``) parse
+to :mod:`convfilter.neighbourhood` filters, which are chained like kernels.
+
+This module imports nothing but NumPy and the standard library (and, for
+those filter specs, its sibling modules).
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import os_reason
+
+if TYPE_CHECKING:
+    from .neighbourhood import NeighbourhoodFilter
 
 __all__ = [
     "Kernel",
@@ -37,6 +46,8 @@ __all__ = [
     "preset_key",
     "box_kernel",
     "gaussian_kernel",
+    "log_kernel",
+    "dog_kernel",
 ]
 
 #: Largest accepted side of any kernel; far beyond any useful filter, it keeps
@@ -78,12 +89,15 @@ class Kernel:
     scale_given : bool
         True when ``--scale`` or ``--normalize`` set the scale (set by
         :func:`prepare_kernel`).
+    anchor : (row, column) or None
+        The tap applied to the output pixel; None means ``(h // 2, w // 2)``.
 
     Raises
     ------
     KernelSpecError
-        If the matrix is empty, not 2-D, too large or not finite, or if
-        scale or offset is not finite, or scale is zero.
+        If the matrix is empty, not 2-D, too large or not finite, if scale
+        or offset is not finite, or scale is zero, or the anchor is not a
+        tap of the matrix.
 
     Examples
     --------
@@ -101,6 +115,7 @@ class Kernel:
     factors: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     matrix_spec: str | None = None
     scale_given: bool = False
+    anchor: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -128,6 +143,18 @@ class Kernel:
         object.__setattr__(self, "matrix", matrix)
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "offset", offset)
+        h, w = matrix.shape
+        anchor = (h // 2, w // 2) if self.anchor is None else self.anchor
+        try:
+            ay, ax = (int(a) for a in anchor)
+        except (TypeError, ValueError):
+            raise KernelSpecError(f"anchor must be (row, column), got {anchor!r}") from None
+        if not (0 <= ay < h and 0 <= ax < w) or (ay, ax) != tuple(anchor):
+            raise KernelSpecError(
+                f"anchor column {anchor[-1]}, row {anchor[0]} is outside the {w}x{h} kernel "
+                f"(columns 0 to {w - 1}, rows 0 to {h - 1})"
+            )
+        object.__setattr__(self, "anchor", (ay, ax))
         if self.factors is not None:
             column, row = (np.array(f, dtype=np.float64).ravel() for f in self.factors)
             column.setflags(write=False)
@@ -140,10 +167,17 @@ class Kernel:
         return self.matrix.shape  # type: ignore[return-value]
 
     @property
-    def anchor(self) -> tuple[int, int]:
-        """Index of the tap applied to the output pixel: ``(h // 2, w // 2)``."""
+    def reach(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right): how many pixels beyond each side the sums use."""
         h, w = self.shape
-        return h // 2, w // 2
+        ay, ax = self.anchor
+        return ay, h - 1 - ay, ax, w - 1 - ax
+
+    @property
+    def centred(self) -> bool:
+        """True when the anchor is the default ``(h // 2, w // 2)``."""
+        h, w = self.shape
+        return self.anchor == (h // 2, w // 2)
 
     @property
     def weights(self) -> np.ndarray:
@@ -167,19 +201,28 @@ class Kernel:
             "factors": self.factors,
             "matrix_spec": self.matrix_spec,
             "scale_given": self.scale_given,
+            "anchor": self.anchor,
         }
         if "matrix" in changes and "factors" not in changes:
             values["factors"] = None
+        if "matrix" in changes and "anchor" not in changes:
+            values["anchor"] = None
         values.update(changes)
         return Kernel(**values)
 
     def flipped(self) -> Kernel:
-        """The kernel rotated 180 degrees: correlating with it is true convolution."""
+        """The kernel rotated 180 degrees: correlating with it is true convolution.
+
+        The anchor stays on its tap, so the output pixel stays where it was:
+        a flipped 4x4 kernel is anchored at row 1, column 1.
+        """
         factors = None
         if self.factors is not None:
             factors = (self.factors[0][::-1], self.factors[1][::-1])
+        h, w = self.shape
+        ay, ax = self.anchor
         return self.replace(
-            matrix=self.matrix[::-1, ::-1], factors=factors, pillow_name=None
+            matrix=self.matrix[::-1, ::-1], factors=factors, pillow_name=None, anchor=(h - 1 - ay, w - 1 - ax)
         )
 
     def normalized(self) -> Kernel:
@@ -212,10 +255,11 @@ class Kernel:
             and bool(np.array_equal(self.matrix, other.matrix))
             and self.scale == other.scale
             and self.offset == other.offset
+            and self.anchor == other.anchor
         )
 
     def __hash__(self) -> int:
-        return hash((self.shape, self.matrix.tobytes(), self.scale, self.offset))
+        return hash((self.shape, self.matrix.tobytes(), self.scale, self.offset, self.anchor))
 
 
 def _finite_float(value: object, what: str) -> float:
@@ -396,6 +440,16 @@ PARAMETRIC_PRESETS: dict[str, tuple[str, str]] = {
         "gaussian:SIGMA[,SIZE]",
         "Gaussian blur; SIZE odd, default 2*ceil(3*SIGMA)+1; normalised, separable",
     ),
+    "log": (
+        "log:SIGMA",
+        "Laplacian of Gaussian, as scipy.ndimage.gaussian_laplace (reach 4*SIGMA); signed: "
+        "use --abs or --offset",
+    ),
+    "dog": (
+        "dog:SIGMA1,SIGMA2",
+        "difference of Gaussians gaussian_filter(SIGMA1) - gaussian_filter(SIGMA2), as SciPy's "
+        "(reach 4*SIGMA); signed",
+    ),
 }
 
 
@@ -452,6 +506,52 @@ def gaussian_kernel(sigma: float, size: int | None = None) -> Kernel:
     )
 
 
+def _sampled_gaussian(sigma: float, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """SciPy's sampled Gaussian on ``-reach .. reach``: the normalised weights
+    and their second derivative, ``g * (x**2 - sigma**2) / sigma**4``."""
+    x = np.arange(-reach, reach + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    g /= g.sum()
+    return g, g * (x * x - sigma * sigma) / sigma**4
+
+
+def _scipy_reach(sigma: float, what: str) -> int:
+    """``int(4 * sigma + 0.5)``, SciPy's default reach; refused beyond the largest kernel."""
+    if not math.isfinite(sigma) or sigma <= 0:
+        raise KernelSpecError(f"{what} must be a positive number, got {sigma!r}")
+    if 4.0 * sigma + 0.5 >= MAX_KERNEL_SIDE // 2 + 1:
+        raise KernelSpecError(f"{what} {sigma:g} needs a kernel wider than {MAX_KERNEL_SIDE}, "
+                              "the largest side allowed")  # fmt: skip
+    return int(4.0 * sigma + 0.5)
+
+
+def log_kernel(sigma: float) -> Kernel:
+    """The Laplacian of Gaussian that ``scipy.ndimage.gaussian_laplace(a, sigma)`` applies.
+
+    >>> k = log_kernel(1.0)
+    >>> k.shape, abs(float(k.weights.sum())) < 0.01
+    ((9, 9), True)
+    """
+    reach = _scipy_reach(float(sigma), "log SIGMA")
+    g, second = _sampled_gaussian(float(sigma), reach)
+    return Kernel(np.outer(second, g) + np.outer(g, second), name=f"log:{float(sigma):g}",
+                  description=PARAMETRIC_PRESETS["log"][1])  # fmt: skip
+
+
+def dog_kernel(sigma1: float, sigma2: float) -> Kernel:
+    """``gaussian_filter(a, sigma1) - gaussian_filter(a, sigma2)`` as one kernel
+    (SciPy's sampled Gaussians, each reaching ``int(4 * sigma + 0.5)``)."""
+    sigmas = [float(sigma1), float(sigma2)]
+    reaches = [_scipy_reach(s, f"dog SIGMA{i}") for i, s in enumerate(sigmas, 1)]
+    reach = max(reaches)
+    matrix = np.zeros((2 * reach + 1, 2 * reach + 1))
+    for sign, sigma, own in zip((1.0, -1.0), sigmas, reaches):
+        g, _ = _sampled_gaussian(sigma, own)
+        inset = reach - own
+        matrix[inset : inset + 2 * own + 1, inset : inset + 2 * own + 1] += sign * np.outer(g, g)
+    return Kernel(matrix, name=f"dog:{sigmas[0]:g},{sigmas[1]:g}", description=PARAMETRIC_PRESETS["dog"][1])
+
+
 def _check_side(size: int, what: str) -> None:
     if not 1 <= size <= MAX_KERNEL_SIDE:
         raise KernelSpecError(f"{what} must be between 1 and {MAX_KERNEL_SIDE}, got {size}")
@@ -473,10 +573,11 @@ def parse_kernel(
     offset: float | None = None,
     normalize: bool = False,
     flip: bool = False,
-) -> Kernel:
+    anchor: tuple[int, int] | None = None,
+) -> Kernel | NeighbourhoodFilter:
     """Turn a kernel spec into a :class:`Kernel`, then apply the kernel options
     as :func:`prepare_kernel` does (``--scale``, ``--offset``, ``--normalize``,
-    ``--flip``).
+    ``--flip``, ``--anchor``).
 
     Accepted forms:
 
@@ -488,7 +589,10 @@ def parse_kernel(
       lists: ``[[0,1,2],[3,4,5]]``. Entries are integers, decimals, exponents
       or fractions (``1/9``);
     * ``@PATH``: a text file in the matrix format (``#`` starts a comment),
-      or a ``.npy`` file holding a 2-D numeric array (loaded without pickle).
+      or a ``.npy`` file holding a 2-D numeric array (loaded without pickle);
+    * a filter that is not one matrix (:data:`neighbourhood.FILTER_SPECS`):
+      ``median:3``, ``unsharp:2,150,3``, ``box_blur:1.5``, ``sobel``; these
+      give a :class:`~convfilter.neighbourhood.NeighbourhoodFilter`.
 
     A matrix has scale 1 and offset 0: nothing is normalised silently.
 
@@ -507,14 +611,15 @@ def parse_kernel(
     16.0
     """
     kernel = _parse_spec(spec)
-    if scale is None and offset is None and not normalize and not flip:
+    if scale is None and offset is None and not normalize and not flip and anchor is None:
         return kernel
-    return prepare_kernel(kernel, scale=scale, offset=offset, normalize=normalize, flip=flip)
+    return prepare_kernel(kernel, scale=scale, offset=offset, normalize=normalize, flip=flip, anchor=anchor)
 
 
-def as_kernel(kernel: Kernel | str | object) -> Kernel:
+def as_kernel(kernel: Kernel | str | object) -> Kernel | NeighbourhoodFilter:
     """A :class:`Kernel` from a Kernel (returned as it is), a spec string
-    (:func:`parse_kernel`) or a 2-D matrix (nested lists or an array).
+    (:func:`parse_kernel`) or a 2-D matrix (nested lists or an array); a
+    :class:`~convfilter.neighbourhood.NeighbourhoodFilter` is returned as it is.
 
     Raises
     ------
@@ -524,7 +629,9 @@ def as_kernel(kernel: Kernel | str | object) -> Kernel:
     >>> as_kernel([[1, 2, 1]]).name
     'matrix 1x3'
     """
-    if isinstance(kernel, Kernel):
+    from .neighbourhood import NeighbourhoodFilter
+
+    if isinstance(kernel, (Kernel, NeighbourhoodFilter)):
         return kernel
     if isinstance(kernel, str):
         return parse_kernel(kernel)
@@ -552,28 +659,42 @@ def _parse_spec(spec: str) -> Kernel:
 
 
 def prepare_kernel(
-    kernel: Kernel,
+    kernel: Kernel | NeighbourhoodFilter,
     *,
     scale: float | None = None,
     offset: float | None = None,
     normalize: bool = False,
     flip: bool = False,
-) -> Kernel:
+    anchor: tuple[int, int] | None = None,
+) -> Kernel | NeighbourhoodFilter:
     """Apply the command-line kernel options, in this order: scale, offset,
-    normalize, flip. A kernel whose scale or offset changed no longer has a
-    Pillow equivalent; a flipped symmetric one keeps it.
+    normalize, anchor (``(row, column)`` of the tap on the output pixel),
+    flip (the anchor moves with its tap). A kernel whose scale, offset or
+    anchor changed no longer has a Pillow equivalent; a flipped symmetric
+    one keeps it. A linear filter given any option becomes its matrix
+    (``box_blur:1`` with ``--scale 2``); other filters refuse them.
 
     Raises
     ------
     KernelSpecError
         ``scale`` together with ``normalize``, a zero or non-finite scale,
-        or normalizing a kernel whose weights sum to zero.
+        normalizing a kernel whose weights sum to zero, an anchor outside
+        the matrix, or any option on a filter that has no matrix.
 
     >>> prepare_kernel(parse_kernel("1 2 1"), normalize=True).weights.tolist()
     [[0.25, 0.5, 0.25]]
     """
     if scale is not None and normalize:
         raise KernelSpecError("give either --scale or --normalize, not both")
+    if not isinstance(kernel, Kernel):
+        given = [name for name, value in (("--scale", scale), ("--offset", offset), ("--normalize", normalize),
+                                          ("--flip", flip), ("--anchor", anchor)) if value not in (None, False)]  # fmt: skip
+        if not given:
+            return kernel
+        if not kernel.linear:
+            raise KernelSpecError(f"{kernel.name} is not a kernel (it has no matrix), so {', '.join(given)} "
+                                  "cannot change it")  # fmt: skip
+        kernel = kernel.matrix_kernel()
     changes: dict = {}
     if scale is not None:
         changes["scale"] = scale
@@ -587,6 +708,8 @@ def prepare_kernel(
         kernel = kernel.replace(**changes)
     if normalize:
         kernel = kernel.normalized().replace(scale_given=True)
+    if anchor is not None and tuple(anchor) != kernel.anchor:
+        kernel = kernel.replace(anchor=tuple(anchor), pillow_name=None)
     if flip:
         symmetric = bool(np.array_equal(kernel.matrix, kernel.matrix[::-1, ::-1]))
         pillow_name = kernel.pillow_name if symmetric else None
@@ -608,7 +731,7 @@ def brightness_hint(kernel: Kernel) -> str | None:
     >>> brightness_hint(parse_kernel("0 -1 0; -1 5 -1; 0 -1 0")) is None
     True
     """
-    if kernel.matrix_spec is None or kernel.scale_given:
+    if not isinstance(kernel, Kernel) or kernel.matrix_spec is None or kernel.scale_given:
         return None
     total = float(kernel.weights.sum())
     # Rounding in the sum grows with the size of the weights. The base of 1,
@@ -656,13 +779,23 @@ def _parse_preset(name: str, params: str | None) -> Kernel:
         return PRESETS[key].kernel()
     if key == "box":
         values = _preset_params(params, "box:N", 1, 1)
-        return box_kernel(_as_int(values[0], "box N"))
+        return box_kernel(spec_whole_number(values[0], "box N"))
     if key == "gaussian":
         values = _preset_params(params, "gaussian:SIGMA[,SIZE]", 1, 2)
-        sigma = _as_number(values[0], "gaussian SIGMA")
-        size = _as_int(values[1], "gaussian SIZE") if len(values) == 2 else None
+        sigma = spec_number(values[0], "gaussian SIGMA")
+        size = spec_whole_number(values[1], "gaussian SIZE") if len(values) == 2 else None
         return gaussian_kernel(sigma, size)
-    choices = [p.name for p in _PRESET_LIST] + list(PARAMETRIC_PRESETS)
+    if key == "log":
+        values = _preset_params(params, "log:SIGMA", 1, 1)
+        return log_kernel(spec_number(values[0], "log SIGMA"))
+    if key == "dog":
+        values = _preset_params(params, "dog:SIGMA1,SIGMA2", 2, 2)
+        return dog_kernel(*(spec_number(v, f"dog SIGMA{i}") for i, v in enumerate(values, 1)))
+    from .neighbourhood import FILTER_SPECS, parse_filter
+
+    if key in FILTER_SPECS:
+        return parse_filter(key, params)
+    choices = [p.name for p in _PRESET_LIST] + list(PARAMETRIC_PRESETS) + list(FILTER_SPECS)
     close = difflib.get_close_matches(
         key, [preset_key(c) for c in choices], n=3, cutoff=0.6
     )
@@ -682,7 +815,7 @@ def _preset_params(params: str | None, usage: str, least: int, most: int) -> lis
     return values
 
 
-def _as_number(token: str, what: str) -> float:
+def spec_number(token: str, what: str) -> float:
     if _NON_FINITE.match(token):
         raise KernelSpecError(f"{what} must be finite, got {token!r}")
     if not _NUMBER.match(token):
@@ -693,7 +826,7 @@ def _as_number(token: str, what: str) -> float:
     return value
 
 
-def _as_int(token: str, what: str) -> int:
+def spec_whole_number(token: str, what: str) -> int:
     if not re.fullmatch(r"\+?\d+", token):
         raise KernelSpecError(f"{what} must be a positive whole number, got {token!r}")
     value = int(token)

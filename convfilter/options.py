@@ -284,6 +284,12 @@ class FilterSettings:
         set_(self, "method", Method.parse(self.method, "--method"))
         if self.threads is not None:
             set_(self, "threads", _whole_number(self.threads, "threads", "--threads", 1))
+        if self.alpha is AlphaMode.PREMULTIPLY:
+            unweighted = [k.name for k in self.kernels if not getattr(k, "linear", True)]
+            if unweighted:
+                raise SettingsError(f"--alpha premultiply weighs colour by alpha, which needs a filter with "
+                                    f"weights; {unweighted[0]} has none: give --alpha keep or filter",
+                                    option="--alpha")  # fmt: skip
 
     @property
     def chain(self) -> list:

@@ -91,14 +91,13 @@ def _band_indices(mode: str, settings: FilterSettings) -> tuple[list[int], int |
     return selected, alpha
 
 
-def _crop_like(array: np.ndarray, kernel: Kernel, border: str) -> np.ndarray:
+def _crop_like(array: np.ndarray, step, border: str) -> np.ndarray:
     """Pass-through bands shrink with the filtered ones under border ``valid``."""
     if border != "valid":
         return array
-    h, w = kernel.shape
-    ay, ax = kernel.anchor
+    top, bottom, left, right = step.reach
     rows, cols = array.shape[:2]
-    return array[ay : rows - (h - 1 - ay), ax : cols - (w - 1 - ax)]
+    return array[top : rows - bottom, left : cols - right]
 
 
 def _fill_values(settings: FilterSettings, dtype: np.dtype, mode: str) -> list[float]:
@@ -121,14 +120,21 @@ def _by_fill_value(array: np.ndarray, cvals: list[float], run) -> np.ndarray:
 
 
 def _step(
-    array: np.ndarray, kernel: Kernel, settings: FilterSettings, cvals: list[float], progress=None
+    array: np.ndarray, step, settings: FilterSettings, cvals: list[float], progress=None
 ) -> np.ndarray:
+    if not isinstance(step, Kernel):  # a median, an unsharp mask, ...: computed by the filter itself
+
+        def run(bands: np.ndarray, cval: float) -> np.ndarray:
+            return step.apply(bands, border=settings.border, cval=cval, threads=settings.threads,
+                              progress=progress)  # fmt: skip
+
+        return _by_fill_value(array, cvals, run)
     # Mode I is summed and clamped as Pillow does; every other mode's samples
     # are ones filter_array sums in Pillow's order.
     filter_samples = engine.filter_mode_i if array.dtype == np.int32 else engine.filter_array
 
     def run(bands: np.ndarray, cval: float) -> np.ndarray:
-        return filter_samples(bands, kernel, border=settings.border, cval=cval, abs=settings.abs,
+        return filter_samples(bands, step, border=settings.border, cval=cval, abs=settings.abs,
                               method=settings.method, threads=settings.threads, progress=progress)
 
     return _by_fill_value(array, cvals, run)
@@ -151,18 +157,21 @@ def _premultiplied_step(
     dtype = colour.dtype
     top = float(np.iinfo(dtype).max)
     a = alpha.astype(np.float64) / top
-    options = dict(border=settings.border, method=settings.method, threads=settings.threads, progress=progress)
-    plain = kernel.replace(offset=0.0)
+    options = dict(border=settings.border, threads=settings.threads, progress=progress)
     outside = cvals[-1] / top
+    offset = getattr(kernel, "offset", 0.0)
 
     def run(values: np.ndarray, cval: float) -> np.ndarray:
-        return engine.correlate(values, plain, cval=cval, **options)
+        if isinstance(kernel, Kernel):
+            return engine.correlate(values, kernel.replace(offset=0.0), cval=cval, method=settings.method,
+                                    **options)  # fmt: skip
+        return kernel.apply(values, cval=cval, **options)  # a linear filter: float64 in, float64 out
 
     weighted = _by_fill_value(colour.astype(np.float64) * a[..., None], [c * outside for c in cvals[:-1]], run)
     coverage = run(a, outside)
     covered = coverage > 1e-12
     with np.errstate(divide="ignore", invalid="ignore"):
-        values = weighted / coverage[..., None] + kernel.offset
+        values = weighted / coverage[..., None] + offset
     values = np.where(covered[..., None], values, 0.0)
     if settings.abs:
         values = np.abs(values)
@@ -268,8 +277,14 @@ def resolve_alpha(settings: FilterSettings, mode: str, *, opaque: bool) -> str:
         return settings.alpha
     if opaque or "A" not in images.band_names(mode) or settings.channels is not None:
         return "keep"
-    keeps_brightness = all(abs(float(k.weights.sum()) - 1.0) <= 1e-9 for k in settings.kernels)
-    return "premultiply" if keeps_brightness else "keep"
+    return "premultiply" if all(_keeps_brightness(step) for step in settings.kernels) else "keep"
+
+
+def _keeps_brightness(step) -> bool:
+    """True for a kernel whose weights sum to 1, or a linear filter (a blur)."""
+    if isinstance(step, Kernel):
+        return abs(float(step.weights.sum()) - 1.0) <= 1e-9
+    return step.keeps_brightness
 
 
 def filter_pixels(
@@ -384,7 +399,7 @@ def filter_file(
 
         what = "32-bit float" if mode == "F" else "16-bit colour"
         raise compare.CompareError(f"Pillow cannot filter {what} images (mode {mode}); leave out --diff-pil")
-    if mode == "I":
+    if mode == "I" and any(isinstance(step, Kernel) for step in settings.kernels):
         loaded.notes += _int32_notes(loaded.frames)
     first_input = loaded.frames[0] if comparing else None
     count = len(loaded.frames)
@@ -565,6 +580,7 @@ def _reads_rows(frame, settings: FilterSettings) -> bool:
         and settings.channels is None
         and settings.alpha is not AlphaMode.PREMULTIPLY  # an error without alpha, said by filter_pixels
         and len(settings.chain) == 1
+        and isinstance(settings.chain[0], Kernel)
         and len(set(_fill_values(settings, np.dtype(np.uint8), frame.mode))) == 1
     )
 

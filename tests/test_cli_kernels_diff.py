@@ -31,8 +31,12 @@ def save(path: Path, array: np.ndarray) -> Path:
 def test_listing_names_every_pillow_filter_with_its_values():
     result = run("kernels", "--json")
     assert result.exit_code == 0
-    rows = {row["pillow"]: row for row in json.loads(result.output) if row["pillow"]}
+    listing = json.loads(result.output)
+    rows = {row["pillow"]: row for row in listing if row["pillow"] and row["offset"] is not None}
     assert sorted(rows) == sorted(PILLOW_FILTERS)
+    filters = {row["pillow"] for row in listing if row["pillow"] and row["offset"] is None}
+    assert filters == {"BoxBlur", "GaussianBlur", "UnsharpMask", "MedianFilter", "MinFilter", "MaxFilter",
+                       "RankFilter", "ModeFilter"}  # fmt: skip
     for name, row in rows.items():
         size, scale, offset, _ = getattr(ImageFilter, name).filterargs
         assert row["size"] == f"{size[1]}x{size[0]}"
@@ -42,9 +46,11 @@ def test_listing_names_every_pillow_filter_with_its_values():
 def test_listing_as_text_has_every_column():
     result = run("kernels")
     header, *rows = result.output.splitlines()
-    assert header.split()[:5] == ["name", "size", "scale", "offset", "pillow"]
-    names = {row.split()[0] for row in rows}
-    assert {"edge_enhance", "sobel-x", "gaussian:SIGMA[,SIZE]", "box:N", "laplacian8"} <= names
+    assert header.split()[:6] == ["name", "size", "scale", "offset", "linear", "pillow"]
+    linear = {row.split()[0]: row.split()[4] for row in rows}
+    assert {"edge_enhance", "sobel-x", "gaussian:SIGMA[,SIZE]", "box:N", "laplacian8", "log:SIGMA"} <= set(linear)
+    assert linear["median:N"] == linear["sobel"] == linear["unsharp[:RADIUS,PERCENT,THRESHOLD]"] == "no"
+    assert linear["box_blur:R[,RY]"] == linear["dog:SIGMA1,SIGMA2"] == linear["edge_enhance"] == "yes"
 
 
 @pytest.mark.parametrize("name", PILLOW_FILTERS)

@@ -291,11 +291,37 @@ def test_flipped_kernel_is_scipy_convolution(border, kshape, rng):
     image = rng.normal(0, 50, (10, 11))
     weights = rng.normal(0, 1, kshape)
     out = correlate(image, Kernel(weights).flipped(), border=border, cval=CVAL)
-    # Flipping a kernel moves its anchor from n // 2 to n - 1 - n // 2; scipy's
-    # convolve keeps even kernels one pixel the other way, so origin -1 on even axes.
-    origin = tuple(-1 if n % 2 == 0 else 0 for n in kshape)
-    expected = ndi.convolve(image, weights, mode=SCIPY_MODES[border], cval=CVAL, origin=origin)
+    # The anchor moves with its tap, so even kernels too are scipy's default placement.
+    expected = ndi.convolve(image, weights, mode=SCIPY_MODES[border], cval=CVAL)
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("kshape", [(4, 4), (2, 3), (5, 2)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("border", ["reflect", "constant", "wrap"])
+def test_every_anchor_is_scipy_origin(border, kshape, rng):
+    image = rng.normal(0, 50, (9, 10))
+    weights = rng.normal(0, 1, kshape)
+    h, w = kshape
+    for ay in range(h):
+        for ax in range(w):
+            out = correlate(image, Kernel(weights, anchor=(ay, ax)), border=border, cval=CVAL)
+            expected = ndi.correlate(image, weights, mode=SCIPY_MODES[border], cval=CVAL,
+                                     origin=(ay - h // 2, ax - w // 2))  # fmt: skip
+            np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-9)
+            flipped = correlate(image, Kernel(weights, anchor=(ay, ax)).flipped(), border=border, cval=CVAL)
+            # the named tap stays on the output pixel, as scipy's origin names the same tap in convolve
+            expected = ndi.convolve(image, weights, mode=SCIPY_MODES[border], cval=CVAL,
+                                    origin=(ay - h // 2, ax - w // 2))  # fmt: skip
+            np.testing.assert_allclose(flipped, expected, rtol=1e-12, atol=1e-9)
+
+
+def test_anchor_valid_crops_by_its_reach(rng):
+    image = rng.normal(0, 50, (9, 10))
+    weights = rng.normal(0, 1, (3, 4))
+    out = correlate(image, Kernel(weights, anchor=(0, 3)), border="valid")
+    full = ndi.correlate(image, weights, mode="nearest", origin=(-1, 1))
+    assert out.shape == (7, 7)
+    np.testing.assert_allclose(out, full[0:7, 3:10], rtol=1e-12, atol=1e-9)
 
 
 def test_flipped_odd_kernel_is_scipy_convolution_with_default_origin(rng):
