@@ -40,8 +40,15 @@ __all__ = [
 
 DEFAULT_TILE_SIZE = 256
 
-#: The parametric presets shown by default, with a sensible parameter.
-DEFAULT_PARAMETRIC: tuple[str, ...] = ("box:5", "gaussian:2")
+#: The parametric presets and filters shown by default, with a sensible parameter.
+DEFAULT_PARAMETRIC: tuple[str, ...] = ("box:5", "gaussian:2", "log:2", "gaussian_blur:2", "unsharp:2,150,3",
+                                       "median:5", "mode:5", "sobel")  # fmt: skip
+
+#: The parameter a spec named bare on the command line gets.
+_BARE_SPEC_DEFAULTS: dict[str, str] = {
+    **{spec.split(":")[0]: spec for spec in DEFAULT_PARAMETRIC if ":" in spec},
+    "dog": "dog:1,1.6", "box_blur": "box_blur:2", "min": "min:3", "max": "max:3", "rank": "rank:3,2",
+}  # fmt: skip
 
 
 def default_specs() -> list[str]:
@@ -51,15 +58,14 @@ def default_specs() -> list[str]:
 
 def gallery_specs(specs: Sequence[str]) -> list[str]:
     """The specs to show: :func:`default_specs` when none are given; a parametric
-    preset named without parameters gets its default from :data:`DEFAULT_PARAMETRIC`.
+    preset or filter named without parameters gets a sensible one.
 
-    >>> gallery_specs(["sharpen", "Gaussian", "box:3"])
-    ['sharpen', 'gaussian:2', 'box:3']
+    >>> gallery_specs(["sharpen", "Gaussian", "box:3", "median"])
+    ['sharpen', 'gaussian:2', 'box:3', 'median:5']
     """
     if not specs:
         return default_specs()
-    defaults = {spec.split(":")[0]: spec for spec in DEFAULT_PARAMETRIC}
-    return [defaults.get(preset_key(spec), spec) for spec in specs]
+    return [_BARE_SPEC_DEFAULTS.get(preset_key(spec), spec) for spec in specs]
 
 
 def tile_shape(size: tuple[int, int], tile_size: int) -> tuple[int, int]:

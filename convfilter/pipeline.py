@@ -394,12 +394,13 @@ def filter_file(
             )
         loaded.notes.append("colour filtered weighted by alpha, as the image has transparent pixels "
                             "(--alpha auto; --alpha keep filters colour alone)")  # fmt: skip
-    if comparing and mode in ("F", "RGB;16", "RGBA;16"):
+    kernels_in_chain = any(isinstance(step, Kernel) for step in settings.kernels)
+    if comparing and (mode in ("RGB;16", "RGBA;16") or (mode == "F" and kernels_in_chain and not diff_filter)):
         from . import compare
 
         what = "32-bit float" if mode == "F" else "16-bit colour"
         raise compare.CompareError(f"Pillow cannot filter {what} images (mode {mode}); leave out --diff-pil")
-    if mode == "I" and any(isinstance(step, Kernel) for step in settings.kernels):
+    if mode == "I" and kernels_in_chain:
         loaded.notes += _int32_notes(loaded.frames)
     first_input = loaded.frames[0] if comparing else None
     count = len(loaded.frames)

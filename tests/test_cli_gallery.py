@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageFilter
 
 from convfilter import cli, gallery
-from convfilter.kernels import PRESETS
+from convfilter.kernels import PRESETS, parse_kernel
 
 GAP, LABEL = 8, 20  # the layout promised by gallery.py, restated independently
 
@@ -80,6 +80,10 @@ def test_bare_parametric_presets_get_a_sensible_parameter(photo, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "3 tiles" in result.output
     assert gallery.gallery_specs(["box", "GAUSSIAN", "box:3"]) == ["box:5", "gaussian:2", "box:3"]
+    assert gallery.gallery_specs(["Median", "unsharp", "dog", "rank"]) == ["median:5", "unsharp:2,150,3",
+                                                                          "dog:1,1.6", "rank:3,2"]  # fmt: skip
+    for spec in gallery.default_specs() + gallery.gallery_specs(list(gallery._BARE_SPEC_DEFAULTS)):
+        parse_kernel(spec)  # every default is a spec that parses
     assert gallery.gallery_specs([]) == gallery.default_specs()
 
 

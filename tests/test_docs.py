@@ -34,6 +34,7 @@ from click.testing import CliRunner
 
 from convfilter import cli
 from convfilter.kernels import PARAMETRIC_PRESETS, PRESETS
+from convfilter.neighbourhood import FILTER_SPECS
 from convfilter.options import BorderMode, FilterSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +84,14 @@ def preset_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def filter_table() -> str:
+    lines = ["| spec | linear | Pillow | description |", "| --- | --- | --- | --- |"]
+    for spec in FILTER_SPECS.values():
+        pillow = f"`{spec.pillow}`" if spec.pillow else ""
+        lines.append(f"| `{spec.usage}` | {'yes' if spec.linear else 'no'} | {pillow} | {spec.description} |")
+    return "\n".join(lines) + "\n"
+
+
 def border_table() -> str:
     """One row per ``BorderMode``, its description as written in options.py.
 
@@ -102,11 +111,11 @@ def border_table() -> str:
 #: The generated blocks of each page, by marker: ``<!-- KEY -->`` ... ``<!-- /KIND -->``.
 GENERATED: dict[str, Callable[[], dict[str, str]]] = {
     "docs/reference.md": help_blocks,
-    "docs/kernels.md": lambda: {"presets": preset_table()},
+    "docs/kernels.md": lambda: {"presets": preset_table(), "filters": filter_table()},
     "docs/borders.md": lambda: {"borders": border_table()},
 }
 
-BLOCK = re.compile(r"<!-- ((help|presets|borders)(?::\w+)?) -->\n(.*?)<!-- /\2 -->", re.S)
+BLOCK = re.compile(r"<!-- ((help|presets|filters|borders)(?::\w+)?) -->\n(.*?)<!-- /\2 -->", re.S)
 
 
 def generated_parts(text: str) -> dict[str, str]:
@@ -165,7 +174,7 @@ def test_every_option_is_shown_in_the_docs_outside_the_help_blocks(command, opti
     )
 
 
-@pytest.mark.parametrize("name", [p.name for p in PRESETS.values()] + list(PARAMETRIC_PRESETS))
+@pytest.mark.parametrize("name", [p.name for p in PRESETS.values()] + list(PARAMETRIC_PRESETS) + list(FILTER_SPECS))
 def test_every_preset_is_in_the_kernels_page(name):
     assert f"`{name}" in (DOCS / "kernels.md").read_text(encoding="utf-8")
 
