@@ -1,0 +1,611 @@
+"""Box blur, Gaussian blur and unsharp mask: Pillow's, on NumPy arrays.
+
+On uint8 data :func:`box_blur`, :func:`gaussian_blur` and
+:func:`unsharp_mask` give the bytes of Pillow's ``ImageFilter.BoxBlur``,
+``GaussianBlur`` and ``UnsharpMask``; they also take other dtypes and
+border modes, which Pillow does not.
+
+A box pass of radius r averages, along one axis, the 2*floor(r) + 1 samples
+centred on each sample, and adds the two at distance floor(r) + 1 at the
+fraction r - floor(r) of a whole weight. A blur makes all its horizontal
+passes, then all its vertical ones: one each way for a box blur, three of
+radius :func:`gaussian_box_radius` for a Gaussian. Each pass pads its own
+input by the border mode, as Pillow clamps in every pass.
+
+Dtypes (the results keep the input's dtype):
+
+* uint8: Pillow's fixed-point arithmetic, weights in units of 2**-24 taken
+  from the radius in float32 (see :func:`box_reach`); every pass is
+  rounded to uint8.
+* uint16, int32: the exact weights 1/(2r+1) and (r - floor r)/(2r+1),
+  computed in float64; every pass is rounded half up and clipped to the
+  type's range.
+* float32, float64: the same weights in float64, never rounded or
+  clipped; float32 is converted back once, at the end.
+
+Borders: ``keep`` is Pillow's own rule, clamping to the edge, so the same
+as ``nearest``. ``constant`` pads every pass with ``cval``, rounded half
+up and clipped to the type for integer arrays. ``valid`` computes only
+the samples no padding reaches: each pass crops, on each side, the larger
+of :func:`box_reach` and ceil(r), so the shape does not depend on the dtype.
+
+Unsharp mask: ``diff = input - blurred``; where ``abs(diff) > threshold``
+the output is ``input + diff * percent / 100``, else the input. On uint8
+this is Pillow's C int arithmetic (the product wraps at 32 bits, the
+division truncates towards zero, the sum is clipped to 0..255); other
+integer types truncate the same way and clip to their range; float types
+neither truncate nor clip. ``threshold`` is in sample units.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engine import SUPPORTED_DTYPES, FilterError, border_index, run_pieces, worker_count
+from .options import BorderMode
+
+__all__ = ["box_blur", "gaussian_blur", "unsharp_mask", "box_reach", "gaussian_box_radius"]
+
+#: Pillow's fixed-point unit: a weight of 1.0 is 2**24.
+_ONE = 1 << 24
+
+#: Radii at or above this are refused: Pillow converts the whole part to a C int.
+_MAX_RADIUS = 2.0**30
+
+#: Samples in one strip of work, small enough for its temporaries to stay in cache.
+_STRIP_SAMPLES = 1 << 16
+
+#: Rough cost of one pass over one sample, for choosing the number of threads.
+_PASS_SECONDS = {True: 2.5e-9, False: 8e-9}  # keyed by "is uint8"
+
+_C_INT = (-(2**31), 2**31 - 1)
+
+
+def box_blur(array, radius, *, border="nearest", cval=0.0, threads=None, progress=None) -> np.ndarray:
+    """Average each sample with its neighbours within ``radius``: Pillow's ``BoxBlur``.
+
+    Parameters
+    ----------
+    array : H x W or H x W x C array of uint8, uint16, int32, float32 or float64
+        Channels are blurred independently (alpha too, as Pillow does).
+    radius : number or (x, y) pair
+        Finite and >= 0; x is horizontal. 0 on an axis leaves that axis alone.
+    border, cval
+        How the edges are padded (a :class:`~convfilter.options.BorderMode`
+        or its name) and the fill of ``constant``.
+    threads, progress
+        Threads to use (None: one per CPU) and a ``progress(done, total)`` callback.
+
+    Returns
+    -------
+    numpy.ndarray
+        The input's dtype and shape; ``valid`` crops the samples the border reaches.
+
+    Raises
+    ------
+    FilterError
+        For another dtype or shape, an unknown border, a bad radius, or a
+        ``valid`` crop that leaves nothing.
+
+    Examples
+    --------
+    >>> box_blur(np.array([[0, 0, 90, 0, 0]], np.uint8), (1, 0)).tolist()
+    [[0, 30, 30, 30, 0]]
+    >>> box_blur(np.array([[0, 0, 90, 0, 0]], np.float64), (0.5, 0)).tolist()
+    [[0.0, 22.5, 45.0, 22.5, 0.0]]
+    """
+    x, y = _radii(radius)
+    return _blur(array, [x], [y], border, cval, threads, progress, None)
+
+
+def gaussian_blur(array, radius, *, border="nearest", cval=0.0, threads=None, progress=None) -> np.ndarray:
+    """Pillow's ``GaussianBlur``: three box passes each way approximating a Gaussian
+    of standard deviation ``radius`` (a number or an (x, y) pair).
+
+    Parameters, result and errors as :func:`box_blur`; each pass has the box
+    radius :func:`gaussian_box_radius` gives.
+
+    >>> gaussian_blur(np.array([[0, 0, 0, 255, 0, 0, 0]], np.uint8), (1, 0)).tolist()
+    [[4, 25, 61, 75, 61, 25, 4]]
+    """
+    x, y = (gaussian_box_radius(r) for r in _radii(radius))
+    return _blur(array, [x] * 3, [y] * 3, border, cval, threads, progress, None)
+
+
+def unsharp_mask(
+    array, radius=2.0, percent=150, threshold=3, *, border="nearest", cval=0.0, threads=None, progress=None
+) -> np.ndarray:
+    """Pillow's ``UnsharpMask``: push each sample away from its Gaussian blur.
+
+    Where ``abs(input - blurred) > threshold`` the result is ``input +
+    (input - blurred) * percent / 100``, elsewhere the input (the module
+    docstring has the rounding for each dtype). ``radius`` is the Gaussian's,
+    as in :func:`gaussian_blur`; ``percent`` and ``threshold`` are C ints,
+    as in Pillow. Other parameters, result and errors as :func:`box_blur`;
+    a bad ``percent`` or ``threshold`` is a FilterError too.
+
+    >>> unsharp_mask(np.array([[10, 10, 10, 40, 40, 40]], np.uint8), (1, 0)).tolist()
+    [[10, 10, 0, 50, 40, 40]]
+    """
+    percent = _c_int(percent, "percent")
+    threshold = _c_int(threshold, "threshold")
+    x, y = (gaussian_box_radius(r) for r in _radii(radius))
+
+    def sharpen(original: np.ndarray, blurred: np.ndarray) -> np.ndarray:
+        return _sharpen(original, blurred, percent, threshold)
+
+    return _blur(array, [x] * 3, [y] * 3, border, cval, threads, progress, sharpen)
+
+
+def box_reach(radius: float) -> int:
+    """How far one 8-bit box pass of ``radius`` reaches, as Pillow weighs it: the
+    distance of its farthest tap with a non-zero weight.
+
+    Pillow's weights are ``ww = int(2**24 / (2r + 1))`` (in float32) for the
+    2*floor(r) + 1 inner taps and ``(2**24 - (2*floor(r) + 1) * ww) // 2``
+    for the two at floor(r) + 1. That second weight is not always zero for
+    a whole radius: radius 5 gives it 2.
+
+    >>> [box_reach(r) for r in (0, 0.5, 1, 2, 2.5, 5)]
+    [0, 1, 1, 2, 3, 6]
+    """
+    box = _PillowBox.of(_radius(radius))
+    return box.half + 1 if box.outer else box.half
+
+
+def gaussian_box_radius(radius: float) -> float:
+    """The radius of each of the three box passes Pillow's ``GaussianBlur`` makes
+    for a Gaussian of standard deviation ``radius``.
+
+    Pillow's extended-box formula (Gwosdek et al., 2011), in its float32
+    arithmetic, with the square root and the floor in double precision.
+
+    >>> gaussian_box_radius(2)
+    1.375
+    >>> gaussian_box_radius(0)
+    0.0
+    """
+    sigma = np.float32(_radius(radius))
+    one, two, three, six = (np.float32(k) for k in (1, 2, 3, 6))
+    with np.errstate(over="ignore"):
+        variance = sigma * sigma / three
+    box_length = np.float32(math.sqrt(12.0 * float(variance) + 1.0))
+    whole = np.float32(math.floor((float(box_length) - 1.0) / 2.0))
+    fraction = (two * whole + one) * (whole * (whole + one) - three * variance)
+    fraction = fraction / (six * (variance - (whole + one) * (whole + one)))
+    box = float(whole + fraction)
+    if not box < _MAX_RADIUS:
+        raise FilterError(f"Gaussian radius {radius!r} is too large")
+    return box + 0.0  # -0.0 (radius 0) reads better as 0.0
+
+
+# -- One box pass ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PillowBox:
+    """One box pass in Pillow's 8-bit arithmetic: the taps within ``half`` weigh
+    ``inner``, the two at ``half + 1`` weigh ``outer``, in units of 2**-24;
+    each sum plus one half is truncated to uint8."""
+
+    half: int
+    inner: int
+    outer: int
+
+    @classmethod
+    def of(cls, radius: float) -> _PillowBox:
+        radius32 = np.float32(radius)
+        half = int(radius32)
+        inner = int(np.float32(_ONE) / (radius32 * np.float32(2) + np.float32(1)))
+        # C's unsigned 32-bit arithmetic; it never wraps for radii below _MAX_RADIUS.
+        outer = ((_ONE - (2 * half + 1) * inner) % 2**32) // 2
+        return cls(half, inner, outer)
+
+    def weigh(self, padded: np.ndarray, axis: int, half: int, count: int, extra) -> np.ndarray:
+        """The pass's output from ``padded``, which holds ``half + 1`` more samples
+        on each side than the ``count`` wanted; ``extra`` is added to every inner sum."""
+        length = 2 * half + 1
+        if self.inner:
+            total = _window_sums(padded, axis, 1, length, count, np.uint16 if 255 * length < 2**16 else np.uint32)
+            if extra is not None:
+                total = (total + extra).astype(np.uint32)
+            bulk = np.multiply(total, self.inner, dtype=np.uint32)
+        else:  # radius 2**23 and more: only the far taps weigh anything
+            bulk = np.zeros(_along(padded, axis, 0, count).shape, np.uint32)
+        if self.outer:
+            far = np.add(_along(padded, axis, 0, count), _along(padded, axis, length + 1, length + 1 + count),
+                         dtype=np.uint32)  # fmt: skip
+            far *= self.outer
+            bulk += far
+        bulk += _ONE // 2
+        bulk >>= 24
+        return bulk.astype(np.uint8)
+
+    @property
+    def work_dtype(self) -> np.dtype:
+        return np.dtype(np.uint8)
+
+
+@dataclass(frozen=True)
+class _ExactBox:
+    """One box pass with real weights in float64: ``(inner sum + fraction * far
+    sum) / divisor``, then, for integer types, rounded half up and clipped to
+    ``limits``."""
+
+    half: int
+    fraction: float
+    divisor: float
+    limits: tuple[float, float] | None
+
+    @classmethod
+    def of(cls, radius: float, limits: tuple[float, float] | None) -> _ExactBox:
+        half = math.floor(radius)
+        return cls(half, radius - half, 2.0 * radius + 1.0, limits)
+
+    def weigh(self, padded: np.ndarray, axis: int, half: int, count: int, extra) -> np.ndarray:
+        """As :meth:`_PillowBox.weigh`, in float64."""
+        length = 2 * half + 1
+        total = _window_sums(padded, axis, 1, length, count, np.float64)
+        if extra is not None:
+            total += extra
+        if self.fraction:
+            far = np.add(_along(padded, axis, 0, count), _along(padded, axis, length + 1, length + 1 + count),
+                         dtype=np.float64)  # fmt: skip
+            far *= self.fraction
+            total += far
+        # Dividing (not multiplying by 1/divisor) keeps exact ties exact, so
+        # they round up as they should.
+        total /= self.divisor
+        if self.limits is not None:
+            total += 0.5
+            np.floor(total, out=total)
+            np.clip(total, *self.limits, out=total)
+        return total
+
+    @property
+    def work_dtype(self) -> np.dtype:
+        return np.dtype(np.float64)
+
+
+def _window_sums(values: np.ndarray, axis: int, start: int, length: int, count: int, dtype) -> np.ndarray:
+    """``sums[i] = values[start + i] + ... + values[start + i + length - 1]`` along
+    ``axis``, for i < count, in ``dtype``.
+
+    Short windows are summed by adding shifted slices one by one; long ones
+    from sums of 2, 4, 8, ... samples, picked by the bits of ``length``, in
+    about 2*log2(length) additions.
+    """
+    doubling_adds = length.bit_length() - 1 + bin(length).count("1") - 1
+    if length == 1 or length - 1 <= doubling_adds:
+        if length == 1:
+            return _along(values, axis, start, start + count).astype(dtype)
+        sums = np.add(_along(values, axis, start, start + count), _along(values, axis, start + 1, start + 1 + count),
+                      dtype=dtype)  # fmt: skip
+        for shift in range(2, length):
+            sums += _along(values, axis, start + shift, start + shift + count)
+        return sums
+    blocks = _along(values, axis, start, start + count + length - 1)  # sums of `size` samples
+    size, used, sums, left = 1, 0, None, length
+    while True:
+        if left & 1:
+            part = _along(blocks, axis, used, used + count)
+            sums = part.astype(dtype) if sums is None else np.add(sums, part, out=sums)
+            used += size
+        left >>= 1
+        if not left:
+            return sums
+        span = blocks.shape[axis] - size
+        blocks = np.add(_along(blocks, axis, 0, span), _along(blocks, axis, size, size + span), dtype=dtype)
+        size *= 2
+
+
+def _along(values: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
+    """``values[start:stop]`` along ``axis`` (0 or 1), a view."""
+    return values[start:stop] if axis == 0 else values[:, start:stop]
+
+
+def _extended(values: np.ndarray, axis: int, start: int, stop: int, border: str, fill, dtype) -> np.ndarray:
+    """The samples at positions ``start .. stop - 1`` along ``axis``, those outside
+    the array made up by ``border``: a view when there are none, else a copy
+    in ``dtype``."""
+    n = values.shape[axis]
+    if start >= 0 and stop <= n:
+        return _along(values, axis, start, stop)
+    shape = list(values.shape)
+    shape[axis] = stop - start
+    out = np.empty(shape, dtype)
+    inside_start = min(max(start, 0), stop)
+    inside_stop = max(min(stop, n), inside_start)
+    _along(out, axis, inside_start - start, inside_stop - start)[...] = _along(values, axis, inside_start, inside_stop)
+    before = max(0, -start)  # border_index's first entry is position -before
+    index = None if border == "constant" else border_index(n, before, max(0, stop - n), border)
+    for first, last in ((start, inside_start), (inside_stop, stop)):  # positions outside
+        if first == last:
+            continue
+        part = _along(out, axis, first - start, last - start)
+        part[...] = fill if index is None else np.take(values, index[first + before : last + before], axis=axis)
+    return out
+
+
+def _fold(values: np.ndarray, axis: int, half: int, border: str, fill, dtype) -> tuple[int, np.ndarray | None]:
+    """A window too wide for the lines along ``axis``, made narrower: ``(smaller
+    half, what to add to every inner sum)``, or ``(half, None)`` when it fits.
+
+    Widening a window beyond the whole line by one sample on each side adds
+    the two border samples there: the edge samples (``nearest``), ``fill``
+    (``constant``), or for the periodic borders one period for every period
+    it grows by. The far taps land on the same values either way.
+    """
+    n = values.shape[axis]
+    if border in ("nearest", "constant"):
+        if half < n:
+            return half, None
+        edges = _extended(values, axis, -1, 0, border, fill, dtype).astype(dtype) + _extended(
+            values, axis, n, n + 1, border, fill, dtype
+        )
+        return n - 1, edges * (half - (n - 1))
+    period = {"wrap": n, "reflect": 2 * n, "mirror": max(2 * n - 2, 1)}[border]
+    if half < period:
+        return half, None
+    smaller = half % period
+    one_period = _extended(values, axis, 0, period, border, fill, dtype).sum(axis=axis, keepdims=True, dtype=dtype)
+    return smaller, one_period * (2 * (half - smaller) // period)
+
+
+def _box_pass(values, axis, start, stop, box, border, fill, fold) -> np.ndarray:
+    """Positions ``start .. stop - 1`` of one box pass along ``axis`` of ``values``;
+    ``fold`` is what :func:`_fold` gave for these lines."""
+    half, extra = fold
+    padded = _extended(values, axis, start - half - 1, stop + half + 1, border, fill, box.work_dtype)
+    return box.weigh(padded, axis, half, stop - start, extra)
+
+
+# -- A whole blur --------------------------------------------------------------
+
+
+def _blur(array, x_radii, y_radii, border, cval, threads, progress, finish) -> np.ndarray:
+    """Box passes of ``x_radii`` along rows, then of ``y_radii`` along columns (radius
+    0: no pass); ``finish(original, blurred)``, if given, makes the output from the
+    blur, strip by strip."""
+    lines, dtype = _lines(array)
+    mode = _border(border)
+    fill = _fill(cval, dtype)
+    crop = mode is BorderMode.VALID
+    pad = "nearest" if mode in (BorderMode.VALID, BorderMode.KEEP) else mode.value
+    if dtype == np.uint8:
+        make = _PillowBox.of
+    else:
+        limits = None if dtype.kind == "f" else (float(np.iinfo(dtype).min), float(np.iinfo(dtype).max))
+
+        def make(radius):
+            return _ExactBox.of(radius, limits)
+
+    def plan(radii):
+        return [(make(r), _valid_reach(r) if crop else 0) for r in radii if r != 0]
+
+    x_passes, y_passes = plan(x_radii), plan(y_radii)
+    height, width, channels = lines.shape
+    x_reach, y_reach = sum(r for _, r in x_passes), sum(r for _, r in y_passes)
+    out_height, out_width = height - 2 * y_reach, width - 2 * x_reach
+    if out_height < 1 or out_width < 1:
+        raise FilterError(
+            f"border 'valid' leaves nothing of a {width}x{height} image: the blur reaches "
+            f"{x_reach} pixels across and {y_reach} down on each side"
+        )
+    if not x_passes and not y_passes:
+        return _shaped(lines.copy() if finish is None else finish(lines, lines), array)
+
+    # One stage for all horizontal passes, whose rows are independent, then one
+    # for each vertical pass, which needs the whole of the previous one.
+    stages = [_Stage(x_passes, height, out_width)] if x_passes else []
+    rows = height
+    for one in y_passes:
+        rows -= 2 * one[1]
+        stages.append(_Stage([one], rows, out_width))
+    work = (x_passes or y_passes)[0][0].work_dtype
+    seconds = lines.size * (len(x_passes) + len(y_passes)) * _PASS_SECONDS[dtype == np.uint8]
+    workers = worker_count(threads, seconds)
+    report = _StagesProgress(progress, [len(stage.pieces(channels)) for stage in stages])
+
+    def original(rows: slice) -> np.ndarray:  # the input under these rows of the output
+        return lines[rows.start + y_reach : rows.stop + y_reach, x_reach : x_reach + out_width]
+
+    source = lines
+    for number, stage in enumerate(stages):
+        last = number == len(stages) - 1
+        target = np.empty((stage.rows, stage.columns, channels), dtype if last else work)
+        if stage is stages[0] and x_passes:
+            filter_piece = _row_filter(source, target, x_passes, pad, fill)
+        else:
+            filter_piece = _column_filter(source, target, stage.passes[0], pad, fill)
+        if last and finish is not None:
+            filter_piece = _finishing(filter_piece, target, finish, original)
+        run_pieces(filter_piece, stage.pieces(channels), workers, report.stage(number))
+        source = target
+    return _shaped(source, array)
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """Box passes along one axis, and the shape of their output."""
+
+    passes: list
+    rows: int
+    columns: int
+
+    def pieces(self, channels: int) -> list[tuple[int, int]]:
+        """Strips of output rows, ``(first, stop)``."""
+        step = max(1, _STRIP_SAMPLES // (self.columns * channels))
+        return [(y, min(self.rows, y + step)) for y in range(0, self.rows, step)]
+
+
+def _row_filter(source, target, passes, border, fill) -> Callable:
+    """Work on a strip of rows: every horizontal pass, one after the other."""
+
+    def filter_piece(piece, checkpoint) -> None:
+        y0, y1 = piece
+        rows = source[y0:y1]
+        for box, reach in passes:
+            n = rows.shape[1]
+            fold = _fold(rows, 1, box.half, border, fill, _sum_dtype(box))
+            rows = _box_pass(rows, 1, reach, n - reach, box, border, fill, fold)
+            checkpoint()
+        np.copyto(target[y0:y1], rows, casting="unsafe")
+
+    return filter_piece
+
+
+def _column_filter(source, target, one_pass, border, fill) -> Callable:
+    """Work on a strip of output rows: one vertical pass."""
+    box, reach = one_pass
+    fold = _fold(source, 0, box.half, border, fill, _sum_dtype(box))  # once, for every strip
+
+    def filter_piece(piece, checkpoint) -> None:
+        y0, y1 = piece
+        strip = _box_pass(source, 0, reach + y0, reach + y1, box, border, fill, fold)
+        np.copyto(target[y0:y1], strip, casting="unsafe")
+
+    return filter_piece
+
+
+def _finishing(filter_piece, target, finish, original) -> Callable:
+    """``filter_piece`` followed by ``finish`` on its rows of ``target``, while they are in cache."""
+
+    def finished_piece(piece, checkpoint) -> None:
+        filter_piece(piece, checkpoint)
+        rows = slice(*piece)
+        target[rows] = finish(original(rows), target[rows])
+
+    return finished_piece
+
+
+class _StagesProgress:
+    """One ``progress(done, total)`` over the stages, each a call of ``run_pieces``,
+    counting pieces."""
+
+    def __init__(self, progress, counts: list[int]) -> None:
+        self.progress = progress
+        self.counts = counts
+
+    def stage(self, number: int):
+        """The callback to give ``run_pieces`` for stage ``number``."""
+        if self.progress is None:
+            return None
+        before, total = sum(self.counts[:number]), sum(self.counts)
+
+        def report(done: int, _stage_total: int) -> None:
+            self.progress(before + done, total)
+
+        return report
+
+
+def _sum_dtype(box) -> np.dtype:
+    """What :func:`_fold` adds to the inner sums in."""
+    return np.dtype(np.int64) if isinstance(box, _PillowBox) else np.dtype(np.float64)
+
+
+def _valid_reach(radius: float) -> int:
+    """What border ``valid`` crops on each side for one pass: the farthest tap
+    weighing anything in Pillow's arithmetic or with the exact weights."""
+    return max(box_reach(radius), math.ceil(radius))
+
+
+# -- Unsharp mask ------------------------------------------------------------
+
+
+def _sharpen(original: np.ndarray, blurred: np.ndarray, percent: int, threshold: int) -> np.ndarray:
+    """The unsharp mask's rule for each sample (see the module docstring)."""
+    dtype = original.dtype
+    if dtype.kind == "f":
+        diff = original.astype(np.float64) - blurred
+        sharp = original + diff * percent / 100
+        return np.where(np.abs(diff) > threshold, sharp, original).astype(dtype)
+    if dtype == np.uint8:
+        diff = np.subtract(original, blurred, dtype=np.int32)
+        product = diff * np.int32(percent)  # wraps at 32 bits, as C's int product does on Pillow's platforms
+        low, high = 0, 255
+    else:
+        diff = np.subtract(original, blurred, dtype=np.int64)  # |diff| < 2**32, so no product overflows
+        product = diff * percent
+        low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
+    # C's division truncates towards zero; the magnitude as uint32 holds -2**31 too.
+    magnitude = np.abs(product).astype(np.uint32 if dtype == np.uint8 else np.uint64) // 100
+    change = np.where(product < 0, -magnitude.astype(np.int64), magnitude.astype(np.int64))
+    sharp = np.clip(original + change, low, high)
+    return np.where(np.abs(diff) > threshold, sharp, original).astype(dtype)
+
+
+# -- Checks ------------------------------------------------------------------
+
+
+def _lines(array) -> tuple[np.ndarray, np.dtype]:
+    """``array`` as H x W x C in native byte order, and its dtype (native)."""
+    array = np.asarray(array)
+    dtype = array.dtype.newbyteorder("=")
+    if dtype not in [np.dtype(t) for t in SUPPORTED_DTYPES]:
+        names = ", ".join(np.dtype(t).name for t in SUPPORTED_DTYPES)
+        raise FilterError(f"the blurs take {names} arrays, not {array.dtype.name}; convert the array first")
+    if array.ndim not in (2, 3):
+        raise FilterError(f"expected an H x W or H x W x C array, got shape {array.shape}")
+    if 0 in array.shape:
+        raise FilterError(f"cannot blur an empty array of shape {array.shape}")
+    array = array.astype(dtype, copy=False)
+    return (array[:, :, np.newaxis] if array.ndim == 2 else array), dtype
+
+
+def _shaped(out: np.ndarray, array) -> np.ndarray:
+    """``out`` (H x W x C) in the shape and dtype ``array`` came in."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        out = out[:, :, 0]
+    return out.astype(array.dtype, copy=False)
+
+
+def _border(border) -> BorderMode:
+    try:
+        return BorderMode.parse(border, "--border")
+    except ValueError:
+        raise FilterError(f"unknown border mode {border!r}; choose from {', '.join(BorderMode.names())}") from None
+
+
+def _fill(cval, dtype: np.dtype):
+    """The ``constant`` border's fill: a sample of ``dtype``, integers rounded half up and clipped."""
+    try:
+        value = float(cval)
+    except (TypeError, ValueError):
+        raise FilterError(f"cval must be a number, got {cval!r}") from None
+    if not math.isfinite(value):
+        raise FilterError(f"cval must be finite, got {cval!r}")
+    if dtype.kind == "f":
+        return value
+    info = np.iinfo(dtype)
+    return int(min(max(math.floor(value + 0.5), info.min), info.max))
+
+
+def _radius(radius) -> float:
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Real):
+        raise FilterError(f"a radius must be a number, got {radius!r}")
+    value = float(radius)
+    if not (0 <= value < _MAX_RADIUS):
+        raise FilterError(f"a radius must be finite, >= 0 and below 2**30, got {radius!r}")
+    return value
+
+
+def _radii(radius) -> tuple[float, float]:
+    """``(x, y)`` from a number or a pair."""
+    if np.ndim(radius) != 0:
+        if np.ndim(radius) != 1 or len(radius) != 2:
+            raise FilterError(f"a radius is a number or an (x, y) pair, got {radius!r}")
+        return _radius(radius[0]), _radius(radius[1])
+    return _radius(radius), _radius(radius)
+
+
+def _c_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not _C_INT[0] <= value <= _C_INT[1]:
+        raise FilterError(f"{name} must be an integer from -2**31 to 2**31 - 1 (a C int, as in Pillow), got {value!r}")
+    return int(value)
