@@ -5,7 +5,7 @@
     python3 benchmarks/tables.py --check docs/performance.md      # exit 1 if any is stale
 
 A table sits in a document between ``<!-- bench:NAME -->`` and
-``<!-- /bench -->``, NAME being ``engine``, ``cli`` or ``batch``; ``--update``
+``<!-- /bench -->``, NAME being ``engine``, ``filters``, ``cli`` or ``batch``; ``--update``
 replaces what lies between, and nothing else. Ratios are a competitor's
 median time divided by convfilter's: above 1, convfilter is faster.
 
@@ -226,12 +226,53 @@ def competitor_lines(batches: list[dict]) -> list[str]:
     return lines
 
 
+# ---------------------------------------------------------------- filters
+
+def filters_table(data: dict) -> str:
+    specs = data["kernels"]
+    names = sorted({name for s in specs for name in s["results"] if name != "convfilter"},
+                   key=lambda n: {"Pillow": 0, "scipy": 1}.get(n, 2))  # fmt: skip
+    headers = {"scipy": "SciPy", "OpenCV 1t": "OpenCV 1 thread"}
+    image = data["image"]
+    lines = [
+        f"Median milliseconds of `filter_array(image, SPEC, border=\"keep\")` on a {image['width']} x "
+        f"{image['height']} {image['mode']} {image['dtype']} photograph; in brackets, competitor / convfilter.",
+        "",
+        "| spec | convfilter | " + " | ".join(headers.get(n, n) for n in names) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in names) + " |",
+    ]
+    fewer = []
+    for spec in specs:
+        results = spec["results"]
+        base = results["convfilter"]["median_ms"]
+        cells = [f"`{spec['title']}`", f"{base:.1f}"]
+        for name in names:
+            value = results.get(name, {}).get("median_ms")
+            cells.append("" if value is None else f"{value:.1f} ({ratio(value / base)})")
+        lines.append("| " + " | ".join(cells) + " |")
+        for name, figures in results.items():
+            if figures["runs"] < data["repeats"]:
+                fewer.append(f"{name} on {spec['title']} ({figures['runs']})")
+    versions = version_words(data["versions"], [
+        ("convfilter", "convfilter"), ("python", "Python"), ("numpy", "NumPy"), ("pillow", "Pillow"),
+        ("scipy", "SciPy"), ("opencv", "OpenCV"),
+    ])  # fmt: skip
+    counts = f"median of {runs(data['repeats'])} each"
+    if fewer:
+        counts += f", except where {data['budget_s']:g} s did not allow them all: " + ", ".join(fewer)
+    lines += ["", f"{machine(data)}; {versions}; {counts}{load_words(data)}."]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- documents
 
 def render(folder: Path = RESULTS) -> dict[str, str]:
     """Each block's Markdown, by marker name, from the JSON files in ``folder``."""
     engine, cli = load("engine", folder), load("cli", folder)
-    return {"engine": engine_table(engine), "cli": cli_table(cli), "batch": batch_table(cli)}
+    blocks = {"engine": engine_table(engine), "cli": cli_table(cli), "batch": batch_table(cli)}
+    if (folder / "filters.json").exists():
+        blocks["filters"] = filters_table(load("filters", folder))
+    return blocks
 
 
 def blocks_in(text: str) -> dict[str, str]:
