@@ -1,0 +1,1002 @@
+"""Rank and mode filters on NumPy arrays: Pillow's ``RankFilter``, ``MedianFilter``,
+``MinFilter``, ``MaxFilter`` and ``ModeFilter``, exactly, on more borders and dtypes.
+
+:func:`rank_filter` picks the ``rank``-th smallest sample (0-based) of each
+``size`` x ``size`` window; :func:`median_filter`, :func:`min_filter` and
+:func:`max_filter` are its three usual ranks. :func:`mode_filter` picks the
+most frequent sample. Each channel of an H x W x C array is filtered by
+itself, as Pillow filters band by band, and with the default borders the
+results are Pillow's for every 8-bit mode and for modes I and F.
+
+How they are fast. A window's answer is computed by a fixed circuit of
+minimum and maximum calls, each run by NumPy over a whole tile of the image
+at once (:class:`_Circuit`). The circuit is built once per size and rank:
+every column of the window is sorted, then every row of the sorted columns.
+A window sorted both ways rules most of its samples out of the wanted rank
+(``_rule_out``), and a sorting network over the few left finishes the job.
+Only the comparisons the answer depends on are kept, and any two that
+differ by a shift of the window are done once: a column sorted for one
+window is the same column, read one pixel over, for its neighbour. The
+minimum and maximum are running extremes over doubling spans instead,
+about 2 log2(size) calls per pixel. The mode sorts the window with the same
+kind of circuit and reads the longest run of equal samples off the result.
+Windows wider than :data:`_CIRCUIT_SIZES` allows fall back on
+``np.partition`` (rank) or a sort of each window (mode).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import engine
+from .options import BorderMode
+
+__all__ = ["rank_filter", "median_filter", "min_filter", "max_filter", "mode_filter"]
+
+
+def rank_filter(
+    array: np.ndarray,
+    size: int,
+    rank: int,
+    *,
+    border: str | BorderMode = BorderMode.NEAREST,
+    cval: float = 0.0,
+    threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+) -> np.ndarray:
+    """The ``rank``-th smallest sample (0-based) of each ``size`` x ``size`` window.
+
+    Parameters
+    ----------
+    array : ndarray
+        H x W, or H x W x C with each channel filtered by itself; any dtype
+        :func:`convfilter.engine.check_dtype` accepts (bool, integers, float16
+        to float64).
+    size : int
+        The window's width and height: odd, 1 or more (1 returns a copy).
+    rank : int
+        0 (the minimum) to ``size * size - 1`` (the maximum).
+    border : str or BorderMode
+        How the window is filled beyond the image's edge: ``nearest``,
+        ``reflect``, ``mirror``, ``wrap``, ``constant`` (with ``cval``), or
+        ``valid`` (no padding; the result is ``size - 1`` smaller each way).
+        ``keep`` is Pillow's rule, which pads with the edge pixels: the same
+        as ``nearest``.
+    cval : float
+        The fill of ``constant``, rounded half up and clipped to an integer
+        dtype's range (which selects what a wider type would, then clipped).
+    threads : int or None
+        Worker threads at most (None: one per CPU).
+    progress : callable or None
+        Called as ``progress(done, total)`` on the calling thread, as by
+        :func:`convfilter.engine.correlate`.
+
+    Returns
+    -------
+    ndarray
+        The input's dtype and shape (smaller with ``valid``). NaN counts as
+        larger than every number, as in ``np.sort``: a window's minimum is
+        NaN only if all its samples are, its maximum is NaN if any is.
+        ``-0.0`` and ``0.0`` are equal, and either may be returned for a
+        zero. Pillow's own selection gives answers that depend on the
+        samples' order when NaN is in a window; without NaN the results are
+        Pillow's, infinities included.
+
+    Raises
+    ------
+    ValueError
+        For an even or non-positive ``size``, or a ``rank`` out of range.
+    FilterError
+        For a dtype or shape that cannot be filtered, or ``valid`` with an
+        image smaller than the window.
+    SettingsError
+        For an unknown border.
+
+    Examples
+    --------
+    >>> a = np.array([[1, 9, 2], [8, 3, 7], [4, 6, 5]], np.uint8)
+    >>> rank_filter(a, 3, 4, border="valid").tolist()
+    [[5]]
+    >>> rank_filter(a, 3, 0, border="constant", cval=-1).tolist()  # -1 clips to 0 in uint8
+    [[0, 0, 0], [0, 1, 0], [0, 0, 0]]
+    """
+    _check_size(size)
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
+        raise ValueError(f"rank must be a whole number, got {rank!r}")
+    if not 0 <= rank < size * size:
+        raise ValueError(f"rank must be 0 to {size * size - 1} for a {size}x{size} window, got {rank}")
+    mode = BorderMode.parse(border, "--border")
+    if mode is BorderMode.KEEP:
+        mode = BorderMode.NEAREST  # Pillow pads with the edge pixels (ImagingExpand)
+    samples = _Samples.of(array)
+    _check_valid(samples.work, size, mode)
+    if size == 1:
+        return samples.restore(_crop_valid(samples.work, 0, mode).copy())
+    last = size * size - 1
+    if rank in (0, last):
+        job = _CircuitJob(_extreme_circuit(size, _MIN if rank == 0 else _MAX), samples.work.dtype)
+    elif size <= _CIRCUIT_SIZES:
+        job = _CircuitJob(_selection_circuit(size, rank), samples.work.dtype)
+    else:
+        job = _PartitionJob(size, rank)
+    out = _run(samples.work, size, mode, samples.fill(cval), job, threads, progress)
+    return samples.restore(out)
+
+
+def median_filter(array: np.ndarray, size: int, **options) -> np.ndarray:
+    """The median of each ``size`` x ``size`` window: rank ``size * size // 2`` of
+    :func:`rank_filter`, whose keyword options it takes; Pillow's ``MedianFilter``.
+
+    >>> median_filter(np.array([[0, 0, 9], [0, 9, 9], [9, 9, 9]], np.uint8), 3).tolist()
+    [[0, 0, 9], [0, 9, 9], [9, 9, 9]]
+    """
+    _check_size(size)
+    return rank_filter(array, size, size * size // 2, **options)
+
+
+def min_filter(array: np.ndarray, size: int, **options) -> np.ndarray:
+    """The smallest sample of each ``size`` x ``size`` window: rank 0 of
+    :func:`rank_filter`, whose keyword options it takes; Pillow's ``MinFilter``."""
+    _check_size(size)
+    return rank_filter(array, size, 0, **options)
+
+
+def max_filter(array: np.ndarray, size: int, **options) -> np.ndarray:
+    """The largest sample of each ``size`` x ``size`` window: rank ``size * size - 1``
+    of :func:`rank_filter`, whose keyword options it takes; Pillow's ``MaxFilter``."""
+    _check_size(size)
+    return rank_filter(array, size, size * size - 1, **options)
+
+
+def mode_filter(
+    array: np.ndarray,
+    size: int,
+    *,
+    border: str | BorderMode = BorderMode.KEEP,
+    cval: float = 0.0,
+    threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+) -> np.ndarray:
+    """The most frequent sample of each ``size`` x ``size`` window, by Pillow's rule.
+
+    The value found most often in the window wins, the smallest of equally
+    frequent ones; but if it is found only once or twice, the pixel keeps
+    its own value. Samples are counted as equal by ``==``: a NaN never
+    equals anything, so it is never the mode (a NaN pixel stays NaN where
+    no value occurs three times), and ``-0.0`` counts as ``0.0``.
+
+    ``border`` ``keep`` (the default) is Pillow's ``ModeFilter``: near the
+    edge the window is cut off, only pixels inside the image counting. The
+    other borders (as in :func:`rank_filter`) fill the whole window, and the
+    filled samples count like any other; ``cval`` is rounded and clipped to
+    the dtype first. ``array``, ``size``, ``threads``, ``progress``, the
+    result and the errors raised are as for :func:`rank_filter`. Pillow has
+    this filter for 8-bit images only; here every dtype follows its rule.
+
+    >>> a = np.array([[1, 1, 2], [5, 1, 2], [6, 7, 2]], np.uint8)
+    >>> mode_filter(a, 3, border="valid").tolist()  # 1 and 2 occur 3 times; 1 is smaller
+    [[1]]
+    >>> mode_filter(a, 3).tolist()  # the window cut at the edge: 6 and 7 see no value 3 times
+    [[1, 1, 2], [1, 1, 2], [6, 7, 2]]
+    """
+    _check_size(size)
+    mode = BorderMode.parse(border, "--border")
+    samples = _Samples.of(array)
+    _check_valid(samples.work, size, mode)
+    if size == 1:  # one sample is never found three times
+        return samples.restore(samples.work.copy())
+    job = _ModeJob(_sorting_circuit(size), samples.work.dtype) if size <= _CIRCUIT_SIZES else _SortedModeJob(size)
+    if mode is not BorderMode.KEEP:
+        out = _run(samples.work, size, mode, samples.fill(cval), job, threads, progress)
+        return samples.restore(out)
+    work = samples.work
+    out = np.empty_like(work)
+    reach = size // 2
+    height, width = work.shape[:2]
+    if height >= size and width >= size:
+        inner = out[reach : height - reach, reach : width - reach]
+    else:
+        inner = None
+    edge = _CutWindows(work, size, out)
+    _run(work, size, BorderMode.VALID, 0, job, threads, progress, out=inner, extra=edge)
+    return samples.restore(out)
+
+
+# ---------------------------------------------------------------------------
+# Arguments and dtypes
+
+#: The widest windows built as circuits; wider ones use np.partition or sorts.
+_CIRCUIT_SIZES = 11
+
+
+def _check_size(size) -> None:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise ValueError(f"size must be a whole number, got {size!r}")
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be odd and 1 or more (3, 5, 7, ...), got {size}")
+
+
+def _check_valid(work: np.ndarray, size: int, mode: BorderMode) -> None:
+    if mode is BorderMode.VALID and min(work.shape[:2]) < size:
+        height, width = work.shape[:2]
+        raise engine.FilterError(f"border valid needs an image of {size}x{size} or more, not {width}x{height}")
+
+
+def _crop_valid(work: np.ndarray, reach: int, mode: BorderMode) -> np.ndarray:
+    if mode is not BorderMode.VALID or reach == 0:
+        return work
+    return work[reach:-reach, reach:-reach]
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """The array as the filters work on it: H x W x C, native byte order, and
+    float16 as float32, bool as uint8 (both hold the same values)."""
+
+    work: np.ndarray
+    dtype: np.dtype
+    planar: bool
+
+    @classmethod
+    def of(cls, array) -> _Samples:
+        array = np.asarray(array)
+        dtype = engine.check_dtype(array.dtype)
+        if array.ndim not in (2, 3):
+            raise engine.FilterError(f"expected an H x W or H x W x C array, got {array.ndim} dimensions")
+        work = array if array.dtype.isnative else array.astype(dtype.newbyteorder("="))
+        if dtype.kind == "b":
+            work = work.view(np.uint8)
+        elif dtype == np.float16:
+            work = work.astype(np.float32)
+        planar = array.ndim == 2
+        return cls(work[:, :, None] if planar else work, dtype.newbyteorder("="), planar)
+
+    def fill(self, cval: float):
+        """``cval`` as a sample: rounded half up and clipped for integers."""
+        if self.work.dtype.kind == "f":
+            with np.errstate(over="ignore"):
+                return self.work.dtype.type(cval)
+        return engine.round_to_dtype(np.array([float(cval) + 0.5]), self.dtype).astype(self.work.dtype)[0]
+
+    def restore(self, result: np.ndarray) -> np.ndarray:
+        result = result[:, :, 0] if self.planar else result
+        if self.dtype.kind == "b":
+            return result.view(np.bool_)
+        return result.astype(self.dtype, copy=False)
+
+
+# ---------------------------------------------------------------------------
+# Circuits: min and max nodes over shifted copies of the image
+
+_MIN, _MAX = 0, 1
+
+#: A value in a circuit: (node, (dy, dx)) is the node's value at the pixel
+#: dy rows down and dx columns right of the one being filtered. Node 0 is
+#: the image itself.
+Ref = tuple[int, tuple[int, int]]
+
+
+class _CircuitBuilder:
+    """Makes min and max nodes, each once: a node that only differs from
+    another by a shift of all its inputs is that node read at a shift."""
+
+    def __init__(self) -> None:
+        self.nodes: list = [None]
+        self._index: dict = {}
+
+    def combine(self, op: int, first: Ref, second: Ref) -> Ref:
+        if first == second:
+            return first
+        (a, shift), (b, other) = sorted((first, second))
+        key = (op, a, b, (other[0] - shift[0], other[1] - shift[1]))
+        node = self._index.get(key)
+        if node is None:
+            node = self._index[key] = len(self.nodes)
+            self.nodes.append(key)
+        return node, shift
+
+    def extreme(self, op: int, ref: Ref, axis: int, start: int, count: int) -> Ref:
+        """``op`` over ``ref`` shifted by start .. start + count - 1 along ``axis``
+        (0: rows, 1: columns): spans of 1, 2, 4, ... pixels, each twice the last."""
+        span, value = 1, ref
+        while 2 * span <= count:
+            value = self.combine(op, value, _shifted(value, axis, span))
+            span *= 2
+        if span < count:  # two spans that overlap cover the rest
+            value = self.combine(op, value, _shifted(value, axis, count - span))
+        return _shifted(value, axis, start)
+
+
+def _shifted(ref: Ref, axis: int, by: int) -> Ref:
+    node, (dy, dx) = ref
+    return (node, (dy + by, dx)) if axis == 0 else (node, (dy, dx + by))
+
+
+def _merge_sort_pairs(n: int) -> list[tuple[int, int]]:
+    """Batcher's odd-even merge sort on n wires: comparators (i, j), i < j, that
+    leave the smaller value on wire i; in order, they sort any n values."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+def _mirrored_pairs(n: int) -> list[tuple[int, int]]:
+    """The merge sort network upside down: also a sorting network, cheaper than
+    the first for some ranks once unneeded comparisons are dropped."""
+    return [(n - 1 - j, n - 1 - i) for i, j in _merge_sort_pairs(n)]
+
+
+#: The sorting networks a circuit is built with; the cheapest result is kept.
+_NETWORKS = (_merge_sort_pairs, _mirrored_pairs)
+
+
+class _Wires:
+    """Values on wires being sorted, and what is known of their order: ``le[i, j]``
+    means wire i's value is never above wire j's, for every image.
+
+    A comparator whose outcome is known costs nothing (the values at most
+    change wires). ``rule_out`` replaces a value that cannot be the
+    ``rank``-th by -inf or +inf (``dead`` -1 or 1), which keeps the rank-th
+    value where it is.
+    """
+
+    def __init__(self, builder: _CircuitBuilder, values: list, le: np.ndarray, dead: np.ndarray) -> None:
+        self.builder = builder
+        self.values = values
+        self.le = le
+        self.dead = dead
+
+    def exchange(self, i: int, j: int) -> None:
+        """Leave the smaller of wires i and j on i, the larger on j."""
+        le = self.le
+        if le[i, j]:
+            return
+        if le[j, i]:
+            self.values[i], self.values[j] = self.values[j], self.values[i]
+            le[[i, j]] = le[[j, i]]
+            le[:, [i, j]] = le[:, [j, i]]
+            self.dead[[i, j]] = self.dead[[j, i]]
+            return
+        u, v = self.values[i], self.values[j]
+        self.values[i] = self.builder.combine(_MIN, u, v)
+        self.values[j] = self.builder.combine(_MAX, u, v)
+        # min(u, v) <= x when either is; x <= min(u, v) when x is below both;
+        # and the other way round for max(u, v).
+        low_below, below_low = le[i] | le[j], le[:, i] & le[:, j]
+        high_below, below_high = le[i] & le[j], le[:, i] | le[:, j]
+        le[i], le[j] = low_below, high_below
+        le[:, i], le[:, j] = below_low, below_high
+        le[i, i] = le[j, j] = le[i, j] = True
+        le[j, i] = False
+
+    def rule_out(self, rank: int) -> None:
+        """Replace, one at a time, each value that cannot be the rank-th.
+
+        A value with rank + 1 others known to be no larger has rank + 1 or
+        more, so raising it to +inf keeps the rank-th smallest the same;
+        likewise one with ``n - rank`` others known to be no smaller is
+        lowered to -inf.
+        """
+        le, dead = self.le, self.dead
+        count = len(dead)
+        while True:
+            alive = dead == 0
+            below = le.sum(axis=0) - 1
+            above = le.sum(axis=1) - 1
+            high = np.flatnonzero(alive & (below >= rank + 1))
+            if len(high):
+                w = high[np.argmax(below[high])]
+                le[:, w] = True
+                le[w, :] = dead == 1
+                dead[w] = 1
+            else:
+                low = np.flatnonzero(alive & (above >= count - rank))
+                if not len(low):
+                    return
+                w = low[np.argmax(above[low])]
+                le[w, :] = True
+                le[:, w] = dead == -1
+                dead[w] = -1
+            le[w, w] = True
+            self.values[w] = None
+
+
+def _grid_order(size: int) -> np.ndarray:
+    """What is known of a window whose columns and rows have been sorted (wire
+    ``i * size + j`` is row i, column j): no sample is above one at or below
+    and right of it (sorting the rows keeps the columns sorted)."""
+    i, j = np.divmod(np.arange(size * size), size)
+    return (i[:, None] <= i[None, :]) & (j[:, None] <= j[None, :])
+
+
+def _sort_values(builder: _CircuitBuilder, values: list, pairs) -> list:
+    """``values`` sorted by the network ``pairs`` (the circuit keeps only the
+    comparisons that the outputs used later depend on)."""
+    count = len(values)
+    wires = _Wires(builder, list(values), np.eye(count, dtype=bool), np.zeros(count, np.int8))
+    for i, j in pairs:
+        wires.exchange(i, j)
+    return wires.values
+
+
+def _sorted_lines(builder, size, pairs, wanted_rows, wanted_cols) -> list:
+    """The window's values after sorting each column, then each row: a list of
+    size * size refs (row i, column j at ``i * size + j``), None where not
+    wanted. ``wanted_cols[i]`` is the set of columns wanted in row i."""
+    reach = size // 2
+    column = [(0, (dy, 0)) for dy in range(-reach, reach + 1)]
+    if wanted_rows == {0}:
+        sorted_column = {0: builder.extreme(_MIN, (0, (0, 0)), 0, -reach, size)}
+    elif wanted_rows == {size - 1}:
+        sorted_column = {size - 1: builder.extreme(_MAX, (0, (0, 0)), 0, -reach, size)}
+    else:
+        sorted_column = dict(enumerate(_sort_values(builder, column, pairs(size))))
+    grid: list = [None] * (size * size)
+    for i in sorted(wanted_rows):
+        wanted = wanted_cols[i]
+        ranked = sorted_column[i]
+        if wanted == {0}:
+            row = {0: builder.extreme(_MIN, ranked, 1, -reach, size)}
+        elif wanted == {size - 1}:
+            row = {size - 1: builder.extreme(_MAX, ranked, 1, -reach, size)}
+        else:
+            line = [_shifted(ranked, 1, dx) for dx in range(-reach, reach + 1)]
+            row = dict(enumerate(_sort_values(builder, line, pairs(size))))
+        for j in wanted:
+            grid[i * size + j] = row[j]
+    return grid
+
+
+@dataclass(frozen=True)
+class _Circuit:
+    """Min and max calls in the order they run, and the values they produce.
+
+    ``steps[k]`` is ``(op, a, b, (dy, dx))``: op(a at the pixel, b at the pixel
+    shifted by (dy, dx)), where a and b are earlier steps or -1, the image.
+    ``boxes[k]`` bounds the shifts step k is read at: (top, bottom, left,
+    right); ``slots[k]`` is the buffer it is written to, of ``slot_count``.
+    ``outputs`` are (step, (dy, dx)) refs, step -1 being the image.
+    """
+
+    steps: tuple
+    boxes: tuple
+    slots: tuple
+    slot_count: int
+    outputs: tuple
+
+    @classmethod
+    def of(cls, nodes: list, outputs: list) -> _Circuit:
+        """The circuit computing ``outputs`` (refs to ``nodes`` of a
+        :class:`_CircuitBuilder`): only the nodes they need, in an order that
+        keeps few buffers alive."""
+        order = min((_creation_order(nodes, outputs), _depth_first_order(nodes, outputs)),
+                    key=lambda o: _slots(nodes, o, outputs)[1])  # fmt: skip
+        number = {node: k for k, node in enumerate(order)}
+        number[0] = -1
+        steps = tuple((nodes[n][0], number[nodes[n][1]], number[nodes[n][2]], nodes[n][3]) for n in order)
+        refs = tuple((number[node], shift) for node, shift in outputs)
+        boxes: list = [None] * len(steps)
+        for step, shift in refs:
+            if step >= 0:
+                boxes[step] = _widen(boxes[step], shift)
+        for k in range(len(steps) - 1, -1, -1):
+            _, a, b, (dy, dx) = steps[k]
+            top, bottom, left, right = boxes[k]
+            if a >= 0:
+                boxes[a] = _widen(_widen(boxes[a], (top, left)), (bottom, right))
+            if b >= 0:
+                boxes[b] = _widen(_widen(boxes[b], (top + dy, left + dx)), (bottom + dy, right + dx))
+        slots, count = _slots(nodes, order, outputs)
+        return cls(steps, tuple(boxes), tuple(slots), count, refs)
+
+
+def _widen(box, point):
+    y, x = point
+    if box is None:
+        return (y, y, x, x)
+    top, bottom, left, right = box
+    return (min(top, y), max(bottom, y), min(left, x), max(right, x))
+
+
+def _needed(nodes: list, outputs: list) -> set[int]:
+    needed, stack = set(), [node for node, _ in outputs]
+    while stack:
+        node = stack.pop()
+        if node and node not in needed:
+            needed.add(node)
+            stack += nodes[node][1:3]
+    return needed
+
+
+def _creation_order(nodes, outputs) -> list[int]:
+    return sorted(_needed(nodes, outputs))
+
+
+def _depth_first_order(nodes, outputs) -> list[int]:
+    order, seen = [], set()
+    for root, _ in outputs:
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if node == 0 or (node in seen and not expanded):
+                continue
+            if expanded:
+                order.append(node)
+                continue
+            seen.add(node)
+            stack.append((node, True))
+            stack += [(child, False) for child in nodes[node][2:0:-1] if child and child not in seen]
+    return order
+
+
+def _slots(nodes, order, outputs) -> tuple[list[int], int]:
+    """A buffer for each node of ``order`` (reused once no later node reads it), and how many."""
+    last = {}
+    for k, node in enumerate(order):
+        for child in nodes[node][1:3]:
+            last[child] = k
+    for node, _ in outputs:
+        last[node] = len(order)
+    free: list[int] = []
+    slot_of: dict[int, int] = {}
+    count = 0
+    for k, node in enumerate(order):
+        if free:
+            slot_of[node] = free.pop()
+        else:
+            slot_of[node] = count
+            count += 1
+        for child in set(nodes[node][1:3]):
+            if child and last[child] == k:
+                free.append(slot_of[child])
+    return [slot_of[node] for node in order], count
+
+
+@functools.lru_cache(maxsize=32)
+def _extreme_circuit(size: int, op: int) -> _Circuit:
+    """The minimum (op ``_MIN``) or maximum of the window: along the rows, then the columns."""
+    builder = _CircuitBuilder()
+    reach = size // 2
+    across = builder.extreme(op, (0, (0, 0)), 1, -reach, size)
+    return _Circuit.of(builder.nodes, [builder.extreme(op, across, 0, -reach, size)])
+
+
+@functools.lru_cache(maxsize=64)
+def _selection_circuit(size: int, rank: int) -> _Circuit:
+    """The rank-th smallest of the window, by the cheapest of a few networks."""
+    built = [_build_selection(size, rank, lines, final) for lines in _NETWORKS for final in _NETWORKS]
+    return min(built, key=lambda circuit: len(circuit.steps))
+
+
+def _build_selection(size: int, rank: int, lines, final) -> _Circuit:
+    count = size * size
+    known = _Wires(_CircuitBuilder(), [None] * count, _grid_order(size), np.zeros(count, np.int8))
+    known.rule_out(rank)
+    alive = np.flatnonzero(known.dead == 0)
+    wanted_cols: dict[int, set[int]] = {}
+    for wire in alive:
+        wanted_cols.setdefault(int(wire) // size, set()).add(int(wire) % size)
+    builder = _CircuitBuilder()
+    grid = _sorted_lines(builder, size, lines, set(wanted_cols), wanted_cols)
+    wires = _Wires(builder, grid, known.le, known.dead)
+    # The candidates left, ordered so that those known to be smaller come
+    # first: many of the network's comparisons are then already decided.
+    order = alive[np.argsort(known.le.sum(axis=0)[alive], kind="stable")]
+    lowered = int((known.dead == -1).sum())
+    for i, j in final(len(order)):
+        wires.exchange(order[i], order[j])
+        wires.rule_out(rank)
+    return _Circuit.of(builder.nodes, [wires.values[order[rank - lowered]]])
+
+
+@functools.lru_cache(maxsize=16)
+def _sorting_circuit(size: int) -> _Circuit:
+    """The window's samples in increasing order (outputs 0 to size * size - 1)."""
+    built = [_build_sort(size, lines, final) for lines in _NETWORKS for final in _NETWORKS]
+    return min(built, key=lambda circuit: len(circuit.steps))
+
+
+def _build_sort(size: int, lines, final) -> _Circuit:
+    count = size * size
+    builder = _CircuitBuilder()
+    every = set(range(size))
+    grid = _sorted_lines(builder, size, lines, every, {i: every for i in every})
+    wires = _Wires(builder, grid, _grid_order(size), np.zeros(count, np.int8))
+    order = np.argsort(wires.le.sum(axis=0), kind="stable")
+    for i, j in final(count):
+        wires.exchange(order[i], order[j])
+    return _Circuit.of(builder.nodes, [wires.values[w] for w in order])
+
+
+# ---------------------------------------------------------------------------
+# Tiles: where a circuit's values live in memory
+
+
+@dataclass(frozen=True)
+class _Tile:
+    """A tile of ``rows`` x ``cols`` output pixels of ``channels`` samples, and
+    the block of input it reads (``reach`` more on every side), held flat.
+
+    A value at every output pixel is a flat array of ``span`` samples, from
+    output pixel (0, 0) to the last: row by row, each row followed by
+    ``2 * reach`` pixels whose values are never used. Read at a shift
+    (dy, dx), it starts ``flat((dy, dx))`` samples further on.
+    """
+
+    rows: int
+    cols: int
+    channels: int
+    reach: int
+
+    @property
+    def row_length(self) -> int:
+        return (self.cols + 2 * self.reach) * self.channels
+
+    @property
+    def block_shape(self) -> tuple[int, int, int]:
+        return (self.rows + 2 * self.reach, self.cols + 2 * self.reach, self.channels)
+
+    @property
+    def span(self) -> int:
+        return (self.rows - 1) * self.row_length + self.cols * self.channels
+
+    @property
+    def start(self) -> int:
+        """Where output pixel (0, 0) is in the flat block."""
+        return self.reach * (self.row_length + self.channels)
+
+    def flat(self, shift: tuple[int, int]) -> int:
+        return shift[0] * self.row_length + shift[1] * self.channels
+
+    def pixels(self, values: np.ndarray) -> np.ndarray:
+        """The rows x cols x channels samples of a flat value (a view)."""
+        size = values.itemsize
+        return np.lib.stride_tricks.as_strided(
+            values, (self.rows, self.cols, self.channels), (self.row_length * size, self.channels * size, size)
+        )
+
+
+class _Scratch(threading.local):
+    """Each thread's own buffers: made on first use, reused by its later tiles."""
+
+    def __init__(self) -> None:
+        self.items: dict = {}
+
+    def get(self, key, make: Callable[[], object]):
+        item = self.items.get(key)
+        if item is None:
+            item = self.items[key] = make()
+        return item
+
+
+def _seconds_per_call(dtype: np.dtype) -> float:
+    """About how long one minimum or maximum takes per sample, in cache."""
+    return (0.04 + 0.03 * dtype.itemsize) * 1e-9
+
+
+class _CircuitJob:
+    """A tile's values by a :class:`_Circuit` with one output."""
+
+    def __init__(self, circuit: _Circuit, dtype: np.dtype) -> None:
+        self.circuit = circuit
+        floating = dtype.kind == "f"
+        # fmin returns the number of a number and NaN: NaN sorts last.
+        self.ufuncs = (np.fmin if floating else np.minimum, np.maximum)
+        self.arrays = circuit.slot_count + 1
+        self.seconds_per_sample = (len(circuit.steps) + 2) * _seconds_per_call(dtype)
+
+    def __call__(self, block: np.ndarray, tile: _Tile, scratch: _Scratch, checkpoint) -> np.ndarray:
+        groups, outputs = self.run(block, tile, scratch, checkpoint)
+        return tile.pixels(outputs[0])
+
+    def run(self, block, tile, scratch, checkpoint) -> tuple[list, list]:
+        groups, outputs = scratch.get((id(self), tile), lambda: self._bind(block, tile, scratch))
+        for group in groups:
+            checkpoint()
+            for ufunc, a, b, out in group:
+                ufunc(a, b, out=out)
+        return groups, outputs
+
+    def _bind(self, block: np.ndarray, tile: _Tile, scratch: _Scratch) -> tuple[list, list]:
+        """The circuit's calls on this thread's buffers, for tiles of this shape:
+        groups of (ufunc, a, b, out), and a flat view of each output."""
+        circuit = self.circuit
+        starts = [tile.flat((top, left)) for top, _, left, _ in circuit.boxes]
+        lengths = [tile.span + tile.flat((bottom, right)) - start
+                   for (_, bottom, _, right), start in zip(circuit.boxes, starts)]  # fmt: skip
+        key = (id(self), "buffers", max(lengths, default=0))
+        buffers = scratch.get(key, lambda: np.empty((circuit.slot_count, max(lengths, default=0)), block.dtype))
+
+        def source(step: int, at: int, length: int) -> np.ndarray:
+            if step < 0:
+                return block[tile.start + at : tile.start + at + length]
+            offset = at - starts[step]
+            return buffers[circuit.slots[step], offset : offset + length]
+
+        calls = []
+        for k, (op, a, b, shift) in enumerate(circuit.steps):
+            length = lengths[k]
+            out = buffers[circuit.slots[k], :length]
+            calls.append((self.ufuncs[op], source(a, starts[k], length),
+                          source(b, starts[k] + tile.flat(shift), length), out))  # fmt: skip
+        groups = [calls[i : i + _CALLS_PER_CHECK] for i in range(0, len(calls), _CALLS_PER_CHECK)]
+        outputs = [source(step, tile.flat(shift), tile.span) for step, shift in circuit.outputs]
+        return groups, outputs
+
+
+#: Calls between two checks for an interruption.
+_CALLS_PER_CHECK = 200
+
+
+class _ModeJob(_CircuitJob):
+    """Pillow's mode rule for a tile, from its windows sorted by a circuit."""
+
+    def __init__(self, circuit: _Circuit, dtype: np.dtype) -> None:
+        super().__init__(circuit, dtype)
+        self.arrays += 5
+        self.seconds_per_sample += 9 * len(circuit.outputs) * _seconds_per_call(dtype)
+
+    def __call__(self, block: np.ndarray, tile: _Tile, scratch: _Scratch, checkpoint) -> np.ndarray:
+        _, ranked = self.run(block, tile, scratch, checkpoint)
+        span = tile.span
+        buffers = scratch.get((id(self), "scan"), lambda: _ScanBuffers(span, block.dtype))
+        checkpoint()
+        value = _mode_of_sorted(ranked, block[tile.start : tile.start + span], buffers.cut(span))
+        return tile.pixels(value)
+
+
+class _ScanBuffers:
+    """Flat arrays for :func:`_mode_of_sorted`: the value, and counts and a
+    mask as unsigned integers as wide as the samples (counts to 120 fit in
+    the narrowest)."""
+
+    def __init__(self, span: int, dtype: np.dtype) -> None:
+        self.value = np.empty(span, dtype)
+        self.counts = np.empty((3, span), np.dtype(f"u{dtype.itemsize}"))
+        self.same = np.empty(span, np.bool_)
+
+    def cut(self, span: int) -> tuple:
+        return self.value[:span], *self.counts[:, :span], self.same[:span]
+
+
+def _mode_of_sorted(ranked: list, center: np.ndarray, buffers: tuple) -> np.ndarray:
+    """Pillow's mode rule for windows given as their samples in increasing
+    order (``ranked``, flat arrays) and their centres; ``buffers`` from
+    :class:`_ScanBuffers`. Returns the ``value`` buffer.
+
+    A value found k times is a run of k equal samples; the first of the
+    longest runs holds the smallest of the most frequent values. Only a run
+    longer than 2 replaces the centre.
+    """
+    value, run, best, mask, same = buffers
+    # uint8 (Pillow's samples) is kept with bit masks, faster than np.copyto's where=.
+    masked = value.dtype == np.uint8
+    np.equal(ranked[1], ranked[0], out=same)
+    np.copyto(run, same)  # how many samples before this one equal it: 0 starts a run
+    best.fill(1)
+    value.fill(0) if masked else np.copyto(value, center)
+    for k in range(2, len(ranked)):
+        np.equal(ranked[k], ranked[k - 1], out=same)
+        run += 1
+        if masked:
+            run &= np.negative(same.view(np.uint8), out=mask)
+            # All ones where this run is longer than every one before it. The
+            # samples increase with k, so the last one kept is the largest.
+            np.greater(run, best, out=same)
+            np.negative(same.view(np.uint8), out=mask)
+            mask &= ranked[k]
+            np.maximum(value, mask, out=value)
+        else:
+            np.multiply(run, same, out=run)
+            np.greater(run, best, out=same)
+            np.copyto(value, ranked[k], where=same)
+        np.maximum(best, run, out=best)
+    if masked:
+        np.less(best, 2, out=same)
+        np.copyto(value, center, where=same)
+    return value
+
+
+class _StackedJob:
+    """Jobs that copy each window of a tile out as a row: (span, size * size)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.count = size * size
+        self.arrays = 2 * self.count
+
+    def windows(self, block: np.ndarray, tile: _Tile, scratch: _Scratch) -> np.ndarray:
+        span, count, reach = tile.span, self.count, self.size // 2
+        rows = scratch.get((id(self), "rows"), lambda: np.empty(span * count, block.dtype))
+        windows = rows[: span * count].reshape(span, count)
+        shifts = [(dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
+        for k, shift in enumerate(shifts):
+            at = tile.start + tile.flat(shift)
+            windows[:, k] = block[at : at + span]
+        return windows
+
+
+class _PartitionJob(_StackedJob):
+    """A tile's rank-th smallest samples by ``np.partition`` of each window (NaN last)."""
+
+    def __init__(self, size: int, rank: int) -> None:
+        super().__init__(size)
+        self.rank = rank
+        self.seconds_per_sample = self.count * 4e-9
+
+    def __call__(self, block, tile, scratch, checkpoint) -> np.ndarray:
+        windows = self.windows(block, tile, scratch)
+        checkpoint()
+        windows.partition(self.rank, axis=1)
+        return tile.pixels(np.ascontiguousarray(windows[:, self.rank]))
+
+
+class _SortedModeJob(_StackedJob):
+    """Pillow's mode rule for a tile, by sorting each window."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.seconds_per_sample = self.count * 30e-9
+
+    def __call__(self, block, tile, scratch, checkpoint) -> np.ndarray:
+        windows = self.windows(block, tile, scratch)
+        checkpoint()
+        center = block[tile.start : tile.start + tile.span]
+        return tile.pixels(_mode_of_windows(windows, None, center))
+
+
+def _mode_of_windows(windows: np.ndarray, counted: np.ndarray | None, center: np.ndarray) -> np.ndarray:
+    """Pillow's mode rule for each row of ``windows`` (one window's samples per
+    row): only samples where ``counted`` is true (all if None) count."""
+    order = np.argsort(windows, axis=1, kind="stable")
+    ranked = np.take_along_axis(windows, order, axis=1)
+    rows, count = ranked.shape
+    starts = np.ones((rows, count), bool)
+    starts[:, 1:] = ranked[:, 1:] != ranked[:, :-1]  # NaN != NaN: each NaN is a run by itself
+    run = np.cumsum(starts, axis=1) - 1
+    weights = None if counted is None else np.take_along_axis(counted, order, axis=1).ravel()
+    flat_run = (run + np.arange(rows)[:, None] * count).ravel()
+    found = np.bincount(flat_run, weights, minlength=rows * count).reshape(rows, count)
+    winner = np.argmax(found, axis=1)  # the first, smallest, of the most frequent
+    first = np.argmax(run == winner[:, None], axis=1)
+    mode = ranked[np.arange(rows), first]
+    return np.where(found[np.arange(rows), winner] > 2, mode, center)
+
+
+class _CutWindows:
+    """Pillow's ModeFilter near the edge of the image, where its window is cut off
+    by the edge and only the pixels inside count: the frame of ``size // 2``
+    pixels (the whole image if it is smaller than the window), into ``out``."""
+
+    def __init__(self, work: np.ndarray, size: int, out: np.ndarray) -> None:
+        self.work, self.size, self.out = work, size, out
+        height, width, channels = work.shape
+        reach = size // 2
+        ys, xs = _frame(height, width, reach)
+        step = max(1, _STACK_SAMPLES // (size * size * channels))
+        self.chunks = [(ys[i : i + step], xs[i : i + step]) for i in range(0, len(ys), step)]
+        self.seconds = len(ys) * channels * size * size * 30e-9
+
+    def __call__(self, chunk, checkpoint) -> None:
+        ys, xs = chunk
+        height, width, channels = self.work.shape
+        reach = self.size // 2
+        shifts = np.arange(-reach, reach + 1)
+        rows = (ys[:, None] + shifts[:, None].T)[:, :, None]  # pixel, dy, dx
+        cols = (xs[:, None] + shifts[None, :])[:, None, :]
+        inside = ((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)).reshape(len(ys), -1)
+        values = self.work[np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)]  # pixel, dy, dx, channel
+        values = values.reshape(len(ys), -1, channels).transpose(0, 2, 1).reshape(len(ys) * channels, -1)
+        counted = np.repeat(inside, channels, axis=0)
+        center = self.work[ys, xs].reshape(-1)
+        checkpoint()
+        self.out[ys, xs] = _mode_of_windows(values, counted, center).reshape(len(ys), channels)
+
+
+def _frame(height: int, width: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the pixels less than ``reach`` from an edge."""
+    rows, cols = np.arange(height), np.arange(width)
+    edge_rows = rows[(rows < reach) | (rows >= height - reach)]
+    edge_cols = cols[(cols < reach) | (cols >= width - reach)]
+    inner_rows = rows[reach : max(reach, height - reach)]
+    ys = np.concatenate([np.repeat(edge_rows, width), np.repeat(inner_rows, len(edge_cols))])
+    xs = np.concatenate([np.tile(cols, len(edge_rows)), np.tile(edge_cols, len(inner_rows))])
+    return ys, xs
+
+
+#: Samples of windows copied out at once by the jobs that sort or partition them.
+_STACK_SAMPLES = 1 << 20
+
+#: Bytes of tile-sized arrays a job keeps at once: about what stays in a core's cache.
+_TILE_BYTES = 2 << 20
+
+
+def _run(work, size, mode, fill, job, threads, progress, *, out=None, extra=None) -> np.ndarray:
+    """Filter ``work`` (H x W x C) with ``job`` on tiles, on threads.
+
+    The input is extended by ``mode`` (``valid``: not at all). The result
+    goes into ``out`` (allocated if None; with ``extra``, None means no
+    tiles) and the pieces of ``extra`` (a :class:`_CutWindows`) run too.
+    """
+    reach = size // 2
+    height, width, channels = work.shape
+    if mode is BorderMode.VALID:
+        rows_from, cols_from = np.arange(height), np.arange(width)
+    else:
+        rows_from = engine.border_index(height, reach, reach, mode.value)
+        cols_from = engine.border_index(width, reach, reach, mode.value)
+    if out is None and extra is None:
+        out = np.empty((len(rows_from) - 2 * reach, len(cols_from) - 2 * reach, channels), work.dtype)
+    pieces: list = []
+    seconds = 0.0
+    if out is not None and out.size:
+        per_sample = job.arrays * work.dtype.itemsize
+        pixels = max(1, _TILE_BYTES // (per_sample * channels))
+        tile_cols = min(out.shape[1], max(32, math.isqrt(pixels)))
+        tile_rows = min(out.shape[0], max(1, pixels // tile_cols))
+        pieces = [("tile", y, min(y + tile_rows, out.shape[0]), x, min(x + tile_cols, out.shape[1]))
+                  for y in range(0, out.shape[0], tile_rows) for x in range(0, out.shape[1], tile_cols)]  # fmt: skip
+        seconds = out.size * job.seconds_per_sample
+    if extra is not None:
+        pieces += [("cut", chunk) for chunk in extra.chunks]
+        seconds += extra.seconds
+    largest = _Tile(min(out.shape[0], tile_rows), min(out.shape[1], tile_cols), channels, reach) if pieces and \
+        pieces[0][0] == "tile" else None
+    scratch = _Scratch()
+
+    def filter_piece(piece, checkpoint) -> None:
+        if piece[0] == "cut":
+            extra(piece[1], checkpoint)
+            return
+        _, y0, y1, x0, x1 = piece
+        tile = _Tile(y1 - y0, x1 - x0, channels, reach)
+        flat = scratch.get("block", lambda: np.empty(math.prod(largest.block_shape), work.dtype))
+        block = flat[: math.prod(tile.block_shape)].reshape(tile.block_shape)
+        _gather(work, rows_from[y0 : y1 + 2 * reach], cols_from[x0 : x1 + 2 * reach], fill, block)
+        out[y0:y1, x0:x1] = job(flat, tile, scratch, checkpoint)
+
+    engine.run_pieces(filter_piece, pieces, engine.worker_count(threads, seconds), progress)
+    return out
+
+
+def _gather(work: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill, block: np.ndarray) -> None:
+    """``block[i, j] = work[rows[i], cols[j]]``, or ``fill`` where either index is -1."""
+    low_row, low_col = max(int(rows.min()), 0), max(int(cols.min()), 0)
+    near = work[low_row : int(rows.max()) + 1, low_col : int(cols.max()) + 1]
+    row_index, col_index = np.maximum(rows, 0) - low_row, np.maximum(cols, 0) - low_col
+    row_run, col_run = _as_slice(row_index), _as_slice(col_index)
+    if row_run is not None and col_run is not None:
+        block[...] = near[row_run, col_run]
+    elif col_run is not None:
+        np.take(near[:, col_run], row_index, axis=0, out=block, mode="clip")
+    elif row_run is not None:
+        np.take(near[row_run], col_index, axis=1, out=block, mode="clip")
+    else:
+        np.take(near.take(row_index, axis=0), col_index, axis=1, out=block, mode="clip")
+    if rows.min() < 0:
+        block[rows < 0] = fill
+    if cols.min() < 0:
+        block[:, cols < 0] = fill
+
+
+def _as_slice(index: np.ndarray) -> slice | None:
+    """``index`` as a slice if it counts up by one, else None."""
+    first = int(index[0])
+    if int(index[-1]) - first == len(index) - 1 and (len(index) < 2 or bool(np.all(np.diff(index) == 1))):
+        return slice(first, first + len(index))
+    return None
