@@ -39,6 +39,7 @@ neither truncate nor clip. ``threshold`` is in sample units.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -111,7 +112,7 @@ def gaussian_blur(array, radius, *, border="nearest", cval=0.0, threads=None, pr
     radius :func:`gaussian_box_radius` gives.
 
     >>> gaussian_blur(np.array([[0, 0, 0, 255, 0, 0, 0]], np.uint8), (1, 0)).tolist()
-    [[4, 25, 61, 75, 61, 25, 4]]
+    [[1, 14, 60, 103, 60, 14, 1]]
     """
     x, y = (gaussian_box_radius(r) for r in _radii(radius))
     return _blur(array, [x] * 3, [y] * 3, border, cval, threads, progress, None)
@@ -130,7 +131,7 @@ def unsharp_mask(
     a bad ``percent`` or ``threshold`` is a FilterError too.
 
     >>> unsharp_mask(np.array([[10, 10, 10, 40, 40, 40]], np.uint8), (1, 0)).tolist()
-    [[10, 10, 0, 50, 40, 40]]
+    [[10, 10, 0, 53, 40, 40]]
     """
     percent = _c_int(percent, "percent")
     threshold = _c_int(threshold, "threshold")
@@ -525,19 +526,33 @@ def _sharpen(original: np.ndarray, blurred: np.ndarray, percent: int, threshold:
         diff = original.astype(np.float64) - blurred
         sharp = original + diff * percent / 100
         return np.where(np.abs(diff) > threshold, sharp, original).astype(dtype)
-    if dtype == np.uint8:
-        diff = np.subtract(original, blurred, dtype=np.int32)
-        product = diff * np.int32(percent)  # wraps at 32 bits, as C's int product does on Pillow's platforms
-        low, high = 0, 255
-    else:
-        diff = np.subtract(original, blurred, dtype=np.int64)  # |diff| < 2**32, so no product overflows
-        product = diff * percent
-        low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
-    # C's division truncates towards zero; the magnitude as uint32 holds -2**31 too.
-    magnitude = np.abs(product).astype(np.uint32 if dtype == np.uint8 else np.uint64) // 100
-    change = np.where(product < 0, -magnitude.astype(np.int64), magnitude.astype(np.int64))
+    if dtype == np.uint8:  # a table of every (input, blurred) pair
+        pair = np.left_shift(original, 8, dtype=np.uint16)
+        pair |= blurred
+        return np.take(_sharpened_pairs(percent, threshold), pair)
+    info = np.iinfo(dtype)
+    return _sharpened(original, blurred, percent, threshold, info.min, info.max, wrap=False).astype(dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _sharpened_pairs(percent: int, threshold: int) -> np.ndarray:
+    """Pillow's unsharp result for input ``i`` and blur ``b`` at index ``256 * i + b``."""
+    original, blurred = np.divmod(np.arange(1 << 16), 256)
+    return _sharpened(original, blurred, percent, threshold, 0, 255, wrap=True).astype(np.uint8)
+
+
+def _sharpened(original, blurred, percent, threshold, low, high, *, wrap: bool) -> np.ndarray:
+    """The rule in C's integer arithmetic, computed in int64: the product
+    ``diff * percent`` wraps to 32 bits if ``wrap`` (Pillow's C int; for other
+    types it cannot overflow int64, as |diff| < 2**32), the division truncates
+    towards zero, the sum is clipped to ``low .. high``."""
+    diff = np.subtract(original, blurred, dtype=np.int64)
+    product = diff * percent
+    if wrap:
+        product = (product + 2**31) % 2**32 - 2**31
+    change = np.sign(product) * (np.abs(product) // 100)
     sharp = np.clip(original + change, low, high)
-    return np.where(np.abs(diff) > threshold, sharp, original).astype(dtype)
+    return np.where(np.abs(diff) > threshold, sharp, original)
 
 
 # -- Checks ------------------------------------------------------------------
