@@ -118,13 +118,7 @@ def rank_filter(
     _check_valid(samples.work, size, mode)
     if size == 1:
         return samples.restore(_crop_valid(samples.work, 0, mode).copy())
-    last = size * size - 1
-    if rank in (0, last):
-        job = _CircuitJob(_extreme_circuit(size, _MIN if rank == 0 else _MAX), samples.work.dtype)
-    elif size <= _CIRCUIT_SIZES:
-        job = _CircuitJob(_selection_circuit(size, rank), samples.work.dtype)
-    else:
-        job = _PartitionJob(size, rank)
+    job = _rank_job(size, rank, samples.work.dtype)
     out = _run(samples.work, size, mode, samples.fill(cval), job, threads, progress)
     return samples.restore(out)
 
@@ -191,7 +185,7 @@ def mode_filter(
     _check_valid(samples.work, size, mode)
     if size == 1:  # one sample is never found three times
         return samples.restore(samples.work.copy())
-    job = _ModeJob(_sorting_circuit(size), samples.work.dtype) if size <= _CIRCUIT_SIZES else _SortedModeJob(size)
+    job = _mode_job(size, samples.work.dtype)
     if mode is not BorderMode.KEEP:
         out = _run(samples.work, size, mode, samples.fill(cval), job, threads, progress)
         return samples.restore(out)
@@ -211,8 +205,30 @@ def mode_filter(
 # ---------------------------------------------------------------------------
 # Arguments and dtypes
 
-#: The widest windows built as circuits; wider ones use np.partition or sorts.
-_CIRCUIT_SIZES = 11
+#: The widest windows built as circuits, for a rank and for the mode.
+_CIRCUIT_SIZES = 15
+_SORTING_SIZES = 11
+
+#: Circuits worth trying counting instead of on 8-bit tiles (by calls).
+_COUNTING_WORTH = 500
+
+
+def _rank_job(size: int, rank: int, dtype: np.dtype):
+    """How to find the rank-th sample: the fastest way for the size, rank and dtype."""
+    if rank in (0, size * size - 1):
+        return _CircuitJob(_extreme_circuit(size, _MIN if rank == 0 else _MAX), dtype)
+    circuit = _CircuitJob(_selection_circuit(size, rank), dtype) if size <= _CIRCUIT_SIZES else None
+    if dtype == np.uint8 and size < 256 and (circuit is None or circuit.calls > _COUNTING_WORTH):
+        return _EitherJob(circuit, _CountingJob(size, rank))
+    return circuit or _PartitionJob(size, rank)
+
+
+def _mode_job(size: int, dtype: np.dtype):
+    """How to find the mode: the fastest way for the size and dtype."""
+    circuit = _ModeJob(_sorting_circuit(size), dtype) if size <= _SORTING_SIZES else None
+    if dtype == np.uint8 and size < 256 and (circuit is None or circuit.calls > _COUNTING_WORTH):
+        return _EitherJob(circuit, _CountingJob(size, None))
+    return circuit or _SortedModeJob(size)
 
 
 def _check_size(size) -> None:
@@ -698,7 +714,8 @@ class _CircuitJob:
         # fmin returns the number of a number and NaN: NaN sorts last.
         self.ufuncs = (np.fmin if floating else np.minimum, np.maximum)
         self.arrays = circuit.slot_count + 1
-        self.seconds_per_sample = (len(circuit.steps) + 2) * _seconds_per_call(dtype)
+        self.calls = len(circuit.steps)
+        self.seconds_per_sample = (self.calls + 2) * _seconds_per_call(dtype)
 
     def __call__(self, block: np.ndarray, tile: _Tile, scratch: _Scratch, checkpoint) -> np.ndarray:
         groups, outputs = self.run(block, tile, scratch, checkpoint)
@@ -749,6 +766,7 @@ class _ModeJob(_CircuitJob):
     def __init__(self, circuit: _Circuit, dtype: np.dtype) -> None:
         super().__init__(circuit, dtype)
         self.arrays += 5
+        self.calls += 9 * len(circuit.outputs)
         self.seconds_per_sample += 9 * len(circuit.outputs) * _seconds_per_call(dtype)
 
     def __call__(self, block: np.ndarray, tile: _Tile, scratch: _Scratch, checkpoint) -> np.ndarray:
@@ -858,6 +876,131 @@ class _SortedModeJob(_StackedJob):
         checkpoint()
         center = block[tile.start : tile.start + tile.span]
         return tile.pixels(_mode_of_windows(windows, None, center))
+
+
+class _CountingJob:
+    """Rank or mode of 8-bit samples, counting: for each value v found in the
+    tile, how many samples of each window are below v (rank) or equal to v
+    (mode). Each count is a sum over the window of a 0/1 image, along the
+    rows, then the columns, from spans of 1, 2, 4, ... pixels. The work
+    grows with the number of values in the tile, barely with the size.
+    """
+
+    def __init__(self, size: int, rank: int | None) -> None:
+        self.size, self.rank = size, rank
+        self.spans = size.bit_length()
+        self.arrays = 2 + 3 * self.spans
+        # Calls per value: the 0/1 image, a sum per span and per bit each way, and the update.
+        self.calls_per_value = 2 * (self.spans + bin(size).count("1")) + 6
+        self.seconds_per_sample = self.calls(_TYPICAL_VALUES) * _COUNTING_CALL * _seconds_per_call(np.dtype(np.uint8))
+
+    def calls(self, values: int) -> int:
+        return values * self.calls_per_value
+
+    def __call__(self, block, tile, scratch, checkpoint, values=None) -> np.ndarray:
+        if values is None:
+            values = _values_in(block, tile)
+        span, length = tile.span, math.prod(tile.block_shape)
+        buffers = scratch.get((id(self), "counting"), lambda: self._buffers(length))
+        flags, sums, (best, mask, result) = buffers[0][:length], buffers[1:5], buffers[5:]
+        best, mask, result = best[:span], mask[:span], result[:span]
+        center = block[tile.start : tile.start + span]
+        mode = self.rank is None
+        result.fill(0 if mode else values[0])
+        if mode:
+            best.fill(2)
+        for k, value in enumerate(values if mode else values[1:]):
+            if k % 16 == 0:
+                checkpoint()
+            (np.equal if mode else np.less)(block[:length], value, out=flags)
+            count = self._window_counts(flags.view(np.uint8), tile, sums)
+            if mode:
+                np.greater(count, best, out=flags[:span])
+                np.maximum(best, count, out=best)
+            else:
+                np.less_equal(count, self.rank, out=flags[:span])
+                if not flags[:span].any():  # no window has this value or a larger one
+                    break
+            # Values come in increasing order: the last one kept is the largest.
+            np.negative(flags[:span].view(np.uint8), out=mask)
+            mask &= value
+            np.maximum(result, mask, out=result)
+        if mode:
+            np.less_equal(best, 2, out=flags[:span])
+            np.copyto(result, center, where=flags[:span])
+        return tile.pixels(result)
+
+    def _buffers(self, length: int) -> tuple:
+        spans = self.spans
+        return (np.empty(length, np.bool_), np.empty((spans, length), np.uint8), np.empty(length, np.uint16),
+                np.empty((spans, length), np.uint16), np.empty(length, np.uint16), np.empty(length, np.uint16),
+                np.empty(length, np.uint8), np.empty(length, np.uint8))  # fmt: skip
+
+    def _window_counts(self, ones: np.ndarray, tile: _Tile, buffers: tuple) -> np.ndarray:
+        """Sums of ``ones`` (0 or 1, flat over the block) over each window."""
+        across, row_sums, down, counts = buffers
+        size, row = self.size, tile.row_length
+        # Along the rows (at most size, so uint8 holds every partial sum), as
+        # far down as the sums along the columns will read.
+        rows = _window_sums(ones, tile.channels, size, tile.span + (size - 1) * row, across, row_sums)
+        return _window_sums(rows, row, size, tile.span, down, counts)
+
+
+class _EitherJob:
+    """8-bit samples: a circuit job (None: none), or counting where a tile holds
+    so few values that counting them takes fewer calls."""
+
+    def __init__(self, circuit_job: _CircuitJob | None, counting: _CountingJob) -> None:
+        self.circuit_job, self.counting = circuit_job, counting
+        self.arrays = max(counting.arrays, circuit_job.arrays if circuit_job else 0)
+        self.seconds_per_sample = (circuit_job or counting).seconds_per_sample
+
+    def __call__(self, block, tile, scratch, checkpoint) -> np.ndarray:
+        values = _values_in(block, tile)
+        if self.circuit_job is None or self.counting.calls(len(values)) * _COUNTING_CALL < self.circuit_job.calls:
+            return self.counting(block, tile, scratch, checkpoint, values)
+        return self.circuit_job(block, tile, scratch, checkpoint)
+
+
+#: Values in a tile of an 8-bit photograph, for cost estimates.
+_TYPICAL_VALUES = 200
+
+#: A counting call's time over a circuit call's (measured: on larger arrays,
+#: in part 8-bit where a circuit's are the samples' type).
+_COUNTING_CALL = 0.5
+
+
+def _window_sums(values: np.ndarray, step: int, count: int, length: int, spans: np.ndarray,
+                 out: np.ndarray) -> np.ndarray:  # fmt: skip
+    """``sum(values[p + j * step] for j in range(count))`` for p below ``length``,
+    in ``out[:length]``. The rows of ``spans`` hold the sums over 1, 2, 4, ...
+    steps on the way; the result adds those that make up ``count``."""
+    power = [values]
+    while 2 ** len(power) <= count:
+        width = 2 ** (len(power) - 1)
+        shorter = len(values) - (2 * width - 1) * step
+        doubled = spans[len(power) - 1, :shorter]
+        np.add(power[-1][:shorter], power[-1][width * step : width * step + shorter], out=doubled)
+        power.append(doubled)
+    parts, at = [], 0
+    for bit in range(len(power) - 1, -1, -1):
+        if count >> bit & 1:
+            parts.append(power[bit][at : at + length])
+            at += 2**bit * step
+    out = out[:length]
+    if len(parts) == 1:
+        np.copyto(out, parts[0])
+    else:
+        np.add(parts[0], parts[1], out=out)
+        for part in parts[2:]:
+            out += part
+    return out
+
+
+def _values_in(block: np.ndarray, tile: _Tile) -> np.ndarray:
+    """The distinct samples of a block, in increasing order."""
+    flat = block[: math.prod(tile.block_shape)]
+    return np.flatnonzero(np.bincount(flat, minlength=256)).astype(np.uint8)
 
 
 def _mode_of_windows(windows: np.ndarray, counted: np.ndarray | None, center: np.ndarray) -> np.ndarray:
