@@ -61,8 +61,16 @@ _MAX_RADIUS = 2.0**30
 #: Samples in one strip of work, small enough for its temporaries to stay in cache.
 _STRIP_SAMPLES = 1 << 16
 
-#: Rough cost of one pass over one sample, for choosing the number of threads.
-_PASS_SECONDS = {True: 2.5e-9, False: 8e-9}  # keyed by "is uint8"
+#: A vertical pass's strips have at least this many times the rows it reads beyond them.
+_HALO_TIMES = 4
+
+#: What Python spends on one row of a running sum, in samples' worth of additions.
+_ROW_OVERHEAD = 4000
+
+#: Rough cost of one pass over one sample, for choosing the number of threads:
+#: in Pillow's 8-bit arithmetic, and in float64.
+_PILLOW_PASS_SECONDS = 2.5e-9
+_EXACT_PASS_SECONDS = 8e-9
 
 _C_INT = (-(2**31), 2**31 - 1)
 
@@ -275,21 +283,35 @@ class _ExactBox:
 
 def _window_sums(values: np.ndarray, axis: int, start: int, length: int, count: int, dtype) -> np.ndarray:
     """``sums[i] = values[start + i] + ... + values[start + i + length - 1]`` along
-    ``axis``, for i < count, in ``dtype``.
+    ``axis``, for i < count, in ``dtype``, by the cheapest of three ways:
+    :func:`_sliding_sums`, :func:`_doubling_sums`, :func:`_running_sums`.
 
-    Short windows are summed by adding shifted slices one by one; long ones
-    from sums of 2, 4, 8, ... samples, picked by the bits of ``length``, in
-    about 2*log2(length) additions.
+    Each way's cost is counted in array operations over ``count`` samples.
     """
-    doubling_adds = length.bit_length() - 1 + bin(length).count("1") - 1
-    if length == 1 or length - 1 <= doubling_adds:
-        if length == 1:
-            return _along(values, axis, start, start + count).astype(dtype)
-        sums = np.add(_along(values, axis, start, start + count), _along(values, axis, start + 1, start + 1 + count),
-                      dtype=dtype)  # fmt: skip
-        for shift in range(2, length):
-            sums += _along(values, axis, start + shift, start + shift + count)
-        return sums
+    span = (count + length - 1) / count
+    costs = {
+        _sliding_sums: length - 1,
+        _doubling_sums: (length.bit_length() - 1) * span + bin(length).count("1") - 1,
+    }
+    if axis == 0 and np.dtype(dtype).kind == "u" and count > 1:
+        costs[_running_sums] = 2 + length / count + 2 * _ROW_OVERHEAD / (values[0].size or 1)
+    way = min(costs, key=costs.get)
+    return way(values, axis, start, length, count, dtype)
+
+
+def _sliding_sums(values, axis, start, length, count, dtype) -> np.ndarray:
+    """Window sums by adding ``length`` shifted slices."""
+    if length == 1:
+        return _along(values, axis, start, start + count).astype(dtype)
+    sums = np.add(_along(values, axis, start, start + count), _along(values, axis, start + 1, start + 1 + count),
+                  dtype=dtype)  # fmt: skip
+    for shift in range(2, length):
+        sums += _along(values, axis, start + shift, start + shift + count)
+    return sums
+
+
+def _doubling_sums(values, axis, start, length, count, dtype) -> np.ndarray:
+    """Window sums from sums of 1, 2, 4, 8, ... samples, one for each bit of ``length``."""
     blocks = _along(values, axis, start, start + count + length - 1)  # sums of `size` samples
     size, used, sums, left = 1, 0, None, length
     while True:
@@ -303,6 +325,18 @@ def _window_sums(values: np.ndarray, axis: int, start: int, length: int, count: 
         span = blocks.shape[axis] - size
         blocks = np.add(_along(blocks, axis, 0, span), _along(blocks, axis, size, size + span), dtype=dtype)
         size *= 2
+
+
+def _running_sums(values, axis, start, length, count, dtype) -> np.ndarray:
+    """Window sums down axis 0, each row's from the one before by adding the row
+    entering the window and taking away the one leaving it. Only for unsigned
+    integer ``dtype``: its wrap-around arithmetic is exact whenever the sums fit."""
+    sums = np.empty((count,) + values.shape[1:], dtype)
+    values[start : start + length].sum(axis=0, dtype=dtype, out=sums[0])
+    for row in range(1, count):
+        np.add(sums[row - 1], values[start + row + length - 1], out=sums[row])
+        np.subtract(sums[row], values[start + row - 1], out=sums[row])
+    return sums
 
 
 def _along(values: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
@@ -403,13 +437,14 @@ def _blur(array, x_radii, y_radii, border, cval, threads, progress, finish) -> n
 
     # One stage for all horizontal passes, whose rows are independent, then one
     # for each vertical pass, which needs the whole of the previous one.
-    stages = [_Stage(x_passes, height, out_width)] if x_passes else []
+    stages = [_Stage(x_passes, height, out_width, False)] if x_passes else []
     rows = height
     for one in y_passes:
         rows -= 2 * one[1]
-        stages.append(_Stage([one], rows, out_width))
+        stages.append(_Stage([one], rows, out_width, True))
     work = (x_passes or y_passes)[0][0].work_dtype
-    seconds = lines.size * (len(x_passes) + len(y_passes)) * _PASS_SECONDS[dtype == np.uint8]
+    pass_seconds = _PILLOW_PASS_SECONDS if dtype == np.uint8 else _EXACT_PASS_SECONDS
+    seconds = lines.size * (len(x_passes) + len(y_passes)) * pass_seconds
     workers = worker_count(threads, seconds)
     report = _StagesProgress(progress, [len(stage.pieces(channels)) for stage in stages])
 
@@ -420,10 +455,8 @@ def _blur(array, x_radii, y_radii, border, cval, threads, progress, finish) -> n
     for number, stage in enumerate(stages):
         last = number == len(stages) - 1
         target = np.empty((stage.rows, stage.columns, channels), dtype if last else work)
-        if stage is stages[0] and x_passes:
-            filter_piece = _row_filter(source, target, x_passes, pad, fill)
-        else:
-            filter_piece = _column_filter(source, target, stage.passes[0], pad, fill)
+        make_filter = _column_filter if stage.vertical else _row_filter
+        filter_piece = make_filter(source, target, stage.passes, pad, fill)
         if last and finish is not None:
             filter_piece = _finishing(filter_piece, target, finish, original)
         run_pieces(filter_piece, stage.pieces(channels), workers, report.stage(number))
@@ -439,9 +472,16 @@ class _Stage:
     rows: int
     columns: int
 
+    vertical: bool
+
     def pieces(self, channels: int) -> list[tuple[int, int]]:
-        """Strips of output rows, ``(first, stop)``."""
-        step = max(1, _STRIP_SAMPLES // (self.columns * channels))
+        """Strips of output rows, ``(first, stop)``: about :data:`_STRIP_SAMPLES`
+        samples, and for a vertical pass several times the rows it reads
+        beyond the strip, which it sums again for the next one."""
+        step = _STRIP_SAMPLES // (self.columns * channels)
+        if self.vertical:
+            step = max(step, _HALO_TIMES * (2 * self.passes[0][0].half + 2))
+        step = max(1, step)
         return [(y, min(self.rows, y + step)) for y in range(0, self.rows, step)]
 
 
@@ -461,9 +501,9 @@ def _row_filter(source, target, passes, border, fill) -> Callable:
     return filter_piece
 
 
-def _column_filter(source, target, one_pass, border, fill) -> Callable:
+def _column_filter(source, target, passes, border, fill) -> Callable:
     """Work on a strip of output rows: one vertical pass."""
-    box, reach = one_pass
+    [(box, reach)] = passes
     fold = _fold(source, 0, box.half, border, fill, _sum_dtype(box))  # once, for every strip
 
     def filter_piece(piece, checkpoint) -> None:
