@@ -688,9 +688,11 @@ class _Tile:
 
 
 class _Scratch(threading.local):
-    """Each thread's own buffers: made on first use, reused by its later tiles."""
+    """Each thread's own buffers: made on first use, big enough for the
+    ``largest`` tile, and reused by its later tiles (which may come in any order)."""
 
-    def __init__(self) -> None:
+    def __init__(self, largest: _Tile) -> None:
+        self.largest = largest
         self.items: dict = {}
 
     def get(self, key, make: Callable[[], object]):
@@ -733,11 +735,9 @@ class _CircuitJob:
         """The circuit's calls on this thread's buffers, for tiles of this shape:
         groups of (ufunc, a, b, out), and a flat view of each output."""
         circuit = self.circuit
-        starts = [tile.flat((top, left)) for top, _, left, _ in circuit.boxes]
-        lengths = [tile.span + tile.flat((bottom, right)) - start
-                   for (_, bottom, _, right), start in zip(circuit.boxes, starts)]  # fmt: skip
-        key = (id(self), "buffers", max(lengths, default=0))
-        buffers = scratch.get(key, lambda: np.empty((circuit.slot_count, max(lengths, default=0)), block.dtype))
+        starts, lengths = self._extents(tile)
+        longest = max(self._extents(scratch.largest)[1], default=0)
+        buffers = scratch.get((id(self), "buffers"), lambda: np.empty((circuit.slot_count, longest), block.dtype))
 
         def source(step: int, at: int, length: int) -> np.ndarray:
             if step < 0:
@@ -754,6 +754,14 @@ class _CircuitJob:
         groups = [calls[i : i + _CALLS_PER_CHECK] for i in range(0, len(calls), _CALLS_PER_CHECK)]
         outputs = [source(step, tile.flat(shift), tile.span) for step, shift in circuit.outputs]
         return groups, outputs
+
+    def _extents(self, tile: _Tile) -> tuple[list[int], list[int]]:
+        """Where each step's values start (relative to output pixel (0, 0)) and
+        how many there are: enough for every shift it is read at."""
+        starts = [tile.flat((top, left)) for top, _, left, _ in self.circuit.boxes]
+        lengths = [tile.span + tile.flat((bottom, right)) - start
+                   for (_, bottom, _, right), start in zip(self.circuit.boxes, starts)]  # fmt: skip
+        return starts, lengths
 
 
 #: Calls between two checks for an interruption.
@@ -772,7 +780,7 @@ class _ModeJob(_CircuitJob):
     def __call__(self, block: np.ndarray, tile: _Tile, scratch: _Scratch, checkpoint) -> np.ndarray:
         _, ranked = self.run(block, tile, scratch, checkpoint)
         span = tile.span
-        buffers = scratch.get((id(self), "scan"), lambda: _ScanBuffers(span, block.dtype))
+        buffers = scratch.get((id(self), "scan"), lambda: _ScanBuffers(scratch.largest.span, block.dtype))
         checkpoint()
         value = _mode_of_sorted(ranked, block[tile.start : tile.start + span], buffers.cut(span))
         return tile.pixels(value)
@@ -840,7 +848,7 @@ class _StackedJob:
 
     def windows(self, block: np.ndarray, tile: _Tile, scratch: _Scratch) -> np.ndarray:
         span, count, reach = tile.span, self.count, self.size // 2
-        rows = scratch.get((id(self), "rows"), lambda: np.empty(span * count, block.dtype))
+        rows = scratch.get((id(self), "rows"), lambda: np.empty(scratch.largest.span * count, block.dtype))
         windows = rows[: span * count].reshape(span, count)
         shifts = [(dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
         for k, shift in enumerate(shifts):
@@ -901,7 +909,8 @@ class _CountingJob:
         if values is None:
             values = _values_in(block, tile)
         span, length = tile.span, math.prod(tile.block_shape)
-        buffers = scratch.get((id(self), "counting"), lambda: self._buffers(length))
+        buffers = scratch.get((id(self), "counting"),
+                              lambda: self._buffers(math.prod(scratch.largest.block_shape)))
         flags, sums, (best, mask, result) = buffers[0][:length], buffers[1:5], buffers[5:]
         best, mask, result = best[:span], mask[:span], result[:span]
         center = block[tile.start : tile.start + span]
@@ -1068,13 +1077,17 @@ _STACK_SAMPLES = 1 << 20
 #: Bytes of tile-sized arrays a job keeps at once: about what stays in a core's cache.
 _TILE_BYTES = 2 << 20
 
+#: Samples in a tile at least: NumPy spends about a microsecond on each call.
+_MIN_TILE_SAMPLES = 1 << 15
+
 
 def _run(work, size, mode, fill, job, threads, progress, *, out=None, extra=None) -> np.ndarray:
     """Filter ``work`` (H x W x C) with ``job`` on tiles, on threads.
 
-    The input is extended by ``mode`` (``valid``: not at all). The result
-    goes into ``out`` (allocated if None; with ``extra``, None means no
-    tiles) and the pieces of ``extra`` (a :class:`_CutWindows`) run too.
+    The input is extended by ``mode`` (``valid``: not at all) and filled
+    with ``fill`` for ``constant``. The result goes into ``out``: allocated
+    when None, unless ``extra`` is given, when None means no tiles at all.
+    The pieces of ``extra`` (a :class:`_CutWindows`) run with the tiles.
     """
     reach = size // 2
     height, width, channels = work.shape
@@ -1087,20 +1100,17 @@ def _run(work, size, mode, fill, job, threads, progress, *, out=None, extra=None
         out = np.empty((len(rows_from) - 2 * reach, len(cols_from) - 2 * reach, channels), work.dtype)
     pieces: list = []
     seconds = 0.0
+    largest = None
     if out is not None and out.size:
-        per_sample = job.arrays * work.dtype.itemsize
-        pixels = max(1, _TILE_BYTES // (per_sample * channels))
-        tile_cols = min(out.shape[1], max(32, math.isqrt(pixels)))
-        tile_rows = min(out.shape[0], max(1, pixels // tile_cols))
-        pieces = [("tile", y, min(y + tile_rows, out.shape[0]), x, min(x + tile_cols, out.shape[1]))
-                  for y in range(0, out.shape[0], tile_rows) for x in range(0, out.shape[1], tile_cols)]  # fmt: skip
+        largest = _tile_shape(out.shape, reach, job.arrays * work.dtype.itemsize)
+        pieces = [("tile", y, min(y + largest.rows, out.shape[0]), x, min(x + largest.cols, out.shape[1]))
+                  for y in range(0, out.shape[0], largest.rows)
+                  for x in range(0, out.shape[1], largest.cols)]  # fmt: skip
         seconds = out.size * job.seconds_per_sample
     if extra is not None:
         pieces += [("cut", chunk) for chunk in extra.chunks]
         seconds += extra.seconds
-    largest = _Tile(min(out.shape[0], tile_rows), min(out.shape[1], tile_cols), channels, reach) if pieces and \
-        pieces[0][0] == "tile" else None
-    scratch = _Scratch()
+    scratch = _Scratch(largest)
 
     def filter_piece(piece, checkpoint) -> None:
         if piece[0] == "cut":
@@ -1115,6 +1125,17 @@ def _run(work, size, mode, fill, job, threads, progress, *, out=None, extra=None
 
     engine.run_pieces(filter_piece, pieces, engine.worker_count(threads, seconds), progress)
     return out
+
+
+def _tile_shape(shape: tuple[int, int, int], reach: int, bytes_per_sample: int) -> _Tile:
+    """The tiles to cut an output of ``shape`` into: about square, and small
+    enough that a job's arrays of ``bytes_per_sample`` fit :data:`_TILE_BYTES`
+    (but not so small that NumPy's cost per call dominates)."""
+    rows, cols, channels = shape
+    samples = max(_TILE_BYTES // bytes_per_sample, _MIN_TILE_SAMPLES)
+    tile_cols = min(cols, max(32, math.isqrt(samples // channels)))
+    tile_rows = min(rows, max(1, samples // (channels * tile_cols)))
+    return _Tile(tile_rows, tile_cols, channels, reach)
 
 
 def _gather(work: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill, block: np.ndarray) -> None:

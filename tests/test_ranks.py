@@ -397,6 +397,7 @@ def test_every_strategy_gives_the_same_results(rng, monkeypatch, strategy, dtype
 
 def test_tiles_and_threads_give_the_same_results(rng, monkeypatch):
     monkeypatch.setattr(ranks, "_TILE_BYTES", 4096)  # many small tiles, edge tiles of every shape
+    monkeypatch.setattr(ranks, "_MIN_TILE_SAMPLES", 1)
     monkeypatch.setattr(ranks.engine, "worker_count", lambda threads, seconds: threads or 1)
     array = rng.integers(0, 256, (67, 71, 3)).astype(np.uint8)
     calls = []
@@ -408,6 +409,20 @@ def test_tiles_and_threads_give_the_same_results(rng, monkeypatch):
     modes = [mode_filter(quantized(array), 5, threads=threads) for threads in (1, 2)]
     np.testing.assert_array_equal(modes[0], modes[1])
     np.testing.assert_array_equal(modes[0], per_channel(plain_mode, quantized(array), 5, "keep"))
+
+
+@pytest.mark.parametrize("strategy", ["circuits", "counting", "fallbacks"])
+def test_tiles_in_any_order(rng, monkeypatch, strategy):
+    """A thread's first tile may be a small one from the edge, its next a whole one."""
+    pin_strategy(monkeypatch, strategy)
+    monkeypatch.setattr(ranks, "_TILE_BYTES", 4096)
+    monkeypatch.setattr(ranks, "_MIN_TILE_SAMPLES", 1)
+    run_pieces = ranks.engine.run_pieces
+    monkeypatch.setattr(ranks.engine, "run_pieces",
+                        lambda work, pieces, workers, progress: run_pieces(work, pieces[::-1], 1, progress))
+    array = quantized(rng.integers(0, 256, (37, 41, 3)).astype(np.uint8), 8)
+    np.testing.assert_array_equal(median_filter(array, 7, border="reflect"), scipy_rank(array, 7, 24, "reflect"))
+    np.testing.assert_array_equal(mode_filter(array, 7, border="reflect"), per_channel(plain_mode, array, 7, "reflect"))
 
 
 # ---------------------------------------------------------------------------
