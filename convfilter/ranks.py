@@ -13,15 +13,20 @@ minimum and maximum calls, each run by NumPy over a whole tile of the image
 at once (:class:`_Circuit`). The circuit is built once per size and rank:
 every column of the window is sorted, then every row of the sorted columns.
 A window sorted both ways rules most of its samples out of the wanted rank
-(``_rule_out``), and a sorting network over the few left finishes the job.
-Only the comparisons the answer depends on are kept, and any two that
-differ by a shift of the window are done once: a column sorted for one
-window is the same column, read one pixel over, for its neighbour. The
-minimum and maximum are running extremes over doubling spans instead,
-about 2 log2(size) calls per pixel. The mode sorts the window with the same
-kind of circuit and reads the longest run of equal samples off the result.
-Windows wider than :data:`_CIRCUIT_SIZES` allows fall back on
-``np.partition`` (rank) or a sort of each window (mode).
+(:meth:`_Wires.rule_out`), and a sorting network over the few left
+finishes the job. Only the comparisons the answer depends on are kept, and
+any two that differ by a shift of the window are done once: a column
+sorted for one window is the same column, read one pixel over, for its
+neighbour. The minimum and maximum are running extremes over spans of 1,
+2, 4, ... pixels instead, about 2 log2(size) calls per pixel. The mode
+sorts the window with the same kind of circuit and reads the longest run
+of equal samples off the result.
+
+Large windows of 8-bit samples are counted instead (:class:`_CountingJob`):
+for each value in a tile, a sum over each window of where the samples are
+below it (rank) or equal to it (mode), chosen tile by tile when it takes
+fewer calls. Other samples in windows larger than circuits are built for
+fall back on ``np.partition`` or a sort of each window.
 """
 
 from __future__ import annotations
@@ -116,8 +121,8 @@ def rank_filter(
         mode = BorderMode.NEAREST  # Pillow pads with the edge pixels (ImagingExpand)
     samples = _Samples.of(array)
     _check_valid(samples.work, size, mode)
-    if size == 1:
-        return samples.restore(_crop_valid(samples.work, 0, mode).copy())
+    if size == 1 or samples.work.size == 0:
+        return samples.restore(_crop_valid(samples.work, size, mode).copy())
     job = _rank_job(size, rank, samples.work.dtype)
     out = _run(samples.work, size, mode, samples.fill(cval), job, threads, progress)
     return samples.restore(out)
@@ -183,8 +188,8 @@ def mode_filter(
     mode = BorderMode.parse(border, "--border")
     samples = _Samples.of(array)
     _check_valid(samples.work, size, mode)
-    if size == 1:  # one sample is never found three times
-        return samples.restore(samples.work.copy())
+    if size == 1 or samples.work.size == 0:  # one sample is never found three times
+        return samples.restore(_crop_valid(samples.work, size, mode).copy())
     job = _mode_job(size, samples.work.dtype)
     if mode is not BorderMode.KEEP:
         out = _run(samples.work, size, mode, samples.fill(cval), job, threads, progress)
@@ -244,10 +249,12 @@ def _check_valid(work: np.ndarray, size: int, mode: BorderMode) -> None:
         raise engine.FilterError(f"border valid needs an image of {size}x{size} or more, not {width}x{height}")
 
 
-def _crop_valid(work: np.ndarray, reach: int, mode: BorderMode) -> np.ndarray:
-    if mode is not BorderMode.VALID or reach == 0:
+def _crop_valid(work: np.ndarray, size: int, mode: BorderMode) -> np.ndarray:
+    """The pixels that have a result: all, or those with a whole window (``valid``)."""
+    reach = size // 2
+    if mode is not BorderMode.VALID:
         return work
-    return work[reach:-reach, reach:-reach]
+    return work[reach : work.shape[0] - reach, reach : work.shape[1] - reach]
 
 
 @dataclass(frozen=True)
@@ -295,7 +302,7 @@ _MIN, _MAX = 0, 1
 #: A value in a circuit: (node, (dy, dx)) is the node's value at the pixel
 #: dy rows down and dx columns right of the one being filtered. Node 0 is
 #: the image itself.
-Ref = tuple[int, tuple[int, int]]
+_Ref = tuple[int, tuple[int, int]]
 
 
 class _CircuitBuilder:
@@ -306,7 +313,7 @@ class _CircuitBuilder:
         self.nodes: list = [None]
         self._index: dict = {}
 
-    def combine(self, op: int, first: Ref, second: Ref) -> Ref:
+    def combine(self, op: int, first: _Ref, second: _Ref) -> _Ref:
         if first == second:
             return first
         (a, shift), (b, other) = sorted((first, second))
@@ -317,7 +324,7 @@ class _CircuitBuilder:
             self.nodes.append(key)
         return node, shift
 
-    def extreme(self, op: int, ref: Ref, axis: int, start: int, count: int) -> Ref:
+    def extreme(self, op: int, ref: _Ref, axis: int, start: int, count: int) -> _Ref:
         """``op`` over ``ref`` shifted by start .. start + count - 1 along ``axis``
         (0: rows, 1: columns): spans of 1, 2, 4, ... pixels, each twice the last."""
         span, value = 1, ref
@@ -329,7 +336,7 @@ class _CircuitBuilder:
         return _shifted(value, axis, start)
 
 
-def _shifted(ref: Ref, axis: int, by: int) -> Ref:
+def _shifted(ref: _Ref, axis: int, by: int) -> _Ref:
     node, (dy, dx) = ref
     return (node, (dy + by, dx)) if axis == 0 else (node, (dy, dx + by))
 
@@ -1077,8 +1084,10 @@ _STACK_SAMPLES = 1 << 20
 #: Bytes of tile-sized arrays a job keeps at once: about what stays in a core's cache.
 _TILE_BYTES = 2 << 20
 
-#: Samples in a tile at least: NumPy spends about a microsecond on each call.
+#: Samples in a tile at least (NumPy spends about a microsecond on each
+#: call), unless its arrays would take more than _MAX_TILE_BYTES.
 _MIN_TILE_SAMPLES = 1 << 15
+_MAX_TILE_BYTES = 16 << 20
 
 
 def _run(work, size, mode, fill, job, threads, progress, *, out=None, extra=None) -> np.ndarray:
@@ -1130,9 +1139,9 @@ def _run(work, size, mode, fill, job, threads, progress, *, out=None, extra=None
 def _tile_shape(shape: tuple[int, int, int], reach: int, bytes_per_sample: int) -> _Tile:
     """The tiles to cut an output of ``shape`` into: about square, and small
     enough that a job's arrays of ``bytes_per_sample`` fit :data:`_TILE_BYTES`
-    (but not so small that NumPy's cost per call dominates)."""
+    (but not so small that NumPy's cost per call dominates, if memory allows)."""
     rows, cols, channels = shape
-    samples = max(_TILE_BYTES // bytes_per_sample, _MIN_TILE_SAMPLES)
+    samples = max(_TILE_BYTES // bytes_per_sample, min(_MIN_TILE_SAMPLES, _MAX_TILE_BYTES // bytes_per_sample))
     tile_cols = min(cols, max(32, math.isqrt(samples // channels)))
     tile_rows = min(rows, max(1, samples // (channels * tile_cols)))
     return _Tile(tile_rows, tile_cols, channels, reach)
