@@ -242,19 +242,19 @@ class _PillowBox:
 
 @dataclass(frozen=True)
 class _ExactBox:
-    """One box pass with real weights in float64: ``(inner sum + fraction * far
-    sum) / divisor``, then, for integer types, rounded half up and clipped to
-    ``limits``."""
+    """One box pass with real weights, in float64: ``(inner sum + fraction * far
+    sum) / divisor``, rounded half up if ``rounded``. The weights are positive
+    and sum to 1, so a rounded result is always in the type's range."""
 
     half: int
     fraction: float
     divisor: float
-    limits: tuple[float, float] | None
+    rounded: bool
 
     @classmethod
-    def of(cls, radius: float, limits: tuple[float, float] | None) -> _ExactBox:
+    def of(cls, radius: float, rounded: bool) -> _ExactBox:
         half = math.floor(radius)
-        return cls(half, radius - half, 2.0 * radius + 1.0, limits)
+        return cls(half, radius - half, 2.0 * radius + 1.0, rounded)
 
     def weigh(self, padded: np.ndarray, axis: int, half: int, count: int, extra) -> np.ndarray:
         """As :meth:`_PillowBox.weigh`, in float64."""
@@ -267,13 +267,10 @@ class _ExactBox:
                          dtype=np.float64)  # fmt: skip
             far *= self.fraction
             total += far
-        # Dividing (not multiplying by 1/divisor) keeps exact ties exact, so
-        # they round up as they should.
         total /= self.divisor
-        if self.limits is not None:
+        if self.rounded:
             total += 0.5
             np.floor(total, out=total)
-            np.clip(total, *self.limits, out=total)
         return total
 
     @property
@@ -415,10 +412,9 @@ def _blur(array, x_radii, y_radii, border, cval, threads, progress, finish) -> n
     if dtype == np.uint8:
         make = _PillowBox.of
     else:
-        limits = None if dtype.kind == "f" else (float(np.iinfo(dtype).min), float(np.iinfo(dtype).max))
 
         def make(radius):
-            return _ExactBox.of(radius, limits)
+            return _ExactBox.of(radius, dtype.kind != "f")
 
     def plan(radii):
         return [(make(r), _valid_reach(r) if crop else 0) for r in radii if r != 0]
@@ -562,36 +558,37 @@ def _valid_reach(radius: float) -> int:
 def _sharpen(original: np.ndarray, blurred: np.ndarray, percent: int, threshold: int) -> np.ndarray:
     """The unsharp mask's rule for each sample (see the module docstring)."""
     dtype = original.dtype
-    if dtype.kind == "f":
-        diff = original.astype(np.float64) - blurred
-        sharp = original + diff * percent / 100
-        return np.where(np.abs(diff) > threshold, sharp, original).astype(dtype)
     if dtype == np.uint8:  # a table of every (input, blurred) pair
         pair = np.left_shift(original, 8, dtype=np.uint16)
         pair |= blurred
         return np.take(_sharpened_pairs(percent, threshold), pair)
-    info = np.iinfo(dtype)
-    return _sharpened(original, blurred, percent, threshold, info.min, info.max, wrap=False).astype(dtype)
+    limits = None if dtype.kind == "f" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
+    return _sharpened(original, blurred, percent, threshold, limits, wrap=False).astype(dtype)
 
 
 @functools.lru_cache(maxsize=16)
 def _sharpened_pairs(percent: int, threshold: int) -> np.ndarray:
     """Pillow's unsharp result for input ``i`` and blur ``b`` at index ``256 * i + b``."""
     original, blurred = np.divmod(np.arange(1 << 16), 256)
-    return _sharpened(original, blurred, percent, threshold, 0, 255, wrap=True).astype(np.uint8)
+    return _sharpened(original, blurred, percent, threshold, (0, 255), wrap=True).astype(np.uint8)
 
 
-def _sharpened(original, blurred, percent, threshold, low, high, *, wrap: bool) -> np.ndarray:
-    """The rule in C's integer arithmetic, computed in int64: the product
-    ``diff * percent`` wraps to 32 bits if ``wrap`` (Pillow's C int; for other
-    types it cannot overflow int64, as |diff| < 2**32), the division truncates
-    towards zero, the sum is clipped to ``low .. high``."""
-    diff = np.subtract(original, blurred, dtype=np.int64)
-    product = diff * percent
-    if wrap:
-        product = (product + 2**31) % 2**32 - 2**31
-    change = np.sign(product) * (np.abs(product) // 100)
-    sharp = np.clip(original + change, low, high)
+def _sharpened(original, blurred, percent, threshold, limits, *, wrap: bool) -> np.ndarray:
+    """The rule, in float64 for ``limits`` None, else in C's integer arithmetic
+    computed in int64: the product ``diff * percent`` wraps to 32 bits if
+    ``wrap`` (Pillow's C int; for other types it cannot overflow int64, as
+    |diff| < 2**32), the division truncates towards zero, and the sum is
+    clipped to ``limits``."""
+    if limits is None:
+        diff = np.subtract(original, blurred, dtype=np.float64)
+        sharp = original + diff * percent / 100
+    else:
+        diff = np.subtract(original, blurred, dtype=np.int64)
+        product = diff * percent
+        if wrap:
+            product = (product + 2**31) % 2**32 - 2**31
+        change = np.sign(product) * (np.abs(product) // 100)
+        sharp = np.clip(original + change, *limits)
     return np.where(np.abs(diff) > threshold, sharp, original)
 
 

@@ -154,6 +154,15 @@ def test_images_smaller_than_the_radius_are_pillows(rng, kind, radius, shape):
     assert_array_equal(blur(array, radius), pillow(array, mode_of(array), pillow_filter(radius)))
 
 
+@pytest.mark.parametrize("radius", [3, 10, (1, 40.5)])
+@pytest.mark.parametrize("kind", BLURS)
+def test_wide_images_are_pillows(photo, kind, radius):
+    """Rows of thousands of samples, where vertical passes keep running sums."""
+    blur, pillow_filter = BLURS[kind]
+    wide = np.ascontiguousarray(np.tile(photo[:, :, :3], (1, 30, 1))[:45])  # 45 x 1920 RGB
+    assert_array_equal(blur(wide, radius), pillow(wide, "RGB", pillow_filter(radius)))
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "CMYK"])
 @pytest.mark.parametrize(
     "settings",
@@ -320,9 +329,11 @@ def test_integer_fill_is_a_sample_of_the_type(photo):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float64])
 @pytest.mark.parametrize("kind", BLURS)
-@pytest.mark.parametrize("radius", [0.5, 2, 5, (2.7, 0), (1, 3.5)])
+@pytest.mark.parametrize("radius", [0.5, 2, 5, (2.7, 0), (1, 3.5), 1 + 2**-23])
 def test_valid_is_the_interior_every_border_agrees_on(photo, radius, kind, dtype):
-    """``valid`` crops, per pass, the larger of box_reach(r) and ceil(r) on each side."""
+    """``valid`` crops, per pass, the larger of box_reach(r) and ceil(r) on each
+    side: box_reach(5) is 6 (Pillow's far weight is 2, see below), while
+    box_reach(1 + 2**-23) is 1 (its far weight rounds to 0) and ceil is 2."""
     blur, _ = BLURS[kind]
     array = photo.astype(dtype)
     x, y = as_pair(radius)
@@ -380,13 +391,14 @@ def test_integer_unsharp_mask_truncates_and_clips_to_the_type(photo, settings, d
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_float_unsharp_mask_neither_truncates_nor_clips(photo, dtype):
+@pytest.mark.parametrize("percent", [150, 500])
+def test_float_unsharp_mask_neither_truncates_nor_clips(photo, percent, dtype):
     array = photo[..., :2].astype(dtype) / 255
     blurred = gaussian_blur(array, 2)
     assert_allclose(blurred, scipy_blur(array, [1.375] * 3, [1.375] * 3, "nearest"), rtol=1e-6)
-    result = unsharp_mask(array, 2, 500, 0)
+    result = unsharp_mask(array, 2, percent, 0)
     assert result.dtype == dtype
-    assert_allclose(result, sharpened(array.astype(np.float64), blurred.astype(np.float64), 500, 0), rtol=1e-6)
+    assert_allclose(result, sharpened(array.astype(np.float64), blurred.astype(np.float64), percent, 0), rtol=1e-6)
     assert result.min() < 0 and result.max() > 1
 
 
