@@ -787,24 +787,25 @@ class _ModeJob(_CircuitJob):
     def __call__(self, block: np.ndarray, tile: _Tile, scratch: _Scratch, checkpoint) -> np.ndarray:
         _, ranked = self.run(block, tile, scratch, checkpoint)
         span = tile.span
-        buffers = scratch.get((id(self), "scan"), lambda: _ScanBuffers(scratch.largest.span, block.dtype))
+        buffers = scratch.get((id(self), "scan"),
+                              lambda: _ScanBuffers(scratch.largest.span, block.dtype, len(ranked)))
         checkpoint()
         value = _mode_of_sorted(ranked, block[tile.start : tile.start + span], buffers.cut(span))
         return tile.pixels(value)
 
 
 class _ScanBuffers:
-    """Flat arrays for :func:`_mode_of_sorted`: the value, and counts and a
-    mask as unsigned integers as wide as the samples (counts to 120 fit in
-    the narrowest)."""
+    """Flat arrays for :func:`_mode_of_sorted`: the value, counts (uint8 up to
+    256 samples a window), a mask and flags."""
 
-    def __init__(self, span: int, dtype: np.dtype) -> None:
+    def __init__(self, span: int, dtype: np.dtype, samples: int) -> None:
         self.value = np.empty(span, dtype)
-        self.counts = np.empty((3, span), np.dtype(f"u{dtype.itemsize}"))
+        self.counts = np.empty((2, span), np.uint8 if samples <= 256 else np.uint16)
+        self.mask = np.empty(span, np.uint8)
         self.same = np.empty(span, np.bool_)
 
     def cut(self, span: int) -> tuple:
-        return self.value[:span], *self.counts[:, :span], self.same[:span]
+        return self.value[:span], *self.counts[:, :span], self.mask[:span], self.same[:span]
 
 
 def _mode_of_sorted(ranked: list, center: np.ndarray, buffers: tuple) -> np.ndarray:
@@ -818,7 +819,7 @@ def _mode_of_sorted(ranked: list, center: np.ndarray, buffers: tuple) -> np.ndar
     """
     value, run, best, mask, same = buffers
     # uint8 (Pillow's samples) is kept with bit masks, faster than np.copyto's where=.
-    masked = value.dtype == np.uint8
+    masked = value.dtype == np.uint8 and run.dtype == np.uint8
     np.equal(ranked[1], ranked[0], out=same)
     np.copyto(run, same)  # how many samples before this one equal it: 0 starts a run
     best.fill(1)
