@@ -18,8 +18,8 @@ Dtypes (the results keep the input's dtype):
   from the radius in float32 (see :func:`box_reach`); every pass is
   rounded to uint8.
 * uint16, int32: the exact weights 1/(2r+1) and (r - floor r)/(2r+1),
-  computed in float64; every pass is rounded half up and clipped to the
-  type's range.
+  computed in float64; every pass is rounded half up (a weighted mean
+  never leaves the type's range, so nothing needs clipping).
 * float32, float64: the same weights in float64, never rounded or
   clipped; float32 is converted back once, at the end.
 
@@ -50,7 +50,7 @@ import numpy as np
 from .engine import SUPPORTED_DTYPES, FilterError, border_index, run_pieces, worker_count
 from .options import BorderMode
 
-__all__ = ["box_blur", "gaussian_blur", "unsharp_mask", "box_reach", "gaussian_box_radius"]
+__all__ = ["box_blur", "box_reach", "gaussian_blur", "gaussian_box_radius", "unsharp_mask"]
 
 #: Pillow's fixed-point unit: a weight of 1.0 is 2**24.
 _ONE = 1 << 24
@@ -72,6 +72,7 @@ _ROW_OVERHEAD = 4000
 _PILLOW_PASS_SECONDS = 2.5e-9
 _EXACT_PASS_SECONDS = 8e-9
 
+#: The range of a C int: Pillow's type for the unsharp mask's percent and threshold.
 _C_INT = (-(2**31), 2**31 - 1)
 
 
@@ -181,8 +182,7 @@ def gaussian_box_radius(radius: float) -> float:
     """
     sigma = np.float32(_radius(radius))
     one, two, three, six = (np.float32(k) for k in (1, 2, 3, 6))
-    with np.errstate(over="ignore"):
-        variance = sigma * sigma / three
+    variance = sigma * sigma / three
     box_length = np.float32(math.sqrt(12.0 * float(variance) + 1.0))
     whole = np.float32(math.floor((float(box_length) - 1.0) / 2.0))
     fraction = (two * whole + one) * (whole * (whole + one) - three * variance)
@@ -206,12 +206,17 @@ class _PillowBox:
     inner: int
     outer: int
 
+    #: The dtype of the padded samples and of the pass's result.
+    work_dtype = np.dtype(np.uint8)
+    #: What :func:`_fold` adds to the inner sums in.
+    fold_dtype = np.dtype(np.int64)
+
     @classmethod
     def of(cls, radius: float) -> _PillowBox:
         radius32 = np.float32(radius)
         half = int(radius32)
         inner = int(np.float32(_ONE) / (radius32 * np.float32(2) + np.float32(1)))
-        # C's unsigned 32-bit arithmetic; it never wraps for radii below _MAX_RADIUS.
+        # as C computes it, in unsigned 32-bit arithmetic
         outer = ((_ONE - (2 * half + 1) * inner) % 2**32) // 2
         return cls(half, inner, outer)
 
@@ -224,7 +229,7 @@ class _PillowBox:
             if extra is not None:
                 total = (total + extra).astype(np.uint32)
             bulk = np.multiply(total, self.inner, dtype=np.uint32)
-        else:  # radius 2**23 and more: only the far taps weigh anything
+        else:  # radii from about 2**23: only the far taps weigh anything
             bulk = np.zeros(_along(padded, axis, 0, count).shape, np.uint32)
         if self.outer:
             far = np.add(_along(padded, axis, 0, count), _along(padded, axis, length + 1, length + 1 + count),
@@ -234,10 +239,6 @@ class _PillowBox:
         bulk += _ONE // 2
         bulk >>= 24
         return bulk.astype(np.uint8)
-
-    @property
-    def work_dtype(self) -> np.dtype:
-        return np.dtype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,9 @@ class _ExactBox:
     fraction: float
     divisor: float
     rounded: bool
+
+    work_dtype = np.dtype(np.float64)
+    fold_dtype = np.dtype(np.float64)
 
     @classmethod
     def of(cls, radius: float, rounded: bool) -> _ExactBox:
@@ -273,10 +277,6 @@ class _ExactBox:
             np.floor(total, out=total)
         return total
 
-    @property
-    def work_dtype(self) -> np.dtype:
-        return np.dtype(np.float64)
-
 
 def _window_sums(values: np.ndarray, axis: int, start: int, length: int, count: int, dtype) -> np.ndarray:
     """``sums[i] = values[start + i] + ... + values[start + i + length - 1]`` along
@@ -288,7 +288,7 @@ def _window_sums(values: np.ndarray, axis: int, start: int, length: int, count: 
     span = (count + length - 1) / count
     costs = {
         _sliding_sums: length - 1,
-        _doubling_sums: (length.bit_length() - 1) * span + bin(length).count("1") - 1,
+        _doubling_sums: (length.bit_length() - 1) * span + length.bit_count() - 1,
     }
     if axis == 0 and np.dtype(dtype).kind == "u" and count > 1:
         costs[_running_sums] = 2 + length / count + 2 * _ROW_OVERHEAD / (values[0].size or 1)
@@ -434,10 +434,10 @@ def _blur(array, x_radii, y_radii, border, cval, threads, progress, finish) -> n
     # One stage for all horizontal passes, whose rows are independent, then one
     # for each vertical pass, which needs the whole of the previous one.
     stages = [_Stage(x_passes, height, out_width, False)] if x_passes else []
-    rows = height
+    rows_left = height
     for one in y_passes:
-        rows -= 2 * one[1]
-        stages.append(_Stage([one], rows, out_width, True))
+        rows_left -= 2 * one[1]
+        stages.append(_Stage([one], rows_left, out_width, True))
     work = (x_passes or y_passes)[0][0].work_dtype
     pass_seconds = _PILLOW_PASS_SECONDS if dtype == np.uint8 else _EXACT_PASS_SECONDS
     seconds = lines.size * (len(x_passes) + len(y_passes)) * pass_seconds
@@ -462,12 +462,11 @@ def _blur(array, x_radii, y_radii, border, cval, threads, progress, finish) -> n
 
 @dataclass(frozen=True)
 class _Stage:
-    """Box passes along one axis, and the shape of their output."""
+    """Box passes along one axis (vertical or not), and the shape of their output."""
 
     passes: list
     rows: int
     columns: int
-
     vertical: bool
 
     def pieces(self, channels: int) -> list[tuple[int, int]]:
@@ -489,7 +488,7 @@ def _row_filter(source, target, passes, border, fill) -> Callable:
         rows = source[y0:y1]
         for box, reach in passes:
             n = rows.shape[1]
-            fold = _fold(rows, 1, box.half, border, fill, _sum_dtype(box))
+            fold = _fold(rows, 1, box.half, border, fill, box.fold_dtype)
             rows = _box_pass(rows, 1, reach, n - reach, box, border, fill, fold)
             checkpoint()
         np.copyto(target[y0:y1], rows, casting="unsafe")
@@ -500,7 +499,7 @@ def _row_filter(source, target, passes, border, fill) -> Callable:
 def _column_filter(source, target, passes, border, fill) -> Callable:
     """Work on a strip of output rows: one vertical pass."""
     [(box, reach)] = passes
-    fold = _fold(source, 0, box.half, border, fill, _sum_dtype(box))  # once, for every strip
+    fold = _fold(source, 0, box.half, border, fill, box.fold_dtype)  # once, for every strip
 
     def filter_piece(piece, checkpoint) -> None:
         y0, y1 = piece
@@ -539,11 +538,6 @@ class _StagesProgress:
             self.progress(before + done, total)
 
         return report
-
-
-def _sum_dtype(box) -> np.dtype:
-    """What :func:`_fold` adds to the inner sums in."""
-    return np.dtype(np.int64) if isinstance(box, _PillowBox) else np.dtype(np.float64)
 
 
 def _valid_reach(radius: float) -> int:

@@ -29,10 +29,22 @@ BANDS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4}
 RADII = [0, 0.5, 1, 2.7, 10, (0, 3), (2.5, 0.7)]
 
 #: convfilter border mode -> scipy.ndimage mode.
-SCIPY_MODES = {"nearest": "nearest", "reflect": "reflect", "mirror": "mirror", "wrap": "grid-wrap", "constant": "constant"}
+SCIPY_MODES = {
+    "nearest": "nearest",
+    "reflect": "reflect",
+    "mirror": "mirror",
+    "wrap": "grid-wrap",
+    "constant": "constant",
+}
 
 #: convfilter border mode -> numpy.pad mode.
-NUMPY_PAD_MODES = {"nearest": "edge", "reflect": "symmetric", "mirror": "reflect", "wrap": "wrap", "constant": "constant"}
+NUMPY_PAD_MODES = {
+    "nearest": "edge",
+    "reflect": "symmetric",
+    "mirror": "reflect",
+    "wrap": "wrap",
+    "constant": "constant",
+}
 
 #: Each blur: convfilter's function and Pillow's filter class.
 BLURS = {"box": (box_blur, ImageFilter.BoxBlur), "gaussian": (gaussian_blur, ImageFilter.GaussianBlur)}
@@ -165,21 +177,21 @@ def test_wide_images_are_pillows(photo, kind, radius):
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "CMYK"])
 @pytest.mark.parametrize(
-    "settings",
-    [(), (2, 150, 3), (0.5, 500, 0), (1, 0, 3), (3, 150, 255), (2, 500, 0), (1.5, -80, 2), (10, 250, 10),
-     (2, 2**30, 0)],  # fmt: skip
-)
-def test_unsharp_mask_is_pillows(photo, settings, mode):
-    """The last: diff * percent overflows Pillow's C int, and wraps."""
+    "arguments",
+    [(), (0, 150, 3), (2, 150, 3), (0.5, 500, 0), (1, 0, 3), (3, 150, 255), (2, 500, 0), (1.5, -80, 2),
+     (10, 250, 10), (2, 2**30, 0)],
+)  # fmt: skip
+def test_unsharp_mask_is_pillows(photo, arguments, mode):
+    """(radius, percent, threshold); in the last, diff * percent overflows Pillow's C int and wraps."""
     array = bands(photo, mode)
-    assert_array_equal(unsharp_mask(array, *settings), pillow(array, mode, ImageFilter.UnsharpMask(*settings)))
+    assert_array_equal(unsharp_mask(array, *arguments), pillow(array, mode, ImageFilter.UnsharpMask(*arguments)))
 
 
 @pytest.mark.parametrize("picture", ["pixel checkerboard", "random", "stripes"])
 def test_unsharp_mask_of_hard_edges_is_pillows(picture):
     array = hard_edges(picture)
-    for settings in [(2, 500, 0), (0.7, 120, 255), (4, -300, 1)]:
-        assert_array_equal(unsharp_mask(array, *settings), pillow(array, "L", ImageFilter.UnsharpMask(*settings)))
+    for arguments in [(2, 500, 0), (0.7, 120, 255), (4, -300, 1)]:
+        assert_array_equal(unsharp_mask(array, *arguments), pillow(array, "L", ImageFilter.UnsharpMask(*arguments)))
 
 
 @pytest.mark.parametrize("border", ["reflect", "mirror", "wrap", "constant"])
@@ -378,16 +390,16 @@ def sharpened(original, blurred, percent, threshold, low=None, high=None):
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int32])
-@pytest.mark.parametrize("settings", [(2, 150, 3), (2, 500, 0), (2, -70, 100), (2, 333, 2**20)])
-def test_integer_unsharp_mask_truncates_and_clips_to_the_type(photo, settings, dtype):
+@pytest.mark.parametrize("percent, threshold", [(150, 3), (500, 0), (-70, 100), (333, 2**20)])
+def test_integer_unsharp_mask_truncates_and_clips_to_the_type(photo, percent, threshold, dtype):
+    """Radius 2, so box passes of radius 1.375."""
     info = np.iinfo(dtype)
     array = (photo[..., :2].astype(np.int64) * 257 - (2**23 if dtype == np.int32 else 0)).astype(dtype)
     array[10:20, 10:20] = info.max  # room to clip at both ends
     array[30:40, 10:20] = info.min
-    radius, percent, threshold = settings
     blurred = scipy_integer_blur(array, [1.375] * 3, [1.375] * 3, "nearest", 0, dtype)
     expected = sharpened(array.astype(np.int64), blurred.astype(np.int64), percent, threshold, info.min, info.max)
-    assert_array_equal(unsharp_mask(array, *settings), expected.astype(dtype))
+    assert_array_equal(unsharp_mask(array, 2, percent, threshold), expected.astype(dtype))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
