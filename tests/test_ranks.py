@@ -482,6 +482,27 @@ def test_shapes_and_byte_order_are_kept(photo):
     np.testing.assert_array_equal(photo, before)
 
 
+def test_empty_arrays_give_empty_results():
+    assert median_filter(np.zeros((0, 7), np.uint8), 3).shape == (0, 7)
+    assert mode_filter(np.zeros((6, 5, 0), np.float32), 5).shape == (6, 5, 0)
+    assert rank_filter(np.zeros((6, 5, 0)), 5, 3, border="valid").shape == (2, 1, 0)
+
+
+def test_memory_stays_bounded_for_huge_windows(rng):
+    """A 31 x 31 window over 120 x 100 float64 samples: every window copied
+    out at once would take 92 MB."""
+    tracemalloc = pytest.importorskip("tracemalloc")
+    array = rng.standard_normal((120, 100))
+    tracemalloc.start()
+    try:
+        result = rank_filter(array, 31, 480, border="reflect")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 24e6
+    np.testing.assert_array_equal(result[::37, ::23], scipy_rank(array, 31, 480, "reflect")[::37, ::23])
+
+
 @pytest.mark.parametrize("size", [0, -3, 2, 4, 3.0, True, "3"])
 def test_a_bad_size_is_refused(size):
     for call in (lambda: rank_filter(np.zeros((5, 5)), size, 0), lambda: median_filter(np.zeros((5, 5)), size),
