@@ -233,7 +233,7 @@ def _mode_job(size: int, dtype: np.dtype):
     circuit = _ModeJob(_sorting_circuit(size), dtype) if size <= _SORTING_SIZES else None
     if dtype == np.uint8 and size < 256 and (circuit is None or circuit.calls > _COUNTING_WORTH):
         return _EitherJob(circuit, _CountingJob(size, None))
-    return circuit or _SortedModeJob(size)
+    return circuit or _SortedModeJob(size, dtype)
 
 
 def _check_size(size) -> None:
@@ -709,6 +709,15 @@ class _Scratch(threading.local):
         return item
 
 
+# ---------------------------------------------------------------------------
+# Jobs: what is done to each tile. A job has ``arrays``, how many tile-sized
+# arrays of samples its buffers come to (it sizes the tiles), and
+# ``seconds_per_sample``, a rough cost (it decides whether threads are
+# worth starting). Called as ``job(block, tile, scratch, checkpoint)`` with
+# the tile's padded input flat in ``block``, it returns the tile's results
+# as a rows x cols x channels view, good until its thread's next tile.
+
+
 def _seconds_per_call(dtype: np.dtype) -> float:
     """About how long one minimum or maximum takes per sample, in cache."""
     return (0.04 + 0.03 * dtype.itemsize) * 1e-9
@@ -883,8 +892,10 @@ class _PartitionJob(_StackedJob):
 class _SortedModeJob(_StackedJob):
     """Pillow's mode rule for a tile, by sorting each window."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, dtype: np.dtype) -> None:
         super().__init__(size)
+        # The sort's order, run numbers and counts: about 48 bytes a sample more.
+        self.arrays = self.count * (2 + 48 // dtype.itemsize)
         self.seconds_per_sample = self.count * 30e-9
 
     def __call__(self, block, tile, scratch, checkpoint) -> np.ndarray:
@@ -1048,7 +1059,7 @@ class _CutWindows:
         height, width, channels = work.shape
         reach = size // 2
         ys, xs = _frame(height, width, reach)
-        step = max(1, _STACK_SAMPLES // (size * size * channels))
+        step = max(1, _CUT_SAMPLES // (size * size * channels))
         self.chunks = [(ys[i : i + step], xs[i : i + step]) for i in range(0, len(ys), step)]
         self.seconds = len(ys) * channels * size * size * 30e-9
 
@@ -1079,8 +1090,8 @@ def _frame(height: int, width: int, reach: int) -> tuple[np.ndarray, np.ndarray]
     return ys, xs
 
 
-#: Samples of windows copied out at once by the jobs that sort or partition them.
-_STACK_SAMPLES = 1 << 20
+#: Samples of windows cut at the edge sorted at once (each takes about 50 bytes).
+_CUT_SAMPLES = 1 << 18
 
 #: Bytes of tile-sized arrays a job keeps at once: about what stays in a core's cache.
 _TILE_BYTES = 2 << 20
