@@ -124,8 +124,9 @@ def rank_filter(
     if size == 1 or samples.work.size == 0:
         return samples.restore(_crop_valid(samples.work, size, mode).copy())
     job = _rank_job(size, rank, samples.work.dtype)
-    out = _run(samples.work, size, mode, samples.fill(cval), job, threads, progress)
-    return samples.restore(out)
+    region = _Region.padded(samples.work, size, mode, samples.fill(cval), job)
+    _run([region], size, threads, progress)
+    return samples.restore(region.out)
 
 
 def median_filter(array: np.ndarray, size: int, **options) -> np.ndarray:
@@ -192,18 +193,13 @@ def mode_filter(
         return samples.restore(_crop_valid(samples.work, size, mode).copy())
     job = _mode_job(size, samples.work.dtype)
     if mode is not BorderMode.KEEP:
-        out = _run(samples.work, size, mode, samples.fill(cval), job, threads, progress)
-        return samples.restore(out)
-    work = samples.work
-    out = np.empty_like(work)
-    reach = size // 2
-    height, width = work.shape[:2]
-    if height >= size and width >= size:
-        inner = out[reach : height - reach, reach : width - reach]
-    else:
-        inner = None
-    edge = _CutWindows(work, size, out)
-    _run(work, size, BorderMode.VALID, 0, job, threads, progress, out=inner, extra=edge)
+        region = _Region.padded(samples.work, size, mode, samples.fill(cval), job)
+        _run([region], size, threads, progress)
+        return samples.restore(region.out)
+    out = np.empty_like(samples.work)
+    regions, finish = _cut_regions(samples.work, size, job, out)
+    _run(regions, size, threads, progress)
+    finish()
     return samples.restore(out)
 
 
@@ -902,7 +898,7 @@ class _SortedModeJob(_StackedJob):
         windows = self.windows(block, tile, scratch)
         checkpoint()
         center = block[tile.start : tile.start + tile.span]
-        return tile.pixels(_mode_of_windows(windows, None, center))
+        return tile.pixels(_mode_of_windows(windows, center))
 
 
 class _CountingJob:
@@ -1026,72 +1022,30 @@ def _window_sums(values: np.ndarray, step: int, count: int, length: int, spans: 
 
 
 def _values_in(block: np.ndarray, tile: _Tile) -> np.ndarray:
-    """The distinct samples of a block, in increasing order."""
+    """The distinct samples below 256 of a block, in increasing order, as uint8."""
     flat = block[: math.prod(tile.block_shape)]
-    return np.flatnonzero(np.bincount(flat, minlength=256)).astype(np.uint8)
+    return np.flatnonzero(np.bincount(flat, minlength=256)[:256]).astype(np.uint8)
 
 
-def _mode_of_windows(windows: np.ndarray, counted: np.ndarray | None, center: np.ndarray) -> np.ndarray:
+def _mode_of_windows(windows: np.ndarray, center: np.ndarray) -> np.ndarray:
     """Pillow's mode rule for each row of ``windows`` (one window's samples per
-    row): only samples where ``counted`` is true (all if None) count."""
-    order = np.argsort(windows, axis=1, kind="stable")
-    ranked = np.take_along_axis(windows, order, axis=1)
+    row), whose pixels' own values are ``center``."""
+    ranked = np.sort(windows, axis=1)  # NaN last
     rows, count = ranked.shape
     starts = np.ones((rows, count), bool)
     starts[:, 1:] = ranked[:, 1:] != ranked[:, :-1]  # NaN != NaN: each NaN is a run by itself
     run = np.cumsum(starts, axis=1) - 1
-    weights = None if counted is None else np.take_along_axis(counted, order, axis=1).ravel()
-    flat_run = (run + np.arange(rows)[:, None] * count).ravel()
-    found = np.bincount(flat_run, weights, minlength=rows * count).reshape(rows, count)
+    found = np.bincount((run + np.arange(rows)[:, None] * count).ravel(), minlength=rows * count)
+    found = found.reshape(rows, count)
     winner = np.argmax(found, axis=1)  # the first, smallest, of the most frequent
     first = np.argmax(run == winner[:, None], axis=1)
     mode = ranked[np.arange(rows), first]
     return np.where(found[np.arange(rows), winner] > 2, mode, center)
 
 
-class _CutWindows:
-    """Pillow's ModeFilter near the edge of the image, where its window is cut off
-    by the edge and only the pixels inside count: the frame of ``size // 2``
-    pixels (the whole image if it is smaller than the window), into ``out``."""
+# ---------------------------------------------------------------------------
+# Regions of the image, cut into tiles and run on threads
 
-    def __init__(self, work: np.ndarray, size: int, out: np.ndarray) -> None:
-        self.work, self.size, self.out = work, size, out
-        height, width, channels = work.shape
-        reach = size // 2
-        ys, xs = _frame(height, width, reach)
-        step = max(1, _CUT_SAMPLES // (size * size * channels))
-        self.chunks = [(ys[i : i + step], xs[i : i + step]) for i in range(0, len(ys), step)]
-        self.seconds = len(ys) * channels * size * size * 30e-9
-
-    def __call__(self, chunk, checkpoint) -> None:
-        ys, xs = chunk
-        height, width, channels = self.work.shape
-        reach = self.size // 2
-        shifts = np.arange(-reach, reach + 1)
-        rows = (ys[:, None] + shifts[:, None].T)[:, :, None]  # pixel, dy, dx
-        cols = (xs[:, None] + shifts[None, :])[:, None, :]
-        inside = ((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)).reshape(len(ys), -1)
-        values = self.work[np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)]  # pixel, dy, dx, channel
-        values = values.reshape(len(ys), -1, channels).transpose(0, 2, 1).reshape(len(ys) * channels, -1)
-        counted = np.repeat(inside, channels, axis=0)
-        center = self.work[ys, xs].reshape(-1)
-        checkpoint()
-        self.out[ys, xs] = _mode_of_windows(values, counted, center).reshape(len(ys), channels)
-
-
-def _frame(height: int, width: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of the pixels less than ``reach`` from an edge."""
-    rows, cols = np.arange(height), np.arange(width)
-    edge_rows = rows[(rows < reach) | (rows >= height - reach)]
-    edge_cols = cols[(cols < reach) | (cols >= width - reach)]
-    inner_rows = rows[reach : max(reach, height - reach)]
-    ys = np.concatenate([np.repeat(edge_rows, width), np.repeat(inner_rows, len(edge_cols))])
-    xs = np.concatenate([np.tile(cols, len(edge_rows)), np.tile(edge_cols, len(inner_rows))])
-    return ys, xs
-
-
-#: Samples of windows cut at the edge sorted at once (each takes about 50 bytes).
-_CUT_SAMPLES = 1 << 18
 
 #: Bytes of tile-sized arrays a job keeps at once: about what stays in a core's cache.
 _TILE_BYTES = 2 << 20
@@ -1102,50 +1056,126 @@ _MIN_TILE_SAMPLES = 1 << 15
 _MAX_TILE_BYTES = 16 << 20
 
 
-def _run(work, size, mode, fill, job, threads, progress, *, out=None, extra=None) -> np.ndarray:
-    """Filter ``work`` (H x W x C) with ``job`` on tiles, on threads.
+@dataclass(frozen=True)
+class _Region:
+    """Output pixels ``out`` computed by ``job`` from ``work``, read through
+    ``rows`` and ``cols``: the source row and column of each padded row and
+    column (-1: ``fill``). Output pixel (y, x) has its window at padded rows
+    y to y + size - 1 and columns x to x + size - 1."""
 
-    The input is extended by ``mode`` (``valid``: not at all) and filled
-    with ``fill`` for ``constant``. The result goes into ``out``: allocated
-    when None, unless ``extra`` is given, when None means no tiles at all.
-    The pieces of ``extra`` (a :class:`_CutWindows`) run with the tiles.
-    """
+    work: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    fill: object
+    out: np.ndarray
+    job: object
+
+    @classmethod
+    def padded(cls, work: np.ndarray, size: int, mode: BorderMode, fill, job) -> _Region:
+        """All of ``work``, extended by ``mode`` (``valid``: not at all), into a new array."""
+        reach = size // 2
+        height, width, channels = work.shape
+        if mode is BorderMode.VALID:
+            rows, cols = np.arange(height), np.arange(width)
+        else:
+            rows = engine.border_index(height, reach, reach, mode.value)
+            cols = engine.border_index(width, reach, reach, mode.value)
+        out = np.empty((len(rows) - 2 * reach, len(cols) - 2 * reach, channels), work.dtype)
+        return cls(work, rows, cols, fill, out, job)
+
+
+def _cut_regions(work: np.ndarray, size: int, job, out: np.ndarray) -> tuple[list[_Region], Callable[[], None]]:
+    """Pillow's ModeFilter into ``out``: regions for the pixels whose window
+    lies inside the image (by ``job``), and for those near the edge, whose
+    window the edge cuts off. Those are read in a type that has a fill no
+    sample equals, so that only the samples inside count; the function
+    returned puts their results in ``out`` once the regions have run."""
     reach = size // 2
-    height, width, channels = work.shape
-    if mode is BorderMode.VALID:
-        rows_from, cols_from = np.arange(height), np.arange(width)
+    height, width = work.shape[:2]
+    top, bottom, left, right = reach, height - reach, reach, width - reach
+    regions: list[_Region] = []
+    if top < bottom and left < right:
+        inside = out[top:bottom, left:right]
+        regions.append(_Region(work, np.arange(height), np.arange(width), 0, inside, job))
+        edges = [(0, top, 0, width), (bottom, height, 0, width), (top, bottom, 0, left), (top, bottom, right, width)]
     else:
-        rows_from = engine.border_index(height, reach, reach, mode.value)
-        cols_from = engine.border_index(width, reach, reach, mode.value)
-    if out is None and extra is None:
-        out = np.empty((len(rows_from) - 2 * reach, len(cols_from) - 2 * reach, channels), work.dtype)
+        edges = [(0, height, 0, width)]
+    results = []
+    for y0, y1, x0, x1 in edges:
+        # The part of the image these pixels' windows reach; -1 past its edge.
+        first_row, first_col = max(0, y0 - reach), max(0, x0 - reach)
+        near = work[first_row : y1 + reach, first_col : x1 + reach]
+        rows, cols = np.arange(y0 - reach, y1 + reach), np.arange(x0 - reach, x1 + reach)
+        rows = np.where((rows >= 0) & (rows < height), rows - first_row, -1)
+        cols = np.where((cols >= 0) & (cols < width), cols - first_col, -1)
+        coded, fill, decode = _with_uncounted_fill(near, size)
+        edge_job = _CountingJob(size, None) if decode is None else _mode_job(size, coded.dtype)
+        result = np.empty((y1 - y0, x1 - x0, work.shape[2]), np.uint8 if decode is None else coded.dtype)
+        regions.append(_Region(coded, rows, cols, fill, result, edge_job))
+        results.append((out[y0:y1, x0:x1], result, decode))
+
+    def finish() -> None:
+        for target, result, decode in results:
+            target[...] = result if decode is None else decode(result)
+
+    return regions, finish
+
+
+def _with_uncounted_fill(samples: np.ndarray, size: int):
+    """``samples`` in a type with a fill value that no sample equals, the
+    fill, and how to turn results back into samples (None: the results are
+    uint8 samples already).
+
+    Floats keep their type, with NaN (never equal to anything); other
+    integers become floats (64-bit ones by the order of their distinct
+    values). uint8 becomes uint16 with 256 for windows of ``_COUNTED_EDGES``
+    or more, whose mode is counted (:class:`_CountingJob`).
+    """
+    dtype = samples.dtype
+    if dtype == np.uint8 and size >= _COUNTED_EDGES:
+        return samples.astype(np.uint16), 256, None
+    if dtype.kind == "f":
+        return samples, np.nan, lambda result: result
+    if dtype.itemsize <= 2:
+        return samples.astype(np.float32), np.nan, lambda result: result.astype(dtype)
+    if dtype.itemsize == 4:
+        return samples.astype(np.float64), np.nan, lambda result: result.astype(dtype)
+    values, codes = np.unique(samples, return_inverse=True)
+    return codes.reshape(samples.shape).astype(np.float64), np.nan, lambda result: values[result.astype(np.intp)]
+
+
+#: From this size on, the mode of 8-bit samples near the edge is counted
+#: (as uint16): sorting them as float32 would take longer.
+_COUNTED_EDGES = 7
+
+
+def _run(regions: list[_Region], size: int, threads, progress) -> None:
+    """Compute every region's output, tile by tile, on threads (as
+    :func:`convfilter.engine.run_pieces` runs them, ``progress`` included)."""
+    reach = size // 2
     pieces: list = []
+    scratches: list = []
     seconds = 0.0
-    largest = None
-    if out is not None and out.size:
-        largest = _tile_shape(out.shape, reach, job.arrays * work.dtype.itemsize)
-        pieces = [("tile", y, min(y + largest.rows, out.shape[0]), x, min(x + largest.cols, out.shape[1]))
-                  for y in range(0, out.shape[0], largest.rows)
-                  for x in range(0, out.shape[1], largest.cols)]  # fmt: skip
-        seconds = out.size * job.seconds_per_sample
-    if extra is not None:
-        pieces += [("cut", chunk) for chunk in extra.chunks]
-        seconds += extra.seconds
-    scratch = _Scratch(largest)
+    for index, region in enumerate(regions):
+        rows, cols = region.out.shape[:2]
+        largest = _tile_shape(region.out.shape, reach, region.job.arrays * region.work.dtype.itemsize)
+        scratches.append(_Scratch(largest))
+        if region.out.size:
+            pieces += [(index, y, min(y + largest.rows, rows), x, min(x + largest.cols, cols))
+                       for y in range(0, rows, largest.rows) for x in range(0, cols, largest.cols)]  # fmt: skip
+            seconds += region.out.size * region.job.seconds_per_sample
 
     def filter_piece(piece, checkpoint) -> None:
-        if piece[0] == "cut":
-            extra(piece[1], checkpoint)
-            return
-        _, y0, y1, x0, x1 = piece
-        tile = _Tile(y1 - y0, x1 - x0, channels, reach)
-        flat = scratch.get("block", lambda: np.empty(math.prod(largest.block_shape), work.dtype))
+        index, y0, y1, x0, x1 = piece
+        region, scratch = regions[index], scratches[index]
+        largest = scratch.largest
+        tile = _Tile(y1 - y0, x1 - x0, largest.channels, reach)
+        flat = scratch.get("block", lambda: np.empty(math.prod(largest.block_shape), region.work.dtype))
         block = flat[: math.prod(tile.block_shape)].reshape(tile.block_shape)
-        _gather(work, rows_from[y0 : y1 + 2 * reach], cols_from[x0 : x1 + 2 * reach], fill, block)
-        out[y0:y1, x0:x1] = job(flat, tile, scratch, checkpoint)
+        _gather(region.work, region.rows[y0 : y1 + 2 * reach], region.cols[x0 : x1 + 2 * reach], region.fill, block)
+        region.out[y0:y1, x0:x1] = region.job(flat, tile, scratch, checkpoint)
 
     engine.run_pieces(filter_piece, pieces, engine.worker_count(threads, seconds), progress)
-    return out
 
 
 def _tile_shape(shape: tuple[int, int, int], reach: int, bytes_per_sample: int) -> _Tile:
@@ -1153,6 +1183,7 @@ def _tile_shape(shape: tuple[int, int, int], reach: int, bytes_per_sample: int) 
     enough that a job's arrays of ``bytes_per_sample`` fit :data:`_TILE_BYTES`
     (but not so small that NumPy's cost per call dominates, if memory allows)."""
     rows, cols, channels = shape
+    channels = max(channels, 1)
     samples = max(_TILE_BYTES // bytes_per_sample, min(_MIN_TILE_SAMPLES, _MAX_TILE_BYTES // bytes_per_sample))
     tile_cols = min(cols, max(32, math.isqrt(samples // channels)))
     tile_rows = min(rows, max(1, samples // (channels * tile_cols)))
