@@ -6,7 +6,8 @@
 :func:`max_filter` are its three usual ranks. :func:`mode_filter` picks the
 most frequent sample. Each channel of an H x W x C array is filtered by
 itself, as Pillow filters band by band, and with the default borders the
-results are Pillow's for every 8-bit mode and for modes I and F.
+results are Pillow's for every 8-bit mode and for modes I and F (Pillow's
+mode filter takes 8-bit modes only).
 
 How they are fast. A window's answer is computed by a fixed circuit of
 minimum and maximum calls, each run by NumPy over a whole tile of the image
@@ -74,8 +75,9 @@ def rank_filter(
         ``keep`` is Pillow's rule, which pads with the edge pixels: the same
         as ``nearest``.
     cval : float
-        The fill of ``constant``, rounded half up and clipped to an integer
-        dtype's range (which selects what a wider type would, then clipped).
+        The fill of ``constant``. For an integer dtype it is rounded half up
+        and clipped to the dtype's range first, which picks what ranking in
+        a wider type and clipping the result would.
     threads : int or None
         Worker threads at most (None: one per CPU).
     progress : callable or None
@@ -85,7 +87,8 @@ def rank_filter(
     Returns
     -------
     ndarray
-        The input's dtype and shape (smaller with ``valid``). NaN counts as
+        The input's dtype (in native byte order) and shape (smaller with
+        ``valid``). NaN counts as
         larger than every number, as in ``np.sort``: a window's minimum is
         NaN only if all its samples are, its maximum is NaN if any is.
         ``-0.0`` and ``0.0`` are equal, and either may be returned for a

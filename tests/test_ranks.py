@@ -406,9 +406,13 @@ def test_tiles_and_threads_give_the_same_results(rng, monkeypatch):
         result = median_filter(array, 5, border="reflect", threads=threads, progress=lambda *a: calls.append(a))
         np.testing.assert_array_equal(result, expected)
         assert calls[-1][0] == calls[-1][1] > 4
-    modes = [mode_filter(quantized(array), 5, threads=threads) for threads in (1, 2)]
+    calls.clear()
+    modes = [mode_filter(quantized(array), 5, threads=threads, progress=lambda *a: calls.append(a))
+             for threads in (1, 2)]  # fmt: skip
     np.testing.assert_array_equal(modes[0], modes[1])
     np.testing.assert_array_equal(modes[0], per_channel(plain_mode, quantized(array), 5, "keep"))
+    assert len({total for _, total in calls}) == 1  # the windows cut by the edge are part of one count
+    assert calls[-1][0] == calls[-1][1]
 
 
 @pytest.mark.parametrize("strategy", ["circuits", "counting", "fallbacks"])
