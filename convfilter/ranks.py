@@ -43,7 +43,7 @@ import numpy as np
 from . import engine
 from .options import BorderMode
 
-__all__ = ["rank_filter", "median_filter", "min_filter", "max_filter", "mode_filter"]
+__all__ = ["max_filter", "median_filter", "min_filter", "mode_filter", "rank_filter"]
 
 
 def rank_filter(
@@ -114,11 +114,12 @@ def rank_filter(
     >>> rank_filter(a, 3, 0, border="constant", cval=-1).tolist()  # -1 clips to 0 in uint8
     [[0, 0, 0], [0, 1, 0], [0, 0, 0]]
     """
-    _check_size(size)
+    size = _checked_size(size)
     if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
-        raise ValueError(f"rank must be a whole number, got {rank!r}")
+        raise ValueError(f"rank must be a whole number, got {rank!r}")  # noqa: TRY004 - one error for any bad rank
     if not 0 <= rank < size * size:
         raise ValueError(f"rank must be 0 to {size * size - 1} for a {size}x{size} window, got {rank}")
+    rank = int(rank)
     mode = BorderMode.parse(border, "--border")
     if mode is BorderMode.KEEP:
         mode = BorderMode.NEAREST  # Pillow pads with the edge pixels (ImagingExpand)
@@ -139,21 +140,21 @@ def median_filter(array: np.ndarray, size: int, **options) -> np.ndarray:
     >>> median_filter(np.array([[0, 0, 9], [0, 9, 9], [9, 9, 9]], np.uint8), 3).tolist()
     [[0, 0, 9], [0, 9, 9], [9, 9, 9]]
     """
-    _check_size(size)
+    size = _checked_size(size)
     return rank_filter(array, size, size * size // 2, **options)
 
 
 def min_filter(array: np.ndarray, size: int, **options) -> np.ndarray:
     """The smallest sample of each ``size`` x ``size`` window: rank 0 of
     :func:`rank_filter`, whose keyword options it takes; Pillow's ``MinFilter``."""
-    _check_size(size)
+    size = _checked_size(size)
     return rank_filter(array, size, 0, **options)
 
 
 def max_filter(array: np.ndarray, size: int, **options) -> np.ndarray:
     """The largest sample of each ``size`` x ``size`` window: rank ``size * size - 1``
     of :func:`rank_filter`, whose keyword options it takes; Pillow's ``MaxFilter``."""
-    _check_size(size)
+    size = _checked_size(size)
     return rank_filter(array, size, size * size - 1, **options)
 
 
@@ -188,7 +189,7 @@ def mode_filter(
     >>> mode_filter(a, 3).tolist()  # the window cut at the edge: 6 and 7 see no value 3 times
     [[1, 1, 2], [1, 1, 2], [6, 7, 2]]
     """
-    _check_size(size)
+    size = _checked_size(size)
     mode = BorderMode.parse(border, "--border")
     samples = _Samples.of(array)
     _check_valid(samples.work, size, mode)
@@ -235,11 +236,13 @@ def _mode_job(size: int, dtype: np.dtype):
     return circuit or _SortedModeJob(size, dtype)
 
 
-def _check_size(size) -> None:
+def _checked_size(size) -> int:
+    """``size`` as an int, or ValueError."""
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-        raise ValueError(f"size must be a whole number, got {size!r}")
+        raise ValueError(f"size must be a whole number, got {size!r}")  # noqa: TRY004 - one error for any bad size
     if size < 1 or size % 2 == 0:
         raise ValueError(f"size must be odd and 1 or more (3, 5, 7, ...), got {size}")
+    return int(size)
 
 
 def _check_valid(work: np.ndarray, size: int, mode: BorderMode) -> None:
@@ -735,7 +738,7 @@ class _CircuitJob:
         self.seconds_per_sample = (self.calls + 2) * _seconds_per_call(dtype)
 
     def __call__(self, block: np.ndarray, tile: _Tile, scratch: _Scratch, checkpoint) -> np.ndarray:
-        groups, outputs = self.run(block, tile, scratch, checkpoint)
+        _, outputs = self.run(block, tile, scratch, checkpoint)
         return tile.pixels(outputs[0])
 
     def run(self, block, tile, scratch, checkpoint) -> tuple[list, list]:
@@ -917,7 +920,7 @@ class _CountingJob:
         self.spans = size.bit_length()
         self.arrays = 2 + 3 * self.spans
         # Calls per value: the 0/1 image, a sum per span and per bit each way, and the update.
-        self.calls_per_value = 2 * (self.spans + bin(size).count("1")) + 6
+        self.calls_per_value = 2 * (self.spans + size.bit_count()) + 6
         self.seconds_per_sample = self.calls(_TYPICAL_VALUES) * _COUNTING_CALL * _seconds_per_call(np.dtype(np.uint8))
 
     def calls(self, values: int) -> int:

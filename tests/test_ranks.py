@@ -8,6 +8,8 @@ loops over each window written here (``numpy.pad``, ``np.unique``, ``np.sort``).
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -19,7 +21,13 @@ from PIL import Image, ImageFilter
 from convfilter import ranks
 from convfilter.engine import FilterError
 from convfilter.options import BorderMode, SettingsError
-from convfilter.ranks import max_filter, median_filter, min_filter, mode_filter, rank_filter
+from convfilter.ranks import (
+    max_filter,
+    median_filter,
+    min_filter,
+    mode_filter,
+    rank_filter,
+)
 
 #: convfilter border -> scipy.ndimage mode (for filters, 'wrap' repeats the image).
 SCIPY_MODES = {"nearest": "nearest", "reflect": "reflect", "mirror": "mirror", "wrap": "wrap",
@@ -194,7 +202,7 @@ EXTREMES = {
     "L": np.array([0, 255, 1, 254, 128], np.uint8),
     "I": np.array([-(2**31), 2**31 - 1, 0, -1, 1, -(2**31) + 1, 2**31 - 2, 7], np.int32),
     "F": np.array([np.inf, -np.inf, np.finfo(np.float32).max, np.finfo(np.float32).min, 1e-45, -1e-45, 0.0,
-                   np.finfo(np.float32).tiny, 3.5], np.float32),  # fmt: skip
+                   np.finfo(np.float32).tiny, 3.5], np.float32),
 }
 
 
@@ -486,6 +494,13 @@ def test_shapes_and_byte_order_are_kept(photo):
     np.testing.assert_array_equal(photo, before)
 
 
+def test_numpy_integers_as_size_and_rank(rng):
+    array = rng.integers(0, 256, (20, 21)).astype(np.uint8)
+    for size, rank in ((3, 4), (17, 100)):  # a circuit, and counting
+        np.testing.assert_array_equal(rank_filter(array, np.int64(size), np.uint16(rank)), rank_filter(array, size, rank))
+        np.testing.assert_array_equal(mode_filter(array, np.int32(size)), mode_filter(array, size))
+
+
 def test_empty_arrays_give_empty_results():
     assert median_filter(np.zeros((0, 7), np.uint8), 3).shape == (0, 7)
     assert mode_filter(np.zeros((6, 5, 0), np.float32), 5).shape == (6, 5, 0)
@@ -495,7 +510,6 @@ def test_empty_arrays_give_empty_results():
 def test_memory_stays_bounded_for_huge_windows(rng):
     """A 31 x 31 window over 120 x 100 float64 samples: every window copied
     out at once would take 92 MB."""
-    tracemalloc = pytest.importorskip("tracemalloc")
     array = rng.standard_normal((120, 100))
     tracemalloc.start()
     try:
