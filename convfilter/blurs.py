@@ -220,25 +220,26 @@ class _PillowBox:
         outer = ((_ONE - (2 * half + 1) * inner) % 2**32) // 2
         return cls(half, inner, outer)
 
-    def weigh(self, padded: np.ndarray, axis: int, half: int, count: int, extra) -> np.ndarray:
-        """The pass's output from ``padded``, which holds ``half + 1`` more samples
-        on each side than the ``count`` wanted; ``extra`` is added to every inner sum."""
+    def weigh(self, padded: np.ndarray, axis: int, half: int, extra, out: np.ndarray) -> None:
+        """The pass's result into ``out`` from ``padded``, which holds ``half + 1``
+        more samples on each side; ``extra`` is added to every inner sum."""
         length = 2 * half + 1
         if self.inner:
-            total = _window_sums(padded, axis, 1, length, count, np.uint16 if 255 * length < 2**16 else np.uint32)
+            dtype = np.uint16 if 255 * length < 2**16 else np.uint32
+            total = _window_sums(padded, axis, 1, length, out.shape[axis], dtype)
             if extra is not None:
                 total = (total + extra).astype(np.uint32)
-            bulk = np.multiply(total, self.inner, dtype=np.uint32)
-        else:  # radii from about 2**23: only the far taps weigh anything
-            bulk = np.zeros(_along(padded, axis, 0, count).shape, np.uint32)
-        if self.outer:
-            far = np.add(_along(padded, axis, 0, count), _along(padded, axis, length + 1, length + 1 + count),
-                         dtype=np.uint32)  # fmt: skip
-            far *= self.outer
-            bulk += far
-        bulk += _ONE // 2
-        bulk >>= 24
-        return bulk.astype(np.uint8)
+        for rows in _chunks(out):
+            if self.inner:
+                bulk = np.multiply(total[rows], self.inner, dtype=np.uint32)
+            else:  # radii from about 2**23: only the far taps weigh anything
+                bulk = np.zeros(out[rows].shape, np.uint32)
+            if self.outer:
+                far = np.add(*_far_taps(padded, axis, length, out.shape[axis], rows), dtype=np.uint32)
+                far *= self.outer
+                bulk += far
+            bulk += _ONE // 2
+            np.right_shift(bulk, 24, out=out[rows], casting="unsafe")
 
 
 @dataclass(frozen=True)
@@ -260,22 +261,38 @@ class _ExactBox:
         half = math.floor(radius)
         return cls(half, radius - half, 2.0 * radius + 1.0, rounded)
 
-    def weigh(self, padded: np.ndarray, axis: int, half: int, count: int, extra) -> np.ndarray:
+    def weigh(self, padded: np.ndarray, axis: int, half: int, extra, out: np.ndarray) -> None:
         """As :meth:`_PillowBox.weigh`, in float64."""
         length = 2 * half + 1
-        total = _window_sums(padded, axis, 1, length, count, np.float64)
+        total = _window_sums(padded, axis, 1, length, out.shape[axis], np.float64)
         if extra is not None:
             total += extra
-        if self.fraction:
-            far = np.add(_along(padded, axis, 0, count), _along(padded, axis, length + 1, length + 1 + count),
-                         dtype=np.float64)  # fmt: skip
-            far *= self.fraction
-            total += far
-        total /= self.divisor
-        if self.rounded:
-            total += 0.5
-            np.floor(total, out=total)
-        return total
+        for rows in _chunks(out):
+            part = total[rows]
+            if self.fraction:
+                far = np.add(*_far_taps(padded, axis, length, out.shape[axis], rows), dtype=np.float64)
+                far *= self.fraction
+                part += far
+            part /= self.divisor
+            if self.rounded:
+                part += 0.5
+                np.floor(part, out=part)
+            np.copyto(out[rows], part, casting="unsafe")
+
+
+def _chunks(out: np.ndarray) -> list[slice]:
+    """Slices of the rows of ``out`` of about :data:`_STRIP_SAMPLES` samples each: the
+    last steps of a pass are taken a cache-sized chunk at a time."""
+    step = max(1, _STRIP_SAMPLES // (out[0].size or 1))
+    return [slice(row, min(row + step, len(out))) for row in range(0, len(out), step)]
+
+
+def _far_taps(padded: np.ndarray, axis: int, length: int, count: int, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    """The two samples at distance ``(length + 1) / 2`` from each output sample of
+    ``rows``, where ``padded`` starts one sample before its window."""
+    if axis == 0:
+        return padded[rows.start : rows.stop], padded[rows.start + length + 1 : rows.stop + length + 1]
+    return padded[rows, :count], padded[rows, length + 1 : length + 1 + count]
 
 
 def _window_sums(values: np.ndarray, axis: int, start: int, length: int, count: int, dtype) -> np.ndarray:
@@ -354,14 +371,22 @@ def _extended(values: np.ndarray, axis: int, start: int, stop: int, border: str,
     inside_start = min(max(start, 0), stop)
     inside_stop = max(min(stop, n), inside_start)
     _along(out, axis, inside_start - start, inside_stop - start)[...] = _along(values, axis, inside_start, inside_stop)
-    before = max(0, -start)  # border_index's first entry is position -before
-    index = None if border == "constant" else border_index(n, before, max(0, stop - n), border)
+    before = max(0, -start)  # the index's first entry is position -before
+    index = None if border == "constant" else _border_index(n, before, max(0, stop - n), border)
     for first, last in ((start, inside_start), (inside_stop, stop)):  # positions outside
         if first == last:
             continue
         part = _along(out, axis, first - start, last - start)
         part[...] = fill if index is None else np.take(values, index[first + before : last + before], axis=axis)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _border_index(n: int, before: int, after: int, border: str) -> np.ndarray:
+    """:func:`~convfilter.engine.border_index`, kept: every strip of a pass asks for the same."""
+    index = border_index(n, before, after, border)
+    index.flags.writeable = False
+    return index
 
 
 def _fold(values: np.ndarray, axis: int, half: int, border: str, fill, dtype) -> tuple[int, np.ndarray | None]:
@@ -389,12 +414,14 @@ def _fold(values: np.ndarray, axis: int, half: int, border: str, fill, dtype) ->
     return smaller, one_period * (2 * (half - smaller) // period)
 
 
-def _box_pass(values, axis, start, stop, box, border, fill, fold) -> np.ndarray:
-    """Positions ``start .. stop - 1`` of one box pass along ``axis`` of ``values``;
-    ``fold`` is what :func:`_fold` gave for these lines."""
+def _box_pass(values, axis, start, box, border, fill, fold, out) -> None:
+    """Positions ``start`` onwards of one box pass along ``axis`` of ``values``,
+    as many as ``out`` holds, into ``out``; ``fold`` is what :func:`_fold`
+    gave for these lines."""
     half, extra = fold
+    stop = start + out.shape[axis]
     padded = _extended(values, axis, start - half - 1, stop + half + 1, border, fill, box.work_dtype)
-    return box.weigh(padded, axis, half, stop - start, extra)
+    box.weigh(padded, axis, half, extra, out)
 
 
 # -- A whole blur --------------------------------------------------------------
@@ -447,16 +474,20 @@ def _blur(array, x_radii, y_radii, border, cval, threads, progress, finish) -> n
     def original(rows: slice) -> np.ndarray:  # the input under these rows of the output
         return lines[rows.start + y_reach : rows.stop + y_reach, x_reach : x_reach + out_width]
 
-    source = lines
+    source, spare = lines, None
     for number, stage in enumerate(stages):
         last = number == len(stages) - 1
-        target = np.empty((stage.rows, stage.columns, channels), dtype if last else work)
+        shape = (stage.rows, stage.columns, channels)
+        if not last and spare is not None and spare.shape == shape:
+            target = spare  # the stage before last's output, no longer needed
+        else:
+            target = np.empty(shape, dtype if last else work)
         make_filter = _column_filter if stage.vertical else _row_filter
         filter_piece = make_filter(source, target, stage.passes, pad, fill)
         if last and finish is not None:
             filter_piece = _finishing(filter_piece, target, finish, original)
         run_pieces(filter_piece, stage.pieces(channels), workers, report.stage(number))
-        source = target
+        source, spare = target, (None if source is lines else source)
     return _shaped(source, array)
 
 
@@ -486,12 +517,13 @@ def _row_filter(source, target, passes, border, fill) -> Callable:
     def filter_piece(piece, checkpoint) -> None:
         y0, y1 = piece
         rows = source[y0:y1]
-        for box, reach in passes:
-            n = rows.shape[1]
-            fold = _fold(rows, 1, box.half, border, fill, box.fold_dtype)
-            rows = _box_pass(rows, 1, reach, n - reach, box, border, fill, fold)
+        for number, (box, reach) in enumerate(passes):
+            width = rows.shape[1] - 2 * reach
+            last = number == len(passes) - 1
+            out = target[y0:y1] if last else np.empty((y1 - y0, width, rows.shape[2]), box.work_dtype)
+            _box_pass(rows, 1, reach, box, border, fill, _fold(rows, 1, box.half, border, fill, box.fold_dtype), out)
+            rows = out
             checkpoint()
-        np.copyto(target[y0:y1], rows, casting="unsafe")
 
     return filter_piece
 
@@ -503,8 +535,7 @@ def _column_filter(source, target, passes, border, fill) -> Callable:
 
     def filter_piece(piece, checkpoint) -> None:
         y0, y1 = piece
-        strip = _box_pass(source, 0, reach + y0, reach + y1, box, border, fill, fold)
-        np.copyto(target[y0:y1], strip, casting="unsafe")
+        _box_pass(source, 0, reach + y0, box, border, fill, fold, target[y0:y1])
 
     return filter_piece
 
