@@ -846,7 +846,7 @@ class _BatchReport:
 @click.option("-o", "--output", "sheet_path", required=True, metavar="SHEET",
               help="Write the contact sheet here (format from its extension).")
 @click.option("-k", "--kernel", "kernel_specs", multiple=True, metavar="SPEC",
-              help="A kernel or filter to show; repeat [default: every preset, then box:5, gaussian:2, log:2, "
+              help="A kernel or filter to show; repeat [default: every preset, then box:5, gaussian:2, "
                    "gaussian_blur:2, unsharp:2,150,3, median:5, mode:5, sobel]; a bare 'box', 'median', ... "
                    "gets that parameter.")
 @click.option("--tile-size", type=click.IntRange(16, 4096), default=256, show_default=True, metavar="N",

@@ -41,13 +41,13 @@ __all__ = [
 DEFAULT_TILE_SIZE = 256
 
 #: The parametric presets and filters shown by default, with a sensible parameter.
-DEFAULT_PARAMETRIC: tuple[str, ...] = ("box:5", "gaussian:2", "log:2", "gaussian_blur:2", "unsharp:2,150,3",
-                                       "median:5", "mode:5", "sobel")  # fmt: skip
+DEFAULT_PARAMETRIC: tuple[str, ...] = ("box:5", "gaussian:2", "gaussian_blur:2", "unsharp:2,150,3", "median:5",
+                                       "mode:5", "sobel")  # fmt: skip
 
 #: The parameter a spec named bare on the command line gets.
 _BARE_SPEC_DEFAULTS: dict[str, str] = {
     **{spec.split(":")[0]: spec for spec in DEFAULT_PARAMETRIC if ":" in spec},
-    "dog": "dog:1,1.6", "box_blur": "box_blur:2", "min": "min:3", "max": "max:3", "rank": "rank:3,2",
+    "log": "log:2", "dog": "dog:1,1.6", "box_blur": "box_blur:2", "min": "min:3", "max": "max:3", "rank": "rank:3,2",
 }  # fmt: skip
 
 

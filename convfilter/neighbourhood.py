@@ -19,6 +19,7 @@ This module imports NumPy; the filters' own modules load when first applied.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -145,7 +146,9 @@ class BoxBlur(NeighbourhoodFilter):
     def reach(self) -> tuple[int, int, int, int]:
         from .blurs import box_reach
 
-        x, y = (box_reach(r) if r else 0 for r in self.radius)
+        # Pillow's far tap can weigh 0 for a radius just above a whole number,
+        # or more than 0 for a whole radius; the pass reads both ways.
+        x, y = (max(box_reach(r), math.ceil(r)) if r else 0 for r in self.radius)
         return y, y, x, x
 
     def pillow_filter(self):

@@ -88,7 +88,8 @@ class BorderMode(_Choice):
     MIRROR = ("mirror", "d c b | a b c d | c b a: mirrored about the edge pixel (SciPy's mirror)")
     WRAP = ("wrap", "b c d | a b c d | a b c: the image repeated (SciPy's grid-wrap)")
     CONSTANT = ("constant", "k k k | a b c d | k k k: the fill value cval (SciPy's constant)")
-    KEEP = ("keep", "no padding; edge pixels the kernel cannot cover keep their values (Pillow's rule)")
+    KEEP = ("keep", "no padding; edge pixels the kernel cannot cover keep their values (Pillow's rule; "
+                    "Pillow's other filters follow their own)")
     VALID = ("valid", "no padding; the output shrinks by the kernel's size less one")
 
 

@@ -44,7 +44,7 @@ def test_default_sheet_has_the_original_and_every_preset(photo, tmp_path):
     sheet_path = tmp_path / "sheet.png"
     result = run("gallery", photo, "-o", sheet_path, "--tile-size", "64")
     assert result.exit_code == 0, result.output + result.stderr
-    count = 1 + len(PRESETS) + 2  # original, fixed presets, box:5 and gaussian:2
+    count = 1 + len(PRESETS) + 7  # original, fixed presets, box:5, gaussian:2 and five filters
     assert f"{count} tiles" in result.output
     columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
