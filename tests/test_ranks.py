@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageFilter
 
-from convfilter import ranks
+from convfilter import circuits, ranks
 from convfilter.engine import FilterError
 from convfilter.options import BorderMode, SettingsError
 from convfilter.ranks import (
@@ -553,7 +553,7 @@ def test_bad_arrays_and_borders_are_refused():
 # The sorting networks the circuits are made of
 
 
-@pytest.mark.parametrize("network", [ranks._merge_sort_pairs, ranks._mirrored_pairs])
+@pytest.mark.parametrize("network", [circuits.merge_sort_pairs, circuits.mirrored_pairs])
 def test_networks_sort_every_zero_one_input(network):
     for n in range(1, 13):
         pairs = network(n)
