@@ -33,6 +33,24 @@ def test_engine_benchmark_quick_run_prints_a_table():
     assert any(line.startswith("target") for line in lines) or "not installed" in result.stdout
 
 
+def test_filters_benchmark_quick_run_prints_a_table():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "filters.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("image 160x120 RGB uint8")
+    headers = [i for i, line in enumerate(lines) if line.split()[:2] == ["competitor", "ms"]]
+    assert len(headers) == 11
+    for i in headers:
+        name, ms, runs, ratio = lines[i + 1].split()
+        assert name == "convfilter" and float(ms) > 0 and runs == "1" and ratio == "1.00x"
+    assert any(line.startswith("target") for line in lines)
+
+
 def load_tables():
     """benchmarks/tables.py as a module (it imports only the standard library)."""
     spec = importlib.util.spec_from_file_location("benchmark_tables", BENCHMARKS / "tables.py")
