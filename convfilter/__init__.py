@@ -33,6 +33,7 @@ _EXPORTS = {
     "KernelSpecError": "kernels",
     "parse_kernel": "kernels",
     "PRESETS": "kernels",
+    "NeighbourhoodFilter": "neighbourhood",
     "FilterSettings": "options",
     "OutputSettings": "options",
     "BorderMode": "options",
@@ -61,6 +62,7 @@ __all__ = [
     "KernelSpecError",
     "parse_kernel",
     "PRESETS",
+    "NeighbourhoodFilter",
     "FilterSettings",
     "OutputSettings",
     "BorderMode",
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
     from .engine import FilterError, correlate, filter_array
     from .images import ImageError, OutputError
     from .kernels import PRESETS, Kernel, KernelSpecError, parse_kernel
+    from .neighbourhood import NeighbourhoodFilter
     from .options import (
         AlphaMode,
         BorderMode,

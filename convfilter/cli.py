@@ -133,7 +133,7 @@ def _kernel_options(function):
     """The options that build kernels, shared by apply, kernels and batch."""
     options = [
         click.option("-k", "--kernel", "kernel_specs", multiple=True, metavar="SPEC",
-                     help="Preset name, inline matrix or @FILE; repeat to chain kernels."),
+                     help="Preset, filter (median:3, unsharp, ...), inline matrix or @FILE; repeat to chain."),
         click.option("--scale", type=float, default=None, metavar="S",
                      help="Divide the weights by S (overrides the kernel's scale)."),
         click.option("--offset", type=float, default=None, metavar="O",
