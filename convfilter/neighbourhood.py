@@ -120,9 +120,15 @@ class NeighbourhoodFilter:
         raise NotImplementedError
 
 
+def _number_text(value: float) -> str:
+    """``value`` as short as it can be written and read back the same: 2, 2.7, 1.0000001192092896."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def _radius_text(radius: tuple[float, float]) -> str:
     x, y = radius
-    return f"{x:g}" if x == y else f"{x:g},{y:g}"
+    return _number_text(x) if x == y else f"{_number_text(x)},{_number_text(y)}"
 
 
 def _pillow_radius(radius: tuple[float, float]):
@@ -241,7 +247,7 @@ class UnsharpMask(NeighbourhoodFilter):
 
     @property
     def name(self) -> str:
-        return f"unsharp:{self.radius:g},{self.percent},{self.threshold}"
+        return f"unsharp:{_number_text(self.radius)},{self.percent},{self.threshold}"
 
     @property
     def reach(self) -> tuple[int, int, int, int]:

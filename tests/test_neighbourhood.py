@@ -54,6 +54,8 @@ def rng():
     ("box-blur:2,0", BoxBlur((2.0, 0.0))),
     ("gaussian_blur:2", GaussianBlur((2.0, 2.0))),
     ("gaussian_blur:0.5,3", GaussianBlur((0.5, 3.0))),
+    ("box_blur:1.0000001192092896", BoxBlur((1 + 2**-23, 1 + 2**-23))),
+    ("unsharp:1e-07", UnsharpMask(1e-7, 150, 3)),
     ("sobel", GradientMagnitude("sobel")),
     ("Scharr", GradientMagnitude("scharr")),
 ])  # fmt: skip
