@@ -42,6 +42,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -66,6 +67,9 @@ _HALO_TIMES = 4
 
 #: What Python spends on one row of a running sum, in samples' worth of additions.
 _ROW_OVERHEAD = 4000
+
+#: The shortest row for which an 8-bit vertical pass keeps running sums.
+_RUNNING_ROW = 256
 
 #: Rough cost of one pass over one sample, for choosing the number of threads:
 #: in Pillow's 8-bit arithmetic, and in float64.
@@ -146,8 +150,8 @@ def unsharp_mask(
     threshold = _c_int(threshold, "threshold")
     x, y = (gaussian_box_radius(r) for r in _radii(radius))
 
-    def sharpen(original: np.ndarray, blurred: np.ndarray) -> np.ndarray:
-        return _sharpen(original, blurred, percent, threshold)
+    def sharpen(original: np.ndarray, blurred: np.ndarray) -> None:
+        _sharpen(original, blurred, percent, threshold)
 
     return _blur(array, [x] * 3, [y] * 3, border, cval, threads, progress, sharpen)
 
@@ -399,19 +403,23 @@ def _fold(values: np.ndarray, axis: int, half: int, border: str, fill, dtype) ->
     it grows by. The far taps land on the same values either way.
     """
     n = values.shape[axis]
+    if half < _period(n, border):
+        return half, None
     if border in ("nearest", "constant"):
-        if half < n:
-            return half, None
         edges = _extended(values, axis, -1, 0, border, fill, dtype).astype(dtype) + _extended(
             values, axis, n, n + 1, border, fill, dtype
         )
         return n - 1, edges * (half - (n - 1))
-    period = {"wrap": n, "reflect": 2 * n, "mirror": max(2 * n - 2, 1)}[border]
-    if half < period:
-        return half, None
+    period = _period(n, border)
     smaller = half % period
     one_period = _extended(values, axis, 0, period, border, fill, dtype).sum(axis=axis, keepdims=True, dtype=dtype)
     return smaller, one_period * (2 * (half - smaller) // period)
+
+
+def _period(n: int, border: str) -> int:
+    """The half-width from which :func:`_fold` narrows a window along a line of
+    ``n``: the period of ``border``'s samples, or ``n`` for ``nearest`` and ``constant``."""
+    return {"wrap": n, "reflect": 2 * n, "mirror": max(2 * n - 2, 1)}.get(border, n)
 
 
 def _box_pass(values, axis, start, box, border, fill, fold, out) -> None:
@@ -429,8 +437,8 @@ def _box_pass(values, axis, start, box, border, fill, fold, out) -> None:
 
 def _blur(array, x_radii, y_radii, border, cval, threads, progress, finish) -> np.ndarray:
     """Box passes of ``x_radii`` along rows, then of ``y_radii`` along columns (radius
-    0: no pass); ``finish(original, blurred)``, if given, makes the output from the
-    blur, strip by strip."""
+    0: no pass); ``finish(original, blurred)``, if given, turns the blur into the
+    output in place, strip by strip."""
     lines, dtype = _lines(array)
     mode = _border(border)
     fill = _fill(cval, dtype)
@@ -456,7 +464,10 @@ def _blur(array, x_radii, y_radii, border, cval, threads, progress, finish) -> n
             f"{x_reach} pixels across and {y_reach} down on each side"
         )
     if not x_passes and not y_passes:
-        return _shaped(lines.copy() if finish is None else finish(lines, lines), array)
+        out = lines.copy()
+        if finish is not None:
+            finish(lines, out)
+        return _shaped(out, array)
 
     # One stage for all horizontal passes, whose rows are independent, then one
     # for each vertical pass, which needs the whole of the previous one.
@@ -466,6 +477,7 @@ def _blur(array, x_radii, y_radii, border, cval, threads, progress, finish) -> n
         rows_left -= 2 * one[1]
         stages.append(_Stage([one], rows_left, out_width, True))
     work = (x_passes or y_passes)[0][0].work_dtype
+    flat = dtype == np.uint8 and not crop and _flat_passes_fit(lines, x_passes, y_passes, pad, fill)
     pass_seconds = _PILLOW_PASS_SECONDS if dtype == np.uint8 else _EXACT_PASS_SECONDS
     seconds = lines.size * (len(x_passes) + len(y_passes)) * pass_seconds
     workers = worker_count(threads, seconds)
@@ -477,12 +489,12 @@ def _blur(array, x_radii, y_radii, border, cval, threads, progress, finish) -> n
     source, spare = lines, None
     for number, stage in enumerate(stages):
         last = number == len(stages) - 1
-        shape = (stage.rows, stage.columns, channels)
-        if not last and spare is not None and spare.shape == shape:
+        shape, kind = (stage.rows, stage.columns, channels), (dtype if last else work)
+        if spare is not None and spare.shape == shape and spare.dtype == kind:
             target = spare  # the stage before last's output, no longer needed
         else:
-            target = np.empty(shape, dtype if last else work)
-        make_filter = _column_filter if stage.vertical else _row_filter
+            target = np.empty(shape, kind)
+        make_filter = _FILTERS[stage.vertical, flat]
         filter_piece = make_filter(source, target, stage.passes, pad, fill)
         if last and finish is not None:
             filter_piece = _finishing(filter_piece, target, finish, original)
@@ -546,7 +558,7 @@ def _finishing(filter_piece, target, finish, original) -> Callable:
     def finished_piece(piece, checkpoint) -> None:
         filter_piece(piece, checkpoint)
         rows = slice(*piece)
-        target[rows] = finish(original(rows), target[rows])
+        finish(original(rows), target[rows])
 
     return finished_piece
 
@@ -577,18 +589,209 @@ def _valid_reach(radius: float) -> int:
     return max(box_reach(radius), math.ceil(radius))
 
 
+# -- 8-bit passes on flat lines ----------------------------------------------
+
+
+def _flat_passes_fit(lines, x_passes, y_passes, border, fill) -> bool:
+    """Whether :func:`_flat_row_filter` and :func:`_flat_column_filter` can make
+    these 8-bit passes: each window fits its lines (:func:`_fold` would leave
+    it alone) and has inner taps."""
+    for axis, passes in ((1, x_passes), (0, y_passes)):
+        for box, _ in passes:
+            if not box.inner or box.half >= _period(lines.shape[axis], border):
+                return False
+    return True
+
+
+def _flat_row_filter(source, target, passes, border, fill) -> Callable:
+    """Work on a strip of rows: every horizontal 8-bit pass, between two uint32
+    buffers of the strip's rows padded by the border, so that each pass's
+    result is laid out as the next one's input and the strip stays in cache
+    (uint32 throughout: NumPy's mixed-type loops are several times slower)."""
+    width, channels = source.shape[1], source.shape[2]
+    pad = max(box.half for box, _ in passes) + 1
+    index = _border_index(width, pad, pad, border)
+
+    buffers = _ThreadBuffers()
+
+    def filter_piece(piece, checkpoint) -> None:
+        y0, y1 = piece
+        shape = (y1 - y0, width + 2 * pad, channels)
+        size = (y1 - y0) * (width + 2 * pad) * channels
+        here, there, sums, scratch = buffers.get(shape, shape, (size - 2 * pad * channels,), (2 * size,))
+        here[:, pad : pad + width] = source[y0:y1]
+        _pad_rows(here, pad, index, border, fill)
+        inside = slice(pad * channels, size - pad * channels)  # the first and last rows' outside left alone
+        for number, (box, _) in enumerate(passes):
+            first_tap = (pad - box.half - 1) * channels
+            _flat_pass(here.reshape(-1)[first_tap:], channels, box, there.reshape(-1)[inside], sums, scratch)
+            here, there = there, here
+            if number < len(passes) - 1:
+                _pad_rows(here, pad, index, border, fill)
+            checkpoint()
+        target[y0:y1] = here[:, pad : pad + width]
+
+    return filter_piece
+
+
+class _ThreadBuffers:
+    """uint32 work buffers for each thread, kept from one piece to the next: fresh
+    ones would cost the operating system's page faults every time."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def get(self, *shapes: tuple) -> list[np.ndarray]:
+        """This thread's buffers of these shapes."""
+        kept = getattr(self.local, "kept", None)
+        if kept is None or kept[0] != shapes:
+            kept = (shapes, [np.empty(shape, np.uint32) for shape in shapes])
+            self.local.kept = kept
+        return kept[1]
+
+
+def _pad_rows(rows: np.ndarray, pad: int, index: np.ndarray, border: str, fill) -> None:
+    """Fill the ``pad`` columns on each side of ``rows`` by ``border`` from the
+    columns between them; ``index`` is the border's source column for each."""
+    width = rows.shape[1] - 2 * pad
+    for outside in (slice(0, pad), slice(pad + width, None)):
+        if border == "constant":
+            rows[:, outside] = fill
+        else:
+            rows[:, outside] = rows[:, pad + index[outside]]
+
+
+def _flat_column_filter(source, target, passes, border, fill) -> Callable:
+    """Work on a strip of output rows: one vertical 8-bit pass, a few rows at a
+    time. Short windows widen their rows to uint32 first; longer ones take
+    each row's inner sum from the one before, straight from the uint8 rows,
+    rather than widen the many rows they read beyond the few they make."""
+    [(box, _)] = passes
+    length = 2 * box.half + 1
+    stride = source[0].size
+    running = length > 3 and stride >= _RUNNING_ROW
+    step = max(1, _STRIP_SAMPLES // stride)  # rows at a time
+
+    buffers = _ThreadBuffers()
+
+    def filter_piece(piece, checkpoint) -> None:
+        y0, y1 = piece
+        rows = _extended(source, 0, y0 - box.half - 1, y1 + box.half + 1, border, fill, np.uint8)
+        rows = rows.reshape(len(rows), stride)
+        chunk = min(step, y1 - y0)
+        wide_rows = chunk + length + 1
+        wide, scratch, sums, result = buffers.get((wide_rows, stride), (2 * wide_rows * stride,), *[(chunk * stride,)] * 2)
+        wide = None if running else wide
+        for first in range(0, y1 - y0, chunk):
+            n = min(chunk, y1 - y0 - first)
+            window = rows[first : first + n + length + 1]
+            if wide is not None:
+                np.copyto(wide[: len(window)], window)
+                window = wide[: len(window)]
+            _flat_pass(window.reshape(-1), stride, box, result[: n * stride], sums, scratch, running, carry=first > 0)
+            target[y0 + first : y0 + first + n].reshape(n, stride)[...] = result[: n * stride].reshape(n, stride)
+
+    return filter_piece
+
+
+#: The strip loops, by (vertical, 8-bit on flat lines).
+_FILTERS = {(False, False): _row_filter, (True, False): _column_filter,
+            (False, True): _flat_row_filter, (True, True): _flat_column_filter}  # fmt: skip
+
+
+def _flat_pass(taps, stride, box, out, sums, scratch, running=False, carry=False) -> None:
+    """One 8-bit box pass over uint32 samples ``stride`` apart in the 1-D ``taps``
+    into the 1-D uint32 ``out``: ``out[i]`` weighs ``taps[i + k * stride]`` for
+    k = 0 .. 2 * half + 2, the first and last by ``box.outer``, the others by
+    ``box.inner``. Samples that are not on one line mix in some ``out[i]``:
+    the caller lays its lines out so that those are the ones it throws away.
+
+    ``taps`` is uint32, or uint8 with ``running``. ``sums`` and ``scratch``
+    are uint32 and at least ``out.size`` long; ``scratch`` twice the size of
+    ``taps`` if the window is long and not ``running``. ``running`` (``stride`` a
+    row, ``out`` whole rows): inner sums by :func:`_running_flat_sums`, which
+    with ``carry`` goes on from the last row of ``sums``, where the call
+    before left it.
+    """
+    length = 2 * box.half + 1
+    n = out.size
+    if running:
+        _running_flat_sums(taps, stride, length, sums, n, carry)
+    else:
+        _flat_window_sums(taps[stride:], stride, length, sums[:n], scratch)
+    np.multiply(sums[:n], np.uint32(box.inner), out=out)
+    if box.outer:
+        far = scratch[:n]
+        np.add(taps[:n], taps[(length + 1) * stride : (length + 1) * stride + n], out=far, dtype=np.uint32)
+        far *= np.uint32(box.outer)
+        out += far
+    out += np.uint32(_ONE // 2)
+    out >>= np.uint32(24)
+
+
+def _flat_window_sums(taps: np.ndarray, stride: int, length: int, sums: np.ndarray, scratch: np.ndarray) -> None:
+    """``sums[i] = taps[i] + taps[i + stride] + ... + taps[i + (length - 1) * stride]``,
+    by adding shifted slices or, when fewer additions, from sums of 2, 4, 8, ...
+    taps, made in turn in the two halves of ``scratch`` (twice the size of ``taps``)."""
+    n = sums.size
+    if length - 1 <= (length.bit_length() - 1) + length.bit_count() - 1:
+        if length == 1:
+            np.copyto(sums, taps[:n])
+        else:
+            np.add(taps[:n], taps[stride : stride + n], out=sums)
+        for k in range(2, length):
+            sums += taps[k * stride : k * stride + n]
+        return
+    halves = scratch[: taps.size], scratch[taps.size : 2 * taps.size]
+    blocks, size, used, started, left = taps, 1, 0, False, length  # blocks[i]: the sum of `size` taps from i
+    while True:
+        if left & 1:
+            part = blocks[used * stride : used * stride + n]
+            np.add(sums, part, out=sums) if started else np.copyto(sums, part)
+            started, used = True, used + size
+        left >>= 1
+        if not left:
+            return
+        span = blocks.size - size * stride
+        into = halves[size.bit_length() % 2][:span]  # not the half `blocks` is in
+        blocks = np.add(blocks[:span], blocks[size * stride : size * stride + span], out=into)
+        size *= 2
+
+
+def _running_flat_sums(taps: np.ndarray, stride: int, length: int, sums: np.ndarray, n: int, carry: bool) -> None:
+    """The inner sums of :func:`_flat_pass` where ``stride`` is a row, into
+    ``sums[:n]``: each row's is the one before plus the row entering the
+    window minus the one leaving it (unsigned arithmetic wraps around,
+    exactly, as the sums fit). ``taps`` starts at the far tap before the
+    first row; with ``carry``, the row before the first is the last row of
+    ``sums``."""
+    rows = sums[:n].reshape(-1, stride)
+    lines = taps.reshape(-1, stride)
+    if carry:
+        np.add(sums[-stride:], lines[length], out=rows[0])
+        rows[0] -= lines[0]
+    else:
+        np.add(lines[1], lines[2], out=rows[0], dtype=np.uint32)
+        for k in range(3, length + 1):
+            rows[0] += lines[k]
+    for row in range(1, len(rows)):
+        np.add(rows[row - 1], lines[row + length], out=rows[row])
+        rows[row] -= lines[row]
+
+
 # -- Unsharp mask ------------------------------------------------------------
 
 
-def _sharpen(original: np.ndarray, blurred: np.ndarray, percent: int, threshold: int) -> np.ndarray:
-    """The unsharp mask's rule for each sample (see the module docstring)."""
+def _sharpen(original: np.ndarray, blurred: np.ndarray, percent: int, threshold: int) -> None:
+    """The unsharp mask's rule for each sample (see the module docstring), written over ``blurred``."""
     dtype = original.dtype
     if dtype == np.uint8:  # a table of every (input, blurred) pair
-        pair = np.left_shift(original, 8, dtype=np.uint16)
+        pair = np.left_shift(original, 8, dtype=np.intp)
         pair |= blurred
-        return np.take(_sharpened_pairs(percent, threshold), pair)
+        np.take(_sharpened_pairs(percent, threshold), pair, out=blurred, mode="clip")
+        return
     limits = None if dtype.kind == "f" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
-    return _sharpened(original, blurred, percent, threshold, limits, wrap=False).astype(dtype)
+    blurred[...] = _sharpened(original, blurred, percent, threshold, limits, wrap=False)
 
 
 @functools.lru_cache(maxsize=16)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image, ImageFilter
 
+from convfilter import blurs
 from convfilter.blurs import box_blur, box_reach, gaussian_blur, gaussian_box_radius, unsharp_mask
 from convfilter.engine import FilterError
 from convfilter.options import BorderMode
@@ -173,6 +174,19 @@ def test_wide_images_are_pillows(photo, kind, radius):
     blur, pillow_filter = BLURS[kind]
     wide = np.ascontiguousarray(np.tile(photo[:, :, :3], (1, 30, 1))[:45])  # 45 x 1920 RGB
     assert_array_equal(blur(wide, radius), pillow(wide, "RGB", pillow_filter(radius)))
+
+
+@pytest.mark.parametrize("strip_samples", [700, 1300, 5000])
+@pytest.mark.parametrize("radius", [1, 2, 2.7, 10])
+def test_strips_and_chunks_of_every_size_are_pillows(photo, monkeypatch, strip_samples, radius):
+    """Small strips: horizontal strips of a few rows, vertical passes in chunks of
+    a few rows whose running sums go on from chunk to chunk, a short last chunk."""
+    monkeypatch.setattr(blurs, "_STRIP_SAMPLES", strip_samples)
+    rgb = np.ascontiguousarray(photo[:45, :, :3])
+    for blur, pillow_filter in BLURS.values():
+        assert_array_equal(blur(rgb, radius, threads=1), pillow(rgb, "RGB", pillow_filter(radius)))
+    arguments = (radius, 150, 3)
+    assert_array_equal(unsharp_mask(rgb, *arguments, threads=2), pillow(rgb, "RGB", ImageFilter.UnsharpMask(*arguments)))
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "CMYK"])
