@@ -730,32 +730,31 @@ def _flat_pass(taps, stride, box, out, sums, scratch, running=False, carry=False
 
 
 def _flat_window_sums(taps: np.ndarray, stride: int, length: int, sums: np.ndarray, scratch: np.ndarray) -> None:
-    """``sums[i] = taps[i] + taps[i + stride] + ... + taps[i + (length - 1) * stride]``,
-    by adding shifted slices or, when fewer additions, from sums of 2, 4, 8, ...
-    taps, made in turn in the two halves of ``scratch`` (twice the size of ``taps``)."""
+    """``sums[i] = taps[i] + taps[i + stride] + ... + taps[i + (length - 1) * stride]``
+    for an odd ``length``, by adding shifted slices or, when fewer additions,
+    from sums of 2, 4, 8, ... taps, made in turn in the two halves of
+    ``scratch`` (twice the size of ``taps``)."""
     n = sums.size
-    if length - 1 <= (length.bit_length() - 1) + length.bit_count() - 1:
-        if length == 1:
-            np.copyto(sums, taps[:n])
-        else:
-            np.add(taps[:n], taps[stride : stride + n], out=sums)
+    if length == 1:
+        np.copyto(sums, taps[:n])
+        return
+    if length - 1 <= length.bit_length() + length.bit_count() - 2:  # additions, one way and the other
+        np.add(taps[:n], taps[stride : stride + n], out=sums)
         for k in range(2, length):
             sums += taps[k * stride : k * stride + n]
         return
     halves = scratch[: taps.size], scratch[taps.size : 2 * taps.size]
-    blocks, size, used, started, left = taps, 1, 0, False, length  # blocks[i]: the sum of `size` taps from i
-    while True:
-        if left & 1:
-            part = blocks[used * stride : used * stride + n]
-            np.add(sums, part, out=sums) if started else np.copyto(sums, part)
-            started, used = True, used + size
-        left >>= 1
-        if not left:
-            return
+    blocks, size, used, left = taps, 1, 1, length >> 1  # blocks[i]: the sum of `size` taps from i
+    while left:
         span = blocks.size - size * stride
         into = halves[size.bit_length() % 2][:span]  # not the half `blocks` is in
         blocks = np.add(blocks[:span], blocks[size * stride : size * stride + span], out=into)
         size *= 2
+        if left & 1:
+            part = blocks[used * stride : used * stride + n]
+            np.add(taps[:n] if used == 1 else sums, part, out=sums)
+            used += size
+        left >>= 1
 
 
 def _running_flat_sums(taps: np.ndarray, stride: int, length: int, sums: np.ndarray, n: int, carry: bool) -> None:
@@ -786,7 +785,7 @@ def _sharpen(original: np.ndarray, blurred: np.ndarray, percent: int, threshold:
     """The unsharp mask's rule for each sample (see the module docstring), written over ``blurred``."""
     dtype = original.dtype
     if dtype == np.uint8:  # a table of every (input, blurred) pair
-        pair = np.left_shift(original, 8, dtype=np.intp)
+        pair = np.left_shift(original, 8, dtype=np.uint16)
         pair |= blurred
         np.take(_sharpened_pairs(percent, threshold), pair, out=blurred, mode="clip")
         return
