@@ -71,6 +71,9 @@ _ROW_OVERHEAD = 4000
 #: The shortest row for which an 8-bit vertical pass keeps running sums.
 _RUNNING_ROW = 256
 
+#: An 8-bit vertical pass widens rows into a buffer this many times the rows one chunk reads.
+_WIDE_TIMES = 4
+
 #: Rough cost of one pass over one sample, for choosing the number of threads:
 #: in Pillow's 8-bit arithmetic, and in float64.
 _PILLOW_PASS_SECONDS = 2.5e-9
@@ -663,9 +666,9 @@ def _pad_rows(rows: np.ndarray, pad: int, index: np.ndarray, border: str, fill) 
 
 def _flat_column_filter(source, target, passes, border, fill) -> Callable:
     """Work on a strip of output rows: one vertical 8-bit pass, a few rows at a
-    time. Short windows widen their rows to uint32 first; longer ones take
-    each row's inner sum from the one before, straight from the uint8 rows,
-    rather than widen the many rows they read beyond the few they make."""
+    time, from the strip's rows widened to uint32 once each in a buffer several
+    times the rows a chunk reads (when it fills up, the rows still needed go back
+    to its start)."""
     [(box, _)] = passes
     length = 2 * box.half + 1
     stride = source[0].size
@@ -679,17 +682,21 @@ def _flat_column_filter(source, target, passes, border, fill) -> Callable:
         rows = _extended(source, 0, y0 - box.half - 1, y1 + box.half + 1, border, fill, np.uint8)
         rows = rows.reshape(len(rows), stride)
         chunk = min(step, y1 - y0)
-        wide_rows = chunk + length + 1
-        wide, scratch, sums, result = buffers.get((wide_rows, stride), (2 * wide_rows * stride,), *[(chunk * stride,)] * 2)
-        wide = None if running else wide
+        reads = chunk + length + 1  # rows a chunk reads
+        wide, scratch, sums, result = buffers.get((_WIDE_TIMES * reads, stride), (2 * reads * stride,),
+                                                  *[(chunk * stride,)] * 2)  # fmt: skip
+        base = have = 0  # wide[0] holds rows[base]; rows[base:have] are in wide
         for first in range(0, y1 - y0, chunk):
             n = min(chunk, y1 - y0 - first)
-            window = rows[first : first + n + length + 1]
-            if wide is not None:
-                np.copyto(wide[: len(window)], window)
-                window = wide[: len(window)]
-            _flat_pass(window.reshape(-1), stride, box, result[: n * stride], sums, scratch, running, carry=first > 0)
-            target[y0 + first : y0 + first + n].reshape(n, stride)[...] = result[: n * stride].reshape(n, stride)
+            need = first + n + length + 1
+            if need - base > len(wide):
+                np.copyto(wide[: have - first], wide[first - base : have - base])
+                base = first
+            np.copyto(wide[have - base : need - base], rows[have:need])
+            have = need
+            window = wide[first - base : need - base].reshape(-1)
+            _flat_pass(window, stride, box, result[: n * stride], sums, scratch, running, carry=first > 0)
+            target[y0 + first : y0 + first + n].reshape(-1)[...] = result[: n * stride]
 
     return filter_piece
 
@@ -706,12 +713,11 @@ def _flat_pass(taps, stride, box, out, sums, scratch, running=False, carry=False
     ``box.inner``. Samples that are not on one line mix in some ``out[i]``:
     the caller lays its lines out so that those are the ones it throws away.
 
-    ``taps`` is uint32, or uint8 with ``running``. ``sums`` and ``scratch``
-    are uint32 and at least ``out.size`` long; ``scratch`` twice the size of
-    ``taps`` if the window is long and not ``running``. ``running`` (``stride`` a
-    row, ``out`` whole rows): inner sums by :func:`_running_flat_sums`, which
-    with ``carry`` goes on from the last row of ``sums``, where the call
-    before left it.
+    ``sums`` and ``scratch`` are uint32 and at least ``out.size`` long;
+    ``scratch`` twice the size of ``taps`` if the window is long and not
+    ``running``. ``running`` (``stride`` a row, ``out`` whole rows): inner
+    sums by :func:`_running_flat_sums`, which with ``carry`` goes on from the
+    last row of ``sums``, where the call before left it.
     """
     length = 2 * box.half + 1
     n = out.size
@@ -722,7 +728,7 @@ def _flat_pass(taps, stride, box, out, sums, scratch, running=False, carry=False
     np.multiply(sums[:n], np.uint32(box.inner), out=out)
     if box.outer:
         far = scratch[:n]
-        np.add(taps[:n], taps[(length + 1) * stride : (length + 1) * stride + n], out=far, dtype=np.uint32)
+        np.add(taps[:n], taps[(length + 1) * stride : (length + 1) * stride + n], out=far)
         far *= np.uint32(box.outer)
         out += far
     out += np.uint32(_ONE // 2)
@@ -770,7 +776,7 @@ def _running_flat_sums(taps: np.ndarray, stride: int, length: int, sums: np.ndar
         np.add(sums[-stride:], lines[length], out=rows[0])
         rows[0] -= lines[0]
     else:
-        np.add(lines[1], lines[2], out=rows[0], dtype=np.uint32)
+        np.add(lines[1], lines[2], out=rows[0])
         for k in range(3, length + 1):
             rows[0] += lines[k]
     for row in range(1, len(rows)):

@@ -176,12 +176,14 @@ def test_wide_images_are_pillows(photo, kind, radius):
     assert_array_equal(blur(wide, radius), pillow(wide, "RGB", pillow_filter(radius)))
 
 
-@pytest.mark.parametrize("strip_samples", [700, 1300, 5000])
+@pytest.mark.parametrize("strip_samples, wide_times", [(700, 4), (1300, 4), (5000, 4), (700, 1), (1300, 2)])
 @pytest.mark.parametrize("radius", [1, 2, 2.7, 10])
-def test_strips_and_chunks_of_every_size_are_pillows(photo, monkeypatch, strip_samples, radius):
+def test_strips_and_chunks_of_every_size_are_pillows(photo, monkeypatch, strip_samples, wide_times, radius):
     """Small strips: horizontal strips of a few rows, vertical passes in chunks of
-    a few rows whose running sums go on from chunk to chunk, a short last chunk."""
+    a few rows whose running sums go on from chunk to chunk, a short last chunk,
+    and a buffer of widened rows that fills up and starts again."""
     monkeypatch.setattr(blurs, "_STRIP_SAMPLES", strip_samples)
+    monkeypatch.setattr(blurs, "_WIDE_TIMES", wide_times)
     rgb = np.ascontiguousarray(photo[:45, :, :3])
     for blur, pillow_filter in BLURS.values():
         assert_array_equal(blur(rgb, radius, threads=1), pillow(rgb, "RGB", pillow_filter(radius)))
