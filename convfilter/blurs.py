@@ -657,9 +657,11 @@ def _pad_rows(rows: np.ndarray, pad: int, index: np.ndarray, border: str, fill) 
     """Fill the ``pad`` columns on each side of ``rows`` by ``border`` from the
     columns between them; ``index`` is the border's source column for each."""
     width = rows.shape[1] - 2 * pad
-    for outside in (slice(0, pad), slice(pad + width, None)):
+    for outside, edge in ((slice(0, pad), pad), (slice(pad + width, None), pad + width - 1)):
         if border == "constant":
             rows[:, outside] = fill
+        elif border == "nearest":
+            rows[:, outside] = rows[:, edge : edge + 1]
         else:
             rows[:, outside] = rows[:, pad + index[outside]]
 
