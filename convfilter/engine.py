@@ -323,6 +323,11 @@ def filter_array(
     they are. ``border``, ``cval``, ``method``, ``threads`` and ``progress``
     are as for :func:`correlate`.
 
+    ``kernel`` may also be a filter that is not one matrix, or its spec
+    (``"median:3"``, ``"unsharp"``; see :mod:`convfilter.neighbourhood`):
+    it computes the result by its own rule in the input's dtype, which
+    ``out_dtype`` then converts; ``abs`` and ``method`` do not apply to it.
+
     Accuracy, by input type:
 
     * uint8, uint16, float32: summed in float32 in Pillow's order, so with
