@@ -1,0 +1,623 @@
+"""Filtering TIFFs too large to hold: read by rows, filtered in bands, written in tiles.
+
+:func:`filter_tiff` reads the first image of a striped or tiled TIFF (or
+BigTIFF) a few strips or tiles at a time, filters it a band of full-width
+rows at a time and writes a tiled BigTIFF, holding no more than a memory
+budget. The result is the same bytes as :func:`convfilter.engine.filter_array`
+applied step by step to the whole image in memory (see Methods for the one
+exception).
+
+Bands. A step that reaches T rows up and B rows down makes output rows
+``y0 .. y1-1`` from input rows ``y0-T .. y1+B-1``. Where those fall outside
+the image, the border mode decides what the band holds:
+
+* ``nearest``, ``constant``, ``keep``: the band is cut at the image's edge
+  and filtered with the border mode itself, so at the true top and bottom
+  edges the filter pads as it does in memory (every pass of a blur
+  included; these modes only look at the edge's own pixels). A cut inside
+  the image spoils the T (or B) rows next to it, which are read for that
+  purpose and dropped.
+* ``wrap``, ``reflect``, ``mirror`` reach across the image: the band is
+  extended by the rows :func:`~convfilter.engine.border_index` maps those
+  positions to (the bottom rows above the top edge, for ``wrap``), filtered
+  with the border mode, and its first T and last B rows dropped. A matrix is
+  padded once, so this is what happens in memory; the neighbourhood filters'
+  passes are symmetric windows, which turn a periodic or mirrored extension
+  of their input into the same extension of their output, so padding each
+  pass or extending once agree.
+* ``valid``: input rows ``y0 .. y1+T+B-1``, filtered ``valid``.
+
+Columns are never cut (a band is the full width), so the left and right
+edges are the image's own and the filter treats them itself. A band that
+holds every row is the whole image, filtered as it is.
+
+Chains. In memory every step pads its own input at the image's edges, so a
+chain cannot be run on one band padded once. Each step is therefore a pass
+of its own: every step but the last writes its result, uncompressed, to a
+temporary file beside the destination, which the next step reads by rows
+(at most two such files exist at a time, each the size of the uncompressed
+image); the last step writes the TIFF. ``repeat`` repeats the whole chain.
+
+Methods. A matrix step's method is chosen once for the whole image of its
+pass, as :func:`~convfilter.engine.filter_array` chooses it
+(:func:`~convfilter.engine.choose_method`, and ``direct`` for a float image
+holding NaN or infinity), and every band uses it. ``direct`` and
+``separable`` sums do not depend on which rows a band holds, so they are
+byte-identical. ``fft`` sums depend on the tile grid, which follows the
+whole image's size: they are byte-identical where they are exact (integer
+matrices on 8- and 16-bit images) and otherwise within the engine's
+accuracy contract only.
+
+Memory. A band of n output rows holds its input rows (n + T + B), its
+output rows, the working buffers of the filter (estimated: the engine's
+strips for a matrix, three float64 copies of the input band for a
+neighbourhood filter) and, for the TIFF, at most three decoded rows of
+strips or tiles. Band heights are the largest that keep this under the
+budget; the last pass's are whole rows of output tiles, so the tiles are
+cut straight from the band.
+
+Output. A tiled BigTIFF, same shape (smaller with ``valid``), dtype,
+photometric and extra samples as the input, compressed as the input where
+that compression is lossless and tifffile writes it (LZW, Deflate, PackBits,
+Zstandard, with the input's predictor), else uncompressed. It is written to
+a temporary file beside ``destination`` and renamed over it at the end;
+after any error or interruption neither file is left.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from . import engine
+from .kernels import Kernel
+from .options import BorderMode, FilterSettings, Method
+
+__all__ = ["StreamingError", "StreamReport", "filter_tiff", "default_memory", "STREAMED_DTYPES"]
+
+#: Sample types read and written: those the engine sums as they are.
+STREAMED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.float64))
+
+#: Share of physical memory used when no budget is given.
+MEMORY_SHARE = 0.25
+
+#: TIFF compressions written as the input has them (lossless, and written by tifffile).
+_KEPT_COMPRESSIONS = {5: "lzw", 8: "adobe_deflate", 32946: "deflate", 32773: "packbits", 50000: "zstd"}
+
+#: Decoded rows of strips or tiles held at once, at most (two kept for the next band, one being read).
+_CACHED_SEGMENT_ROWS = 3
+
+#: Working bytes of the engine's strips, per thread (its 2 MiB strip, the sums and scratch).
+_ENGINE_STRIP_BYTES = 6 << 20
+
+#: Float64 copies of its input band a neighbourhood filter is assumed to hold while it works.
+_NEIGHBOURHOOD_COPIES = 3
+
+_PERIODIC = (BorderMode.WRAP, BorderMode.REFLECT, BorderMode.MIRROR)
+
+
+class StreamingError(ValueError):
+    """A file, filter or budget that cannot be streamed; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class StreamReport:
+    """What :func:`filter_tiff` did: the output's ``shape`` and ``dtype``, the
+    ``bands`` filtered over all passes (one pass per step of the chain),
+    ``peak_bytes`` held by the band buffers, decoded tiles and the filters'
+    estimated working buffers, the ``compression`` written, and ``seconds``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    bands: int
+    passes: int
+    peak_bytes: int
+    compression: str
+    seconds: float
+
+
+def default_memory() -> int:
+    """The budget used when none is given: :data:`MEMORY_SHARE` of physical memory."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        total = 4 << 30
+    return int(total * MEMORY_SHARE)
+
+
+def filter_tiff(
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    steps,
+    *,
+    border: str | BorderMode = "nearest",
+    cval: float = 0.0,
+    repeat: int = 1,
+    method: str | Method = "auto",
+    memory: int | None = None,
+    threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+    tile: tuple[int, int] = (256, 256),
+) -> StreamReport:
+    """Filter the TIFF ``source`` into a tiled BigTIFF ``destination`` by bands of rows.
+
+    Parameters
+    ----------
+    source : path
+        A striped or tiled TIFF or BigTIFF; its first image is filtered. Samples
+        uint8, uint16, float32 or float64; 1 to 4 of them per pixel, stored
+        contiguously (chunky).
+    destination : path
+        Where the tiled BigTIFF goes; replaced only once it is complete.
+    steps : kernel, filter, spec or sequence of them
+        As ``FilterSettings.kernels``: applied in order, the whole chain
+        ``repeat`` times, each rounded to the image's dtype.
+    border, cval, method, threads
+        As for :func:`~convfilter.engine.filter_array`; ``method`` is chosen
+        once for the whole image (see the module's notes).
+    memory : int or None
+        Budget in bytes for the buffers (None: :func:`default_memory`).
+    progress : callable or None
+        Called as ``progress(done, total)`` after each band; ``total`` counts
+        the bands of every pass.
+    tile : (height, width)
+        The output's tile size, multiples of 16.
+
+    Returns
+    -------
+    StreamReport
+
+    Raises
+    ------
+    StreamingError
+        A file that is not a TIFF this reads, a filter without a finite reach,
+        ``valid`` on an image smaller than the chain's reach, or a budget too
+        small for one band (the message gives the least that would do).
+    SettingsError, KernelSpecError, FilterError
+        For the steps, border, method or cval, as the rest of convfilter.
+
+    Examples
+    --------
+    >>> report = filter_tiff("big.tif", "out.tif", ["blur", "sharpen"], memory=64 << 20)  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    settings = FilterSettings(steps, repeat=repeat, border=border, method=method, threads=threads)
+    mode = settings.border
+    chain = settings.chain
+    for step in chain:
+        _check_streamable(step)
+    cval = float(cval)
+    tile = _check_tile(tile)
+    budget = default_memory() if memory is None else int(memory)
+    if budget <= 0:
+        raise StreamingError(f"the memory budget must be a positive number of bytes, got {memory!r}")
+    destination = Path(destination)
+    folder = destination.parent if str(destination.parent) else Path(".")
+
+    temporaries: list[Path] = []
+    reader = _TiffRows(source)
+    try:
+        shapes = [reader.shape]
+        for step in chain:
+            shapes.append(_output_shape(shapes[-1], step, mode))
+        plans = []
+        for k, step in enumerate(chain):
+            last = k == len(chain) - 1
+            cache = reader.segment_row_bytes * _CACHED_SEGMENT_ROWS if k == 0 else 0
+            plans.append(_plan_pass(shapes[k], shapes[k + 1], reader.dtype, step, budget, cache,
+                                    tile[0] if last else 1, threads))  # fmt: skip
+        total = sum(len(plan.bands) for plan in plans)
+        meter = _Meter(progress, total)
+        compression, predictor = reader.kept_compression()
+
+        source_rows = reader
+        for k, (step, plan) in enumerate(zip(chain[:-1], plans[:-1])):
+            path = _temporary(folder, destination.name, ".step.tmp")
+            temporaries.append(path)
+            with _RawRows.create(path, shapes[k + 1], reader.dtype) as sink:
+                chosen = _resolve_method(step, source_rows, settings.method, plan, meter)
+                for _, _, rows in _bands(source_rows, step, mode, cval, chosen, threads, plan, meter):
+                    sink.append(rows)
+            if source_rows is not reader:
+                source_rows.close()
+                os.remove(temporaries.pop(0))
+            source_rows = _RawRows.open(path, shapes[k + 1], reader.dtype)
+
+        final = _temporary(folder, destination.name, ".tmp")
+        temporaries.append(final)
+        step, plan = chain[-1], plans[-1]
+        chosen = _resolve_method(step, source_rows, settings.method, plan, meter)
+        bands = _bands(source_rows, step, mode, cval, chosen, threads, plan, meter)
+        shape = shapes[-1]
+        with tifffile.TiffWriter(final, bigtiff=True) as writer:
+            writer.write(
+                data=_tiles(bands, shape, tile),
+                shape=shape,
+                dtype=reader.dtype,
+                tile=tile,
+                photometric=reader.photometric,
+                planarconfig="contig" if len(shape) == 3 else None,
+                extrasamples=reader.extrasamples,
+                compression=compression,
+                predictor=predictor,
+                metadata=None,
+            )
+        if source_rows is not reader:
+            source_rows.close()
+        os.replace(final, destination)
+        temporaries.remove(final)
+    finally:
+        reader.close()
+        for path in temporaries:
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+    return StreamReport(shape=shapes[-1], dtype=reader.dtype, bands=total, passes=len(chain),
+                        peak_bytes=meter.peak, compression=compression or "none",
+                        seconds=time.perf_counter() - started)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------
+
+
+def _check_streamable(step) -> None:
+    """A step streams when it says how far it reaches: four whole numbers >= 0."""
+    reach = getattr(step, "reach", None)
+    name = getattr(step, "name", repr(step))
+    if reach is None or len(reach) != 4 or not all(isinstance(r, (int, np.integer)) and r >= 0 for r in reach):
+        raise StreamingError(
+            f"{name} cannot be filtered in bands: it does not say how far it reaches; "
+            "filter the image in memory instead"
+        )
+
+
+def _check_tile(tile) -> tuple[int, int]:
+    try:
+        height, width = (int(t) for t in tile)
+    except (TypeError, ValueError):
+        raise StreamingError(f"tile must be (height, width), got {tile!r}") from None
+    if height < 16 or width < 16 or height % 16 or width % 16:
+        raise StreamingError(f"TIFF tiles are multiples of 16 pixels on each side, got {height}x{width}")
+    return height, width
+
+
+def _output_shape(shape: tuple[int, ...], step, mode: BorderMode) -> tuple[int, ...]:
+    if mode is not BorderMode.VALID:
+        return shape
+    top, bottom, left, right = step.reach
+    rows, cols = shape[0] - top - bottom, shape[1] - left - right
+    if rows < 1 or cols < 1:
+        raise StreamingError(
+            f"border 'valid' leaves nothing of a {shape[1]}x{shape[0]} image: {step.name} reaches "
+            f"{left + right} columns and {top + bottom} rows; choose another border"
+        )
+    return (rows, cols) + shape[2:]
+
+
+# ---------------------------------------------------------------------------
+# Reading: the TIFF's strips or tiles, and the chain's temporary files
+# ---------------------------------------------------------------------------
+
+
+class _TiffRows:
+    """The first image of a TIFF, read by rows: each strip or row of tiles is
+    decoded when first asked for and kept while it may be asked for again."""
+
+    def __init__(self, path) -> None:
+        try:
+            self._file = tifffile.TiffFile(path)
+        except tifffile.TiffFileError as exc:
+            raise StreamingError(f"{os.fspath(path)!r} is not a TIFF file tifffile reads: {exc}") from None
+        try:
+            self._page = page = self._file.pages.first
+            self._check(page, path)
+        except BaseException:
+            self._file.close()
+            raise
+        samples = page.samplesperpixel
+        self.shape = (page.imagelength, page.imagewidth) + ((samples,) if samples > 1 else ())
+        self.dtype = np.dtype(page.dtype).newbyteorder("=")
+        self.photometric = page.photometric
+        self.extrasamples = tuple(page.extrasamples) or None
+        self._samples = samples
+        if page.is_tiled:
+            self._height, self._width = page.tilelength, page.tilewidth
+        else:
+            self._height, self._width = min(page.rowsperstrip, page.imagelength), page.imagewidth
+        self._across = -(-page.imagewidth // self._width)
+        self._decode_args = {}
+        if page.compression in (6, 7, 34892, 33007):
+            self._decode_args = {"jpegtables": page.jpegtables, "jpegheader": page.jpegheader}
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.cached_bytes = 0
+
+    @staticmethod
+    def _check(page, path) -> None:
+        where = os.fspath(path)
+        if page.imagedepth > 1:
+            raise StreamingError(f"{where!r} holds a volume ({page.imagedepth} planes deep); give a 2-D image")
+        if page.samplesperpixel > 1 and page.planarconfig != 1:
+            raise StreamingError(f"{where!r} stores each sample in its own plane (planar configuration "
+                                 "separate); save it with contiguous samples (chunky) to stream it")  # fmt: skip
+        if not 1 <= page.samplesperpixel <= 4:
+            raise StreamingError(f"{where!r} has {page.samplesperpixel} samples per pixel; 1 to 4 stream")
+        if page.photometric == 3:
+            raise StreamingError(f"{where!r} is a palette image: filtering its indices means nothing; "
+                                 "convert it to RGB first")  # fmt: skip
+        dtype = None if page.dtype is None else np.dtype(page.dtype).newbyteorder("=")
+        if dtype not in STREAMED_DTYPES:
+            names = ", ".join(d.name for d in STREAMED_DTYPES)
+            found = f"{page.bitspersample}-bit samples" if dtype is None else f"{dtype.name} samples"
+            raise StreamingError(f"{where!r} has {found}; streaming reads {names}")
+        if page.is_subsampled and page.compression not in (6, 7, 34892, 33007):
+            raise StreamingError(f"{where!r} has chroma subsampling, which only JPEG decoding undoes")
+
+    @property
+    def segment_row_bytes(self) -> int:
+        """Bytes of one decoded strip, or one row of tiles."""
+        return self._height * self._across * self._width * self._samples * self.dtype.itemsize
+
+    def kept_compression(self) -> tuple[str | None, int | None]:
+        """The compression (and predictor) to write: the input's when kept, else none."""
+        name = _KEPT_COMPRESSIONS.get(int(self._page.compression))
+        if name is None:
+            return None, None
+        predictor = int(self._page.predictor)
+        return name, predictor if predictor in (2, 3) else None
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Rows ``index`` (any order, repeats allowed) as one array."""
+        index = np.asarray(index, dtype=np.intp)
+        out = np.empty((len(index),) + self.shape[1:], self.dtype)
+        segment = index // self._height
+        _, first = np.unique(segment, return_index=True)
+        for k in segment[np.sort(first)]:  # in the order asked, so the last ones stay cached
+            where = segment == k
+            out[where] = self._segment_row(int(k))[index[where] - k * self._height]
+        return out
+
+    def _segment_row(self, k: int) -> np.ndarray:
+        block = self._cache.get(k)
+        if block is not None:
+            self._cache.move_to_end(k)
+            return block
+        while len(self._cache) >= _CACHED_SEGMENT_ROWS - 1:
+            _, dropped = self._cache.popitem(last=False)
+            self.cached_bytes -= dropped.nbytes
+        page = self._page
+        y = k * self._height
+        height = min(self._height, page.imagelength - y)
+        block = np.zeros((height, page.imagewidth, self._samples), self.dtype)
+        handle = self._file.filehandle
+        for j in range(self._across):
+            index = k * self._across + j
+            offset, count = page.dataoffsets[index], page.databytecounts[index]
+            if not count:
+                continue  # an empty segment: tifffile fills those with 0
+            with handle.lock:
+                handle.seek(offset)
+                data = handle.read(count)
+            segment, _, _ = page.decode(data, index, **self._decode_args)
+            x = j * self._width
+            width = min(self._width, page.imagewidth - x)
+            segment = np.asarray(segment).reshape(-1, segment.shape[-3], segment.shape[-2], segment.shape[-1])
+            block[:, x : x + width] = segment[0, :height, :width]
+        block = block.reshape((height,) + self.shape[1:])
+        self._cache[k] = block
+        self.cached_bytes += block.nbytes
+        return block
+
+    def close(self) -> None:
+        self._cache.clear()
+        self.cached_bytes = 0
+        self._file.close()
+
+
+class _RawRows:
+    """A chain's intermediate image: rows of samples in a file, written in
+    order and read back by row numbers."""
+
+    cached_bytes = 0
+
+    def __init__(self, handle, shape, dtype) -> None:
+        self._handle = handle
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self._row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+
+    @classmethod
+    def create(cls, path: Path, shape, dtype) -> _RawRows:
+        return cls(open(path, "wb"), shape, dtype)
+
+    @classmethod
+    def open(cls, path: Path, shape, dtype) -> _RawRows:
+        return cls(open(path, "rb"), shape, dtype)
+
+    def append(self, rows: np.ndarray) -> None:
+        self._handle.write(np.ascontiguousarray(rows, self.dtype).data)
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index, dtype=np.intp)
+        out = np.empty((len(index),) + self.shape[1:], self.dtype)
+        breaks = np.flatnonzero(np.diff(index) != 1) + 1
+        fd = self._handle.fileno()
+        for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(index)]):
+            first, count = int(index[start]), int(stop - start)
+            data = os.pread(fd, count * self._row_bytes, first * self._row_bytes)
+            if len(data) != count * self._row_bytes:
+                raise StreamingError(f"temporary file {self._handle.name!r} was cut short")
+            out[start:stop] = np.frombuffer(data, self.dtype).reshape((count,) + self.shape[1:])
+        return out
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> _RawRows:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _temporary(folder: Path, name: str, suffix: str) -> Path:
+    fd, path = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=suffix)
+    os.close(fd)
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------
+# Planning: band heights under the budget, and the method of a pass
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    bands: list[tuple[int, int]]  # output rows [y0, y1) of each band
+    working_bytes: int  # estimated working bytes of the filter that do not grow with the band
+    work_per_input_row: int  # estimated working bytes per input row of a band
+
+
+def _plan_pass(shape_in, shape_out, dtype, step, budget, cache_bytes, multiple, threads) -> _Plan:
+    """Bands of output rows, as tall as the budget allows (a multiple of
+    ``multiple`` rows, except the last)."""
+    top, bottom, _, _ = step.reach
+    samples_in = int(np.prod(shape_in[1:]))
+    row_in = samples_in * dtype.itemsize
+    row_out = int(np.prod(shape_out[1:])) * dtype.itemsize
+    if isinstance(step, Kernel):
+        work_row, fixed = 4 * samples_in, _ENGINE_STRIP_BYTES * engine.worker_count(threads, 1.0)
+    else:
+        work_row, fixed = _NEIGHBOURHOOD_COPIES * 8 * samples_in, 0
+    reach = top + bottom
+    out_rows = shape_out[0]
+
+    def cost(n: int) -> int:
+        held = min(n + reach, shape_in[0] + reach)
+        return held * (row_in + work_row) + n * row_out + strips(held) + cache_bytes
+
+    def strips(held: int) -> int:  # the engine's strips are no larger than twice the band in float32
+        return min(fixed, 2 * held * 4 * samples_in)
+
+    least = min(multiple, out_rows)
+    if cost(least) > budget:
+        mib = 1 << 20
+        raise StreamingError(
+            f"a band of {least} rows of this {shape_in[1]}-pixel-wide image, with the {reach} rows "
+            f"{step.name} reaches, needs about {math.ceil(cost(least) / mib)} MiB; the memory budget "
+            f"is {budget / mib:.1f} MiB: give a budget of at least that"
+            + (", or smaller tiles" if multiple > 1 else "")
+        )
+    per_row = row_in + work_row + row_out
+    n = max(least, (budget - cost(0)) // per_row)
+    n = min(out_rows, max(least, n // multiple * multiple))
+    bands = [(y0, min(out_rows, y0 + n)) for y0 in range(0, out_rows, n)]
+    return _Plan(bands, strips(n + reach), work_row)
+
+
+def _resolve_method(step, source, method, plan: _Plan, meter: _Meter) -> str:
+    """The method ``filter_array`` would use on the whole image of this pass."""
+    if not isinstance(step, Kernel):
+        return method.value
+    chosen = engine.choose_method(source.shape, step, dtype=source.dtype, method=method.value)
+    if method is not Method.AUTO or source.dtype.kind != "f" or chosen not in ("fft", "separable"):
+        return chosen
+    finite, largest = _scan(source, plan, meter)
+    affordable = engine.estimate_seconds("direct", source.shape, step, dtype=source.dtype) <= engine.MAX_SECONDS
+    if not finite and affordable:
+        return "direct"
+    if finite and largest > 1e30 and chosen == "separable":
+        return "direct" if affordable else "fft"
+    return chosen
+
+
+def _scan(source, plan: _Plan, meter: _Meter) -> tuple[bool, float]:
+    """Whether every sample is finite, and the largest magnitude, read band by band."""
+    finite, largest = True, 0.0
+    rows = max(1, plan.bands[0][1] - plan.bands[0][0])
+    for y0 in range(0, source.shape[0], rows):
+        block = source.rows(np.arange(y0, min(source.shape[0], y0 + rows)))
+        meter.hold(block.nbytes + source.cached_bytes)
+        finite = finite and bool(np.isfinite(block).all())
+        largest = max(largest, float(np.nanmax(np.abs(np.where(np.isfinite(block), block, 0)), initial=0)))
+    return finite, largest
+
+
+# ---------------------------------------------------------------------------
+# Filtering band by band
+# ---------------------------------------------------------------------------
+
+
+class _Meter:
+    """Counts bands for ``progress`` and keeps the peak of the bytes held."""
+
+    def __init__(self, progress, total: int) -> None:
+        self._progress = progress
+        self.total = total
+        self.done = 0
+        self.peak = 0
+
+    def hold(self, nbytes: int) -> None:
+        self.peak = max(self.peak, int(nbytes))
+
+    def band_done(self) -> None:
+        self.done += 1
+        if self._progress is not None:
+            self._progress(self.done, self.total)
+
+
+def _bands(source, step, mode: BorderMode, cval, method, threads, plan: _Plan,
+           meter: _Meter) -> Iterator[tuple[int, int, np.ndarray]]:  # fmt: skip
+    """``(y0, y1, rows)`` for every band of output rows of ``step`` on ``source``."""
+    rows = source.shape[0]
+    top, bottom, _, _ = step.reach
+    for y0, y1 in plan.bands:
+        if mode is BorderMode.VALID:
+            index, first = np.arange(y0, y1 + top + bottom), None
+        elif y0 == 0 and y1 == rows:
+            index, first = np.arange(rows), 0
+        elif mode in _PERIODIC:
+            index, first = engine.border_index(rows, top, bottom, mode.value)[y0 : y1 + top + bottom], top
+        else:
+            low, high = max(0, y0 - top), min(rows, y1 + bottom)
+            index, first = np.arange(low, high), y0 - low
+        band = source.rows(index)
+        result = engine.filter_array(band, step, border=mode, cval=cval, method=method, threads=threads)
+        working = plan.working_bytes + plan.work_per_input_row * len(index)  # estimated
+        meter.hold(band.nbytes + result.nbytes + source.cached_bytes + working)
+        del band
+        if first is not None:
+            result = result[first : first + y1 - y0]
+        if result.shape[0] != y1 - y0:
+            raise StreamingError(f"{step.name} gave {result.shape[0]} rows for a band of {y1 - y0}; "
+                                 "it cannot be filtered in bands")  # fmt: skip
+        meter.band_done()
+        yield y0, y1, result
+
+
+def _tiles(bands, shape: tuple[int, ...], tile: tuple[int, int]) -> Iterator[np.ndarray]:
+    """The output's tiles in TIFF order (rows of tiles, left to right), cut from
+    bands whose heights are whole rows of tiles except the last."""
+    height, width = tile
+    pending = None
+    for _, y1, rows in bands:
+        if pending is not None:
+            rows = np.concatenate([pending, rows])
+            pending = None
+        whole = rows.shape[0] if y1 == shape[0] else rows.shape[0] // height * height
+        for ty in range(0, whole, height):
+            for tx in range(0, shape[1], width):
+                yield rows[ty : ty + height, tx : tx + width]
+        if whole < rows.shape[0]:
+            pending = rows[whole:]
