@@ -66,7 +66,6 @@ after any error or interruption neither file is left.
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import time
@@ -114,13 +113,16 @@ class StreamReport:
     """What :func:`filter_tiff` did: the output's ``shape`` and ``dtype``, the
     ``bands`` filtered over all passes (one pass per step of the chain),
     ``peak_bytes`` held by the band buffers, decoded tiles and the filters'
-    estimated working buffers, the ``compression`` written, and ``seconds``."""
+    estimated working buffers, the strips or tiles of the input ``decoded``
+    (each is decoded about once, some twice where bands meet), the
+    ``compression`` written, and ``seconds``."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
     bands: int
     passes: int
     peak_bytes: int
+    decoded: int
     compression: str
     seconds: float
 
@@ -263,7 +265,7 @@ def filter_tiff(
             except FileNotFoundError:
                 pass
     return StreamReport(shape=shapes[-1], dtype=reader.dtype, bands=total, passes=len(chain),
-                        peak_bytes=meter.peak, compression=compression or "none",
+                        peak_bytes=meter.peak, decoded=reader.decoded, compression=compression or "none",
                         seconds=time.perf_counter() - started)  # fmt: skip
 
 
@@ -274,9 +276,11 @@ def filter_tiff(
 
 def _check_streamable(step) -> None:
     """A step streams when it says how far it reaches: four whole numbers >= 0."""
-    reach = getattr(step, "reach", None)
-    name = getattr(step, "name", repr(step))
-    if reach is None or len(reach) != 4 or not all(isinstance(r, (int, np.integer)) and r >= 0 for r in reach):
+    try:
+        reach, name = step.reach, step.name
+    except (AttributeError, NotImplementedError):
+        reach, name = None, getattr(step, "name", type(step).__name__)
+    if not isinstance(reach, tuple) or len(reach) != 4 or not all(isinstance(r, (int, np.integer)) and r >= 0 for r in reach):
         raise StreamingError(
             f"{name} cannot be filtered in bands: it does not say how far it reaches; "
             "filter the image in memory instead"
@@ -342,6 +346,7 @@ class _TiffRows:
             self._decode_args = {"jpegtables": page.jpegtables, "jpegheader": page.jpegheader}
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.cached_bytes = 0
+        self.decoded = 0  # segments decoded so far
 
     @staticmethod
     def _check(page, path) -> None:
@@ -410,6 +415,7 @@ class _TiffRows:
                 handle.seek(offset)
                 data = handle.read(count)
             segment, _, _ = page.decode(data, index, **self._decode_args)
+            self.decoded += 1
             x = j * self._width
             width = min(self._width, page.imagewidth - x)
             segment = np.asarray(segment).reshape(-1, segment.shape[-3], segment.shape[-2], segment.shape[-1])
@@ -515,13 +521,15 @@ def _plan_pass(shape_in, shape_out, dtype, step, budget, cache_bytes, multiple, 
         mib = 1 << 20
         raise StreamingError(
             f"a band of {least} rows of this {shape_in[1]}-pixel-wide image, with the {reach} rows "
-            f"{step.name} reaches, needs about {math.ceil(cost(least) / mib)} MiB; the memory budget "
-            f"is {budget / mib:.1f} MiB: give a budget of at least that"
+            f"{step.name} reaches, needs about {cost(least) / mib:.2f} MiB ({cost(least)} bytes); "
+            f"the memory budget is {budget / mib:.2f} MiB ({budget} bytes): give a budget of at least that"
             + (", or smaller tiles" if multiple > 1 else "")
         )
-    per_row = row_in + work_row + row_out
-    n = max(least, (budget - cost(0)) // per_row)
-    n = min(out_rows, max(least, n // multiple * multiple))
+    low, high = least, out_rows  # cost grows with n: the tallest band that fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if cost(middle) <= budget else (low, middle - 1)
+    n = max(least, low // multiple * multiple)
     bands = [(y0, min(out_rows, y0 + n)) for y0 in range(0, out_rows, n)]
     return _Plan(bands, strips(n + reach), work_row)
 
