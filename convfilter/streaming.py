@@ -207,6 +207,7 @@ def filter_tiff(
 
     temporaries: list[Path] = []
     reader = _TiffRows(source)
+    source_rows = reader
     try:
         shapes = [reader.shape]
         for step in chain:
@@ -221,7 +222,6 @@ def filter_tiff(
         meter = _Meter(progress, total)
         compression, predictor = reader.kept_compression()
 
-        source_rows = reader
         for k, (step, plan) in enumerate(zip(chain[:-1], plans[:-1])):
             path = _temporary(folder, destination.name, ".step.tmp")
             temporaries.append(path)
@@ -232,6 +232,7 @@ def filter_tiff(
             if source_rows is not reader:
                 source_rows.close()
                 os.remove(temporaries.pop(0))
+            source_rows = reader  # until the next one is open
             source_rows = _RawRows.open(path, shapes[k + 1], reader.dtype)
 
         final = _temporary(folder, destination.name, ".tmp")
@@ -253,11 +254,11 @@ def filter_tiff(
                 predictor=predictor,
                 metadata=None,
             )
-        if source_rows is not reader:
-            source_rows.close()
         os.replace(final, destination)
         temporaries.remove(final)
     finally:
+        if source_rows is not reader:
+            source_rows.close()
         reader.close()
         for path in temporaries:
             try:
@@ -510,7 +511,7 @@ def _plan_pass(shape_in, shape_out, dtype, step, budget, cache_bytes, multiple, 
     out_rows = shape_out[0]
 
     def cost(n: int) -> int:
-        held = min(n + reach, shape_in[0] + reach)
+        held = shape_in[0] if n >= out_rows else n + reach  # one band is the whole image, unpadded
         return held * (row_in + work_row) + n * row_out + strips(held) + cache_bytes
 
     def strips(held: int) -> int:  # the engine's strips are no larger than twice the band in float32
@@ -529,7 +530,7 @@ def _plan_pass(shape_in, shape_out, dtype, step, budget, cache_bytes, multiple, 
     while low < high:
         middle = (low + high + 1) // 2
         low, high = (middle, high) if cost(middle) <= budget else (low, middle - 1)
-    n = max(least, low // multiple * multiple)
+    n = out_rows if low >= out_rows else max(least, low // multiple * multiple)
     bands = [(y0, min(out_rows, y0 + n)) for y0 in range(0, out_rows, n)]
     return _Plan(bands, strips(n + reach), work_row)
 
