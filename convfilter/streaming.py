@@ -92,7 +92,8 @@ MEMORY_SHARE = 0.25
 #: TIFF compressions written as the input has them (lossless, and written by tifffile).
 _KEPT_COMPRESSIONS = {5: "lzw", 8: "adobe_deflate", 32946: "deflate", 32773: "packbits", 50000: "zstd"}
 
-#: Decoded rows of strips or tiles held at once, at most (two kept for the next band, one being read).
+#: Decoded rows of strips or tiles held at once, at most: the last two read, kept for the
+#: next band, and the one being read.
 _CACHED_SEGMENT_ROWS = 3
 
 #: Working bytes of the engine's strips, per thread (its 2 MiB strip, the sums and scratch).
@@ -503,8 +504,8 @@ def _plan_pass(shape_in, shape_out, dtype, step, budget, cache_bytes, multiple, 
     samples_in = int(np.prod(shape_in[1:]))
     row_in = samples_in * dtype.itemsize
     row_out = int(np.prod(shape_out[1:])) * dtype.itemsize
-    if isinstance(step, Kernel):
-        work_row, fixed = 4 * samples_in, _ENGINE_STRIP_BYTES * engine.worker_count(threads, 1.0)
+    if isinstance(step, Kernel):  # the engine works in strips of its own size, into the output band
+        work_row, fixed = 0, _ENGINE_STRIP_BYTES * engine.worker_count(threads, 1.0)
     else:
         work_row, fixed = _NEIGHBOURHOOD_COPIES * 8 * samples_in, 0
     reach = top + bottom
