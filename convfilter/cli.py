@@ -29,6 +29,7 @@ from .options import (
     Method,
     OutputSettings,
     SettingsError,
+    parse_size,
 )
 
 #: Exit codes (documented in docs/usage.md and docs/batch.md).
@@ -337,10 +338,16 @@ def main() -> None:
               help="Write a picture: input, convfilter, Pillow, difference (implies --diff-pil).")
 @click.option("--fail-on-diff", is_flag=True,
               help="Exit 1 when the result differs from Pillow's (implies --diff-pil).")
+@click.option("--stream", is_flag=True,
+              help="Filter a TIFF by bands of rows into a tiled BigTIFF, within --memory [default: only a "
+                   "TIFF too large for --memory].")
+@click.option("--memory", metavar="SIZE", default=None,
+              help="Memory budget for a streamed TIFF, e.g. 512M or 2G [default: a quarter of the RAM].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the report.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, as_json, quiet, debug, **options):
+def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, memory, as_json, quiet, debug,
+          **options):
     """Filter INPUT with one or more kernels and write OUTPUT.
 
     INPUT or OUTPUT may be '-' for standard input/output. The output
@@ -358,6 +365,8 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, as_json, 
         kernels = build_kernels(options, quiet=quiet or as_json)
         settings = filter_settings(kernels, options)
         output = output_settings(options)
+        with _as_bad_parameter():
+            memory = None if memory is None else parse_size(memory, "--memory")
         from .pipeline import filter_file
 
         to_stdout = output_path == "-"
@@ -375,6 +384,8 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, as_json, 
                 diff_image=diff_image,
                 source_name="-" if input_path == "-" else None,
                 progress=progress,
+                stream=True if stream else None,
+                memory=memory,
             )  # fmt: skip
         finally:
             if progress is not None:

@@ -129,6 +129,27 @@ DEFAULT_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP",
 DEFAULT_MAX_PIXELS: int = 89_478_485
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str, option: str = "--memory") -> int:
+    """A number of bytes from ``text``: ``1000000``, ``512M``, ``1.5GiB``
+    (K, M, G, T are powers of 1024).
+
+    >>> parse_size("64M"), parse_size("1.5g"), parse_size("2048")
+    (67108864, 1610612736, 2048)
+    """
+    match = _SIZE.match(str(text))
+    if not match:
+        raise SettingsError(f"{text!r} is not a size: give bytes, or a number with K, M, G or T (512M, 2G)",
+                            option=option)  # fmt: skip
+    number, unit = float(match.group(1)), match.group(2).upper()
+    size = int(number * 1024 ** " KMGT".index(unit or " "))
+    if size < 1:
+        raise SettingsError(f"{text!r} is not a size: it must be at least one byte", option=option)
+    return size
+
+
 @dataclass(frozen=True)
 class FillValue:
     """The ``constant`` border's fill (``--cval``): one value for every band, or

@@ -339,6 +339,8 @@ def filter_file(
     source_name: str | None = None,
     destination_name: str | None = None,
     progress: Callable[[float], object] | None = None,
+    stream: bool | None = None,
+    memory: int | None = None,
 ) -> FileResult:
     """Load ``source``, filter every frame, write ``destination``; report what happened.
 
@@ -350,7 +352,20 @@ def filter_file(
     before the final rename, and the input is read completely before the
     output is replaced, so input and output may be the same file.
     ``progress(fraction)`` is called as filtering advances (0 to 1).
+
+    A TIFF too large to filter within ``memory`` bytes (None: a quarter of
+    the machine's memory) is streamed instead, by bands of rows, into a
+    tiled BigTIFF (:func:`convfilter.streaming.filter_file`); ``stream``
+    True streams whatever the size, False never streams.
     """
+    if stream or (stream is None and not _comparing(diff_pil, diff_filter, diff_image)
+                  and _streams(source, destination, output, memory)):  # fmt: skip
+        from . import streaming
+
+        if _comparing(diff_pil, diff_filter, diff_image):
+            raise streaming.StreamingError("--diff-pil compares whole images in memory; it cannot be streamed")
+        return streaming.filter_file(source, destination, as_settings(settings, {}), output, memory=memory,
+                                     source_name=source_name, progress=progress)  # fmt: skip
     timings: dict[str, float] = {}
     start = time.perf_counter()
     settings = as_settings(settings, {})
@@ -359,7 +374,7 @@ def filter_file(
         os.fspath(destination) if isinstance(destination, (str, os.PathLike)) else "-"
     )
     out_path = destination if isinstance(destination, (str, os.PathLike)) else None
-    comparing = bool(diff_pil or diff_filter or diff_image is not None)
+    comparing = _comparing(diff_pil, diff_filter, diff_image)
     # Everything that can be refused without the pixels is refused before them.
     if out_path is not None:
         images.output_format(out_path, output.fmt)
@@ -459,6 +474,24 @@ def filter_file(
     timings["total"] = _ms_since(start)
     result.timings_ms = timings
     return result
+
+
+def _comparing(diff_pil: bool, diff_filter: str | None, diff_image) -> bool:
+    return bool(diff_pil or diff_filter or diff_image is not None)
+
+
+def _streams(source, destination, output: OutputSettings, memory: int | None) -> bool:
+    """Whether a TIFF file is streamed unasked: it is too large to filter within
+    ``memory`` (read from its header), and the output is a TIFF file."""
+    if not all(isinstance(path, (str, os.PathLike)) for path in (source, destination)):
+        return False
+    if not os.fspath(source).lower().endswith((".tif", ".tiff")):
+        return False  # the header is read only when the name says TIFF
+    if images.output_format(destination, output.fmt) != "TIFF":
+        return False
+    from . import streaming
+
+    return not streaming.fits_in_memory(source, memory)
 
 
 def compare_files(

@@ -350,6 +350,10 @@ class _TiffRows:
         self.cached_bytes = 0
         self.decoded = 0  # segments decoded so far
 
+    def image_count(self) -> int:
+        """How many images (pages, thumbnails aside) the file holds."""
+        return sum(1 for page in self._file.pages if not getattr(page, "is_reduced", False))
+
     @staticmethod
     def _check(page, path) -> None:
         where = os.fspath(path)
@@ -631,3 +635,108 @@ def _tiles(bands, shape: tuple[int, ...], tile: tuple[int, int]) -> Iterator[np.
                 yield rows[ty : ty + height, tx : tx + width]
         if whole < rows.shape[0]:
             pending = rows[whole:]
+
+
+# ---------------------------------------------------------------------------
+# One file, as `convfilter apply` streams it
+
+#: Copies of a decoded image the in-memory path holds at its peak (the input,
+#: the result, and the pipeline's margins), for deciding when to stream.
+IN_MEMORY_COPIES = 2.5
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def decoded_bytes(source) -> int | None:
+    """Bytes of one decoded copy of a TIFF's first image, from its header; None
+    for a source that is not a TIFF file (a stream, another format, unreadable)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    try:
+        with open(source, "rb") as fh:
+            if fh.read(4) not in _TIFF_MAGIC:
+                return None
+        with tifffile.TiffFile(source) as tiff:
+            page = tiff.pages.first
+            return int(page.imagelength) * int(page.imagewidth) * int(page.samplesperpixel) * np.dtype(
+                page.dtype).itemsize  # fmt: skip
+    except (OSError, ValueError, tifffile.TiffFileError, TypeError, IndexError):
+        return None
+
+
+def fits_in_memory(source, memory: int | None) -> bool:
+    """Whether filtering ``source`` in memory stays within ``memory`` bytes (None:
+    :func:`default_memory`); True for anything that is not a TIFF."""
+    size = decoded_bytes(source)
+    budget = default_memory() if memory is None else memory
+    return size is None or size * IN_MEMORY_COPIES <= budget
+
+
+#: The mode name of each (samples per pixel, dtype), as convfilter names modes.
+_MODES = {(1, "uint8"): "L", (2, "uint8"): "LA", (3, "uint8"): "RGB", (4, "uint8"): "RGBA",
+          (1, "uint16"): "I;16", (3, "uint16"): "RGB;16", (4, "uint16"): "RGBA;16", (1, "float32"): "F"}  # fmt: skip
+
+
+def filter_file(source, destination, settings: FilterSettings, output, *, memory: int | None = None,
+                source_name: str | None = None, progress: Callable[[float], object] | None = None):
+    """``convfilter apply`` by streaming: a TIFF in, a tiled BigTIFF out, within ``memory``.
+
+    Takes what :func:`convfilter.pipeline.filter_file` takes for a file
+    path, and refuses, before reading any pixels, what streaming cannot do
+    (``--channels``, ``--abs``, alpha other than ``filter`` on an image
+    with alpha, a per-band ``--cval``, output encoding options, an output
+    that is not TIFF, more pixels than ``output.max_pixels``). Returns a
+    :class:`~convfilter.pipeline.FileResult` whose notes say how it was
+    streamed and what the output does not keep.
+    """
+    from .images import output_format
+    from .pipeline import FileResult
+
+    started = time.perf_counter()
+    in_name = source_name or os.fspath(source)
+    if not isinstance(source, (str, os.PathLike)) or not isinstance(destination, (str, os.PathLike)):
+        raise StreamingError("streaming reads and writes files, not standard input or output")
+    if output_format(destination, output.fmt) != "TIFF":
+        raise StreamingError(f"streaming writes a tiled BigTIFF; name the output .tif or .tiff, not "
+                             f"{os.fspath(destination)!r}")  # fmt: skip
+    refused = [what for what, given in (
+        ("--channels", settings.channels is not None), ("--abs", settings.abs),
+        ("--quality", output.quality is not None), ("--lossless", output.lossless),
+        ("--compression", output.compression is not None), ("--background", output.background is not None),
+        ("--depth", output.depth is not None)) if given]  # fmt: skip
+    if refused:
+        raise StreamingError(f"streaming filters every band as it is and keeps the input's encoding; "
+                             f"it cannot take {', '.join(refused)}")  # fmt: skip
+    reader = _TiffRows(source)
+    shape, dtype, images_held = reader.shape, reader.dtype, reader.image_count()
+    reader.close()
+    if images_held > 1:
+        raise StreamingError(f"{in_name!r} holds {images_held} images; streaming filters one, so it would "
+                             "drop the others: split them first (tiffsplit), or filter it in memory")  # fmt: skip
+    samples = shape[2] if len(shape) > 2 else 1
+    full_scale = 1.0 if dtype.kind == "f" else float(np.iinfo(dtype).max)
+    cvals = set(settings.cval.for_bands(full_scale, samples))
+    if len(cvals) > 1:
+        raise StreamingError("streaming fills every band with the same --cval, not one per band")
+    pixels = shape[0] * shape[1]
+    if output.max_pixels and pixels > output.max_pixels:
+        raise StreamingError(f"{in_name!r} has {pixels:,} pixels, more than --max-pixels "
+                             f"{output.max_pixels:,}; give --max-pixels 0 (or a larger limit) to filter it")  # fmt: skip
+    has_alpha = samples in (2, 4)
+    if has_alpha and settings.alpha != "filter":
+        raise StreamingError("streaming filters every band, alpha included: give --alpha filter")
+    report = filter_tiff(source, destination, settings.kernels, border=settings.border, cval=cvals.pop(),
+                         repeat=settings.repeat, method=settings.method, memory=memory, threads=settings.threads,
+                         progress=None if progress is None else lambda done, total: progress(done / total))  # fmt: skip
+    budget = default_memory() if memory is None else memory
+    notes = [
+        f"streamed: {report.bands} bands in {report.passes} pass{'es' if report.passes > 1 else ''}, at most "
+        f"{report.peak_bytes / (1 << 20):.0f} MiB of buffers held (budget {budget / (1 << 20):.0f} MiB)",
+        f"written as a tiled BigTIFF, {report.compression}; streaming copies no ICC profile, resolution or "
+        "other tags of the input",
+    ]
+    return FileResult(
+        input=in_name, output=os.fspath(destination), mode=_MODES.get((samples, dtype.name), f"{dtype.name} x{samples}"),
+        size=(report.shape[1], report.shape[0]), frames=1, format="TIFF", notes=notes,
+        timings_ms={"filter": report.seconds * 1000.0, "total": (time.perf_counter() - started) * 1000.0},
+    )  # fmt: skip

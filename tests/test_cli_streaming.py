@@ -1,0 +1,87 @@
+"""`convfilter apply` on TIFFs too large for the memory budget: streamed by bands, as in memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from click.testing import CliRunner
+
+from convfilter import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli.main, [str(a) for a in args], prog_name="convfilter")
+
+
+@pytest.fixture(scope="module")
+def tall_tiff(tmp_path_factory) -> Path:
+    """A 12 MB striped RGB TIFF: 4000 rows of 1000 pixels."""
+    rng = np.random.default_rng(14)
+    rows = np.linspace(0, 255, 4000)[:, None, None] * np.ones((1, 1000, 3))
+    image = np.clip(rows + rng.normal(0, 20, (4000, 1000, 3)), 0, 255).astype(np.uint8)
+    path = tmp_path_factory.mktemp("tiff") / "tall.tif"
+    tifffile.imwrite(path, image, photometric="rgb", rowsperstrip=64)
+    return path
+
+
+def in_memory(source: Path, out: Path, *args) -> np.ndarray:
+    result = run("apply", source, out, *args, "--memory", "64G")
+    assert result.exit_code == 0, result.output
+    assert "streamed" not in result.output
+    return tifffile.imread(out)
+
+
+@pytest.mark.parametrize("args", [
+    ["-k", "edge_enhance", "-k", "median:3"],
+    ["-k", "gaussian:3", "--border", "reflect"],
+    ["-k", "1 2; 3 4", "--scale", "10", "--border", "wrap", "--anchor", "0,1"],
+    ["-k", "gaussian_blur:2", "--border", "constant", "--cval", "50%"],
+])  # fmt: skip
+def test_a_tiff_too_large_for_the_budget_is_streamed_and_the_same(tall_tiff, tmp_path, args):
+    expected = in_memory(tall_tiff, tmp_path / "memory.tif", *args)
+    out = tmp_path / "streamed.tif"
+    result = run("apply", tall_tiff, out, *args, "--memory", "28M", "--threads", "1", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["notes"][0].startswith("streamed: ")  # 12 MB held 2.5 times is over 28 MiB
+    bands = int(summary["notes"][0].split()[1])
+    assert bands > 1
+    np.testing.assert_array_equal(tifffile.imread(out), expected)
+    with tifffile.TiffFile(out) as written:
+        assert written.is_bigtiff and written.pages.first.is_tiled
+
+
+def test_stream_forces_streaming_of_a_small_tiff(tall_tiff, tmp_path):
+    expected = in_memory(tall_tiff, tmp_path / "memory.tif", "-k", "sharpen")
+    out = tmp_path / "forced.tif"
+    result = run("apply", tall_tiff, out, "-k", "sharpen", "--stream")
+    assert result.exit_code == 0, result.output
+    assert "streamed:" in result.output and "copies no ICC profile" in result.output
+    np.testing.assert_array_equal(tifffile.imread(out), expected)
+
+
+def test_what_streaming_cannot_do_is_refused_before_anything_is_written(tall_tiff, tmp_path):
+    two = tmp_path / "two.tif"
+    tifffile.imwrite(two, np.zeros((2, 20, 30), np.uint8))
+    cases = [
+        ([tall_tiff, tmp_path / "out.png", "-k", "blur", "--stream"], "name the output .tif or .tiff"),
+        ([two, tmp_path / "out.tif", "-k", "blur", "--stream"], "holds 2 images; streaming filters one"),
+        ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--stream", "--channels", "R"], "cannot take --channels"),
+        ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--stream", "--diff-pil"], "cannot be streamed"),
+        ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--stream", "--memory", "1M"],
+         "the memory budget is 1.00 MiB"),
+        ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--stream", "--max-pixels", "1000"],
+         "more than --max-pixels 1,000"),
+        ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--memory", "lots"], "'lots' is not a size"),
+    ]  # fmt: skip
+    for args, message in cases:
+        result = run("apply", *args)
+        assert result.exit_code in (1, 2), (args, result.output)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.output
+        assert not (tmp_path / "out.tif").exists() and not (tmp_path / "out.png").exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["two.tif"], args
