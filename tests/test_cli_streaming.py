@@ -85,3 +85,18 @@ def test_what_streaming_cannot_do_is_refused_before_anything_is_written(tall_tif
         assert "Traceback" not in result.output
         assert not (tmp_path / "out.tif").exists() and not (tmp_path / "out.png").exists()
         assert sorted(p.name for p in tmp_path.iterdir()) == ["two.tif"], args
+
+
+def test_batch_streams_a_tiff_too_large_for_the_default_budget(tall_tiff, tmp_path, monkeypatch):
+    from convfilter import streaming
+
+    monkeypatch.setattr(streaming, "default_memory", lambda: 28 << 20)
+    expected = in_memory(tall_tiff, tmp_path / "memory.tif", "-k", "smooth")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "tall.tif").symlink_to(tall_tiff)
+    result = run("batch", folder, "-d", tmp_path / "out", "-k", "smooth", "--threads", "1", "--json")
+    assert result.exit_code == 0, result.output
+    (line,) = [json.loads(x) for x in result.stdout.splitlines() if '"type": "file"' in x]
+    assert line["notes"][0].startswith("streamed: ")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "tall.tif"), expected)
