@@ -67,6 +67,7 @@ after any error or interruption neither file is left.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import time
 from collections import OrderedDict
@@ -650,8 +651,8 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 def decoded_bytes(source) -> int | None:
     """Bytes of one decoded copy of a TIFF's first image, from its header; None
     for a source that is not a TIFF file (a stream, another format, unreadable)."""
-    if not isinstance(source, (str, os.PathLike)):
-        return None
+    if not isinstance(source, (str, os.PathLike)) or not _is_regular_file(source):
+        return None  # opening a FIFO would wait for a writer
     try:
         with open(source, "rb") as fh:
             if fh.read(4) not in _TIFF_MAGIC:
@@ -662,6 +663,13 @@ def decoded_bytes(source) -> int | None:
                 page.dtype).itemsize  # fmt: skip
     except (OSError, ValueError, tifffile.TiffFileError, TypeError, IndexError):
         return None
+
+
+def _is_regular_file(path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def fits_in_memory(source, memory: int | None) -> bool:
@@ -693,9 +701,11 @@ def filter_file(source, destination, settings: FilterSettings, output, *, memory
     from .pipeline import FileResult
 
     started = time.perf_counter()
-    in_name = source_name or os.fspath(source)
     if not isinstance(source, (str, os.PathLike)) or not isinstance(destination, (str, os.PathLike)):
         raise StreamingError("streaming reads and writes files, not standard input or output")
+    in_name = source_name or os.fspath(source)
+    if not _is_regular_file(source):
+        raise StreamingError(f"{in_name!r} is not a regular file; streaming reads TIFF files only")
     if output_format(destination, output.fmt) != "TIFF":
         raise StreamingError(f"streaming writes a tiled BigTIFF; name the output .tif or .tiff, not "
                              f"{os.fspath(destination)!r}")  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,10 @@ def test_stream_forces_streaming_of_a_small_tiff(tall_tiff, tmp_path):
 def test_what_streaming_cannot_do_is_refused_before_anything_is_written(tall_tiff, tmp_path):
     two = tmp_path / "two.tif"
     tifffile.imwrite(two, np.zeros((2, 20, 30), np.uint8))
+    fifo = tmp_path / "fifo.tif"
+    os.mkfifo(fifo)  # never opened: it would wait for a writer
     cases = [
+        ([fifo, tmp_path / "out.tif", "-k", "blur", "--stream"], "'{}' is not a regular file".format(fifo)),
         ([tall_tiff, tmp_path / "out.png", "-k", "blur", "--stream"], "name the output .tif or .tiff"),
         ([two, tmp_path / "out.tif", "-k", "blur", "--stream"], "holds 2 images; streaming filters one"),
         ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--stream", "--channels", "R"], "cannot take --channels"),
@@ -84,7 +88,7 @@ def test_what_streaming_cannot_do_is_refused_before_anything_is_written(tall_tif
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.output
         assert not (tmp_path / "out.tif").exists() and not (tmp_path / "out.png").exists()
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["two.tif"], args
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.tif", "two.tif"], args
 
 
 def test_batch_streams_a_tiff_too_large_for_the_default_budget(tall_tiff, tmp_path, monkeypatch):
