@@ -323,9 +323,10 @@ class _TiffRows:
     decoded when first asked for and kept while it may be asked for again."""
 
     def __init__(self, path) -> None:
+        self._name = os.fspath(path)
         try:
             self._file = tifffile.TiffFile(path)
-        except tifffile.TiffFileError as exc:
+        except Exception as exc:  # tifffile raises many kinds for a damaged header
             raise StreamingError(f"{os.fspath(path)!r} is not a TIFF file tifffile reads: {exc}") from None
         try:
             self._page = page = self._file.pages.first
@@ -421,7 +422,11 @@ class _TiffRows:
             with handle.lock:
                 handle.seek(offset)
                 data = handle.read(count)
-            segment, _, _ = page.decode(data, index, **self._decode_args)
+            try:
+                segment, _, _ = page.decode(data, index, **self._decode_args)
+            except Exception as exc:  # damaged data: tifffile's codecs raise many kinds
+                raise StreamingError(f"{self._name!r}: its {'tile' if page.is_tiled else 'strip'} {index} "
+                                     f"cannot be decoded (damaged or truncated): {exc}") from None  # fmt: skip
             self.decoded += 1
             x = j * self._width
             width = min(self._width, page.imagewidth - x)
@@ -661,7 +666,7 @@ def decoded_bytes(source) -> int | None:
             page = tiff.pages.first
             return int(page.imagelength) * int(page.imagewidth) * int(page.samplesperpixel) * np.dtype(
                 page.dtype).itemsize  # fmt: skip
-    except (OSError, ValueError, tifffile.TiffFileError, TypeError, IndexError):
+    except Exception:  # a damaged header (tifffile raises many kinds): the in-memory path reports it
         return None
 
 

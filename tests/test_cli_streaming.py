@@ -68,6 +68,14 @@ def test_stream_forces_streaming_of_a_small_tiff(tall_tiff, tmp_path):
 def test_what_streaming_cannot_do_is_refused_before_anything_is_written(tall_tiff, tmp_path):
     two = tmp_path / "two.tif"
     tifffile.imwrite(two, np.zeros((2, 20, 30), np.uint8))
+    short, damaged = tmp_path / "short.tif", tmp_path / "damaged.tif"
+    short.write_bytes(tall_tiff.read_bytes()[:4])
+    tifffile.imwrite(damaged, np.full((300, 40), 7, np.uint8), rowsperstrip=64, compression="zlib")
+    with tifffile.TiffFile(damaged) as tiff:
+        third = tiff.pages.first.dataoffsets[2]
+    with open(damaged, "r+b") as fh:  # the third strip's deflate stream garbled
+        fh.seek(third)
+        fh.write(b"\xff" * 8)
     fifo = tmp_path / "fifo.tif"
     os.mkfifo(fifo)  # never opened: it would wait for a writer
     cases = [
@@ -81,6 +89,8 @@ def test_what_streaming_cannot_do_is_refused_before_anything_is_written(tall_tif
         ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--stream", "--max-pixels", "1000"],
          "more than --max-pixels 1,000"),
         ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--memory", "lots"], "'lots' is not a size"),
+        ([short, tmp_path / "out.tif", "-k", "blur", "--stream"], "is not a TIFF file tifffile reads"),
+        ([damaged, tmp_path / "out.tif", "-k", "blur", "--stream"], "its strip 2 cannot be decoded"),
     ]  # fmt: skip
     for args, message in cases:
         result = run("apply", *args)
@@ -88,7 +98,7 @@ def test_what_streaming_cannot_do_is_refused_before_anything_is_written(tall_tif
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.output
         assert not (tmp_path / "out.tif").exists() and not (tmp_path / "out.png").exists()
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.tif", "two.tif"], args
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.tif", "fifo.tif", "short.tif", "two.tif"], args
 
 
 def test_batch_streams_a_tiff_too_large_for_the_default_budget(tall_tiff, tmp_path, monkeypatch):
