@@ -491,7 +491,7 @@ def _streams(source, destination, output: OutputSettings, memory: int | None) ->
         return False
     from . import streaming
 
-    return not streaming.fits_in_memory(source, memory)
+    return not streaming.fits_in_memory(source, memory, output.max_pixels)
 
 
 def compare_files(

@@ -66,6 +66,7 @@ after any error or interruption neither file is left.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import tempfile
@@ -104,6 +105,12 @@ _ENGINE_STRIP_BYTES = 6 << 20
 _NEIGHBOURHOOD_COPIES = 3
 
 _PERIODIC = (BorderMode.WRAP, BorderMode.REFLECT, BorderMode.MIRROR)
+
+# tifffile logs what it finds wrong in a damaged file before raising (or
+# reading on); unconfigured, Python's last-resort handler would print that on
+# stderr beside convfilter's one-line error. As for Pillow (images.py), a
+# NullHandler keeps it quiet unless an application configures logging.
+logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
 
 class StreamingError(ValueError):
@@ -677,12 +684,22 @@ def _is_regular_file(path) -> bool:
         return False
 
 
-def fits_in_memory(source, memory: int | None) -> bool:
+def fits_in_memory(source, memory: int | None, max_pixels: int = 0) -> bool:
     """Whether filtering ``source`` in memory stays within ``memory`` bytes (None:
-    :func:`default_memory`); True for anything that is not a TIFF."""
+    :func:`default_memory`); True for anything that is not a TIFF, and for a
+    TIFF of more than ``max_pixels`` pixels (non-zero), which the in-memory
+    loader refuses as it refuses any decompression bomb."""
     size = decoded_bytes(source)
     budget = default_memory() if memory is None else memory
-    return size is None or size * IN_MEMORY_COPIES <= budget
+    if size is None or size * IN_MEMORY_COPIES <= budget:
+        return True
+    return bool(max_pixels) and _pixels(source) > max_pixels
+
+
+def _pixels(source) -> int:
+    with tifffile.TiffFile(source) as tiff:
+        page = tiff.pages.first
+        return int(page.imagelength) * int(page.imagewidth)
 
 
 #: The mode name of each (samples per pixel, dtype), as convfilter names modes.
