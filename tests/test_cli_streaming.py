@@ -114,3 +114,48 @@ def test_batch_streams_a_tiff_too_large_for_the_default_budget(tall_tiff, tmp_pa
     (line,) = [json.loads(x) for x in result.stdout.splitlines() if '"type": "file"' in x]
     assert line["notes"][0].startswith("streamed: ")
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "tall.tif"), expected)
+
+
+#: What a streamed run holds beyond its budget: Python with NumPy, Pillow, Click
+#: and tifffile (about 40 MiB), and the allocator's slack and the temporaries
+#: convfilter does not count (about 16 MiB measured); 64 MiB in all.
+STREAMING_OVERHEAD = 64 << 20
+
+#: Runs apply and prints the process's peak resident set, VmHWM (getrusage's
+#: maxrss is no use here: Linux carries the forking parent's over into the child).
+PEAK_OF_APPLY = """
+import sys
+from convfilter.cli import main
+try:
+    main(["apply", *sys.argv[1:]], prog_name="convfilter")
+except SystemExit as exit:
+    assert not exit.code, exit.code
+with open("/proc/self/status") as status:
+    print(next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:")))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak from Linux's /proc")
+def test_peak_memory_of_a_streamed_apply_stays_near_the_budget(tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(20)
+    image = rng.integers(0, 256, (4000, 5000, 3), dtype=np.uint8)  # 60 MB
+    source = tmp_path / "big.tif"
+    tifffile.imwrite(source, image, tile=(256, 256), photometric="rgb")
+    del image
+    budget = 32 << 20
+
+    def peak(out: Path, memory: str) -> int:
+        run = subprocess.run([sys.executable, "-c", PEAK_OF_APPLY, str(source), str(out), "-k", "edge_enhance",
+                              "--memory", memory, "--threads", "1", "-q"], capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        return int(run.stdout.split()[-1])
+
+    streamed = peak(tmp_path / "streamed.tif", "32M")
+    held = peak(tmp_path / "held.tif", "64G")
+    assert streamed < budget + STREAMING_OVERHEAD, streamed >> 20
+    assert held > 2 * 60_000_000  # in memory, input and result are held whole
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "streamed.tif"), tifffile.imread(tmp_path / "held.tif"))
