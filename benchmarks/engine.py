@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -230,21 +229,10 @@ def main(argv=None) -> int:
         runs = competitors(image, kernel, border, pillow_filter, separable)
         method = engine.choose_method(image.shape, kernel, dtype=image.dtype)
         times = measure(runs, repeats, args.budget)
-        medians = {name: statistics.median(t) for name, t in times.items()}
+        medians, figures = record.medians_and_kept(times)
         results[label] = medians
-        kept.append({
-            "label": label,
-            "title": TITLES.get(label, label),
-            "method": method,
-            "results": {name: {"median_ms": round(medians[name], 3), "runs": len(t),
-                               "times_ms": [round(v, 3) for v in t]}
-                        for name, t in times.items()},
-        })  # fmt: skip
-        print(f"\n{label}   (convfilter method: {method})")
-        print(f"  {'competitor':<22}{'ms':>10}{'runs':>6}{'ratio':>9}")
-        base = medians["convfilter"]
-        for name, value in medians.items():
-            print(f"  {name:<22}{value:>10.1f}{len(times[name]):>6}{value / base:>8.2f}x")
+        kept.append({"label": label, "title": TITLES.get(label, label), "method": method, "results": figures})
+        record.print_times(f"{label}   (convfilter method: {method})", times, medians)
     print()
     for line in targets(results):
         print(line)
@@ -266,13 +254,9 @@ def targets(results: dict) -> list[str]:
     lines = []
 
     def check(label, competitor, needed, wording):
-        medians = results.get(label, {})
-        if competitor not in medians:
-            return
-        ratio = medians[competitor] / medians["convfilter"]
-        verdict = "met" if ratio >= needed else "NOT met"
-        lines.append(f"target {verdict:>7}: {label}: {wording} "
-                     f"(ratio {ratio:.2f}, needs >= {needed:g})")  # fmt: skip
+        line = record.target_line(results, label, competitor, needed, wording)
+        if line:
+            lines.append(line)
 
     for label in ("edge_enhance 3x3 (keep)", "smooth_more 5x5 (keep)"):
         check(label, "Pillow", 5.0, "5x faster than Pillow")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -127,17 +126,10 @@ def main(argv=None) -> int:
         if args.only and args.only not in spec:
             continue
         times = measure(competitors(image, spec), repeats, args.budget)
-        medians = {name: statistics.median(t) for name, t in times.items()}
+        medians, figures = record.medians_and_kept(times)
         results[spec] = medians
-        kept.append({"label": spec, "title": spec,
-                     "results": {name: {"median_ms": round(medians[name], 3), "runs": len(t),
-                                        "times_ms": [round(v, 3) for v in t]}
-                                 for name, t in times.items()}})  # fmt: skip
-        print(f"\n{spec}")
-        print(f"  {'competitor':<22}{'ms':>10}{'runs':>6}{'ratio':>9}")
-        base = medians["convfilter"]
-        for name, value in medians.items():
-            print(f"  {name:<22}{value:>10.1f}{len(times[name]):>6}{value / base:>8.2f}x")
+        kept.append({"label": spec, "title": spec, "results": figures})
+        record.print_times(spec, times, medians)
     print()
     for line in targets(results):
         print(line)
@@ -159,12 +151,9 @@ def targets(results: dict) -> list[str]:
     lines = []
 
     def check(spec, competitor, needed, wording):
-        medians = results.get(spec, {})
-        if competitor not in medians:
-            return
-        ratio = medians[competitor] / medians["convfilter"]
-        verdict = "met" if ratio >= needed else "NOT met"
-        lines.append(f"target {verdict:>7}: {spec}: {wording} (ratio {ratio:.2f}, needs >= {needed:g})")
+        line = record.target_line(results, spec, competitor, needed, wording)
+        if line:
+            lines.append(line)
 
     for spec in results:
         if spec.startswith(("box_blur", "gaussian_blur")):

@@ -80,3 +80,33 @@ def save(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def medians_and_kept(times: dict[str, list[float]]) -> tuple[dict[str, float], dict]:
+    """Each competitor's median milliseconds, and its figures as the JSON keeps them."""
+    import statistics
+
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    kept = {name: {"median_ms": round(medians[name], 3), "runs": len(t), "times_ms": [round(v, 3) for v in t]}
+            for name, t in times.items()}  # fmt: skip
+    return medians, kept
+
+
+def print_times(title: str, times: dict[str, list[float]], medians: dict[str, float]) -> None:
+    """One case's table: each competitor's median, runs, and ratio to convfilter's."""
+    print(f"\n{title}")
+    print(f"  {'competitor':<22}{'ms':>10}{'runs':>6}{'ratio':>9}")
+    base = medians["convfilter"]
+    for name, value in medians.items():
+        print(f"  {name:<22}{value:>10.1f}{len(times[name]):>6}{value / base:>8.2f}x")
+
+
+def target_line(results: dict, label: str, competitor: str, needed: float, wording: str) -> str | None:
+    """A speed target met or not, as a line; None where the competitor did not run."""
+    medians = results.get(label, {})
+    if competitor not in medians:
+        return None
+    ratio = medians[competitor] / medians["convfilter"]
+    verdict = "met" if ratio >= needed else "NOT met"
+    return f"target {verdict:>7}: {label}: {wording} (ratio {ratio:.2f}, needs >= {needed:g})"
+

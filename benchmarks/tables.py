@@ -107,7 +107,6 @@ def engine_table(data: dict) -> str:
         "| kernel (convfilter method) | convfilter | " + " | ".join(h for h, _ in columns) + " |",
         "| --- | ---: | " + " | ".join("---:" for _ in columns) + " |",
     ]
-    fewer = []
     for kernel in kernels:
         results = kernel["results"]
         base = results["convfilter"]["median_ms"]
@@ -116,18 +115,22 @@ def engine_table(data: dict) -> str:
             cells.append(" / ".join(f"{results[n]['median_ms']:.1f} ({ratio(results[n]['median_ms'] / base)})"
                                     for n in group if n in results))  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
-        for name, figures in results.items():
-            if figures["runs"] < data["repeats"]:
-                fewer.append(f"{name} on {kernel['title']} ({figures['runs']})")
+    lines += ["", measured_line(data, kernels, [("pyvips", "pyvips"), ("libvips", "libvips")])]
+    return "\n".join(lines) + "\n"
+
+
+def measured_line(data: dict, cases: list[dict], more_versions: list[tuple[str, str]]) -> str:
+    """Where and with what the figures were taken, and which competitors ran fewer times."""
+    fewer = [f"{name} on {case['title']} ({figures['runs']})" for case in cases
+             for name, figures in case["results"].items() if figures["runs"] < data["repeats"]]  # fmt: skip
     versions = version_words(data["versions"], [
         ("convfilter", "convfilter"), ("python", "Python"), ("numpy", "NumPy"), ("pillow", "Pillow"),
-        ("scipy", "SciPy"), ("opencv", "OpenCV"), ("pyvips", "pyvips"), ("libvips", "libvips"),
+        ("scipy", "SciPy"), ("opencv", "OpenCV"), *more_versions,
     ])  # fmt: skip
     counts = f"median of {runs(data['repeats'])} each"
     if fewer:
         counts += f", except where {data['budget_s']:g} s did not allow them all: " + ", ".join(fewer)
-    lines += ["", f"{machine(data)}; {versions}; {counts}{load_words(data)}."]
-    return "\n".join(lines) + "\n"
+    return f"{machine(data)}; {versions}; {counts}{load_words(data)}."
 
 
 # ---------------------------------------------------------------- cli
@@ -241,7 +244,6 @@ def filters_table(data: dict) -> str:
         "| spec | convfilter | " + " | ".join(headers.get(n, n) for n in names) + " |",
         "| --- | ---: | " + " | ".join("---:" for _ in names) + " |",
     ]
-    fewer = []
     for spec in specs:
         results = spec["results"]
         base = results["convfilter"]["median_ms"]
@@ -250,17 +252,7 @@ def filters_table(data: dict) -> str:
             value = results.get(name, {}).get("median_ms")
             cells.append("" if value is None else f"{value:.1f} ({ratio(value / base)})")
         lines.append("| " + " | ".join(cells) + " |")
-        for name, figures in results.items():
-            if figures["runs"] < data["repeats"]:
-                fewer.append(f"{name} on {spec['title']} ({figures['runs']})")
-    versions = version_words(data["versions"], [
-        ("convfilter", "convfilter"), ("python", "Python"), ("numpy", "NumPy"), ("pillow", "Pillow"),
-        ("scipy", "SciPy"), ("opencv", "OpenCV"),
-    ])  # fmt: skip
-    counts = f"median of {runs(data['repeats'])} each"
-    if fewer:
-        counts += f", except where {data['budget_s']:g} s did not allow them all: " + ", ".join(fewer)
-    lines += ["", f"{machine(data)}; {versions}; {counts}{load_words(data)}."]
+    lines += ["", measured_line(data, specs, [])]
     return "\n".join(lines) + "\n"
 
 
