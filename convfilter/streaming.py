@@ -83,7 +83,8 @@ from . import engine
 from .kernels import Kernel
 from .options import BorderMode, FilterSettings, Method
 
-__all__ = ["StreamingError", "StreamReport", "filter_tiff", "default_memory", "STREAMED_DTYPES"]
+__all__ = ["StreamingError", "StreamReport", "filter_tiff", "default_memory", "method_for_image", "write_tiled",
+           "TiledLayout", "STREAMED_DTYPES"]
 
 #: Sample types read and written: those the engine sums as they are.
 STREAMED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.float64))
@@ -229,7 +230,7 @@ def filter_tiff(
                                     tile[0] if last else 1, threads))  # fmt: skip
         total = sum(len(plan.bands) for plan in plans)
         meter = _Meter(progress, total)
-        compression, predictor = reader.kept_compression()
+        compression = reader.kept_compression()[0]
 
         for k, (step, plan) in enumerate(zip(chain[:-1], plans[:-1])):
             path = _temporary(folder, destination.name, ".step.tmp")
@@ -244,27 +245,10 @@ def filter_tiff(
             source_rows = reader  # until the next one is open
             source_rows = _RawRows.open(path, shapes[k + 1], reader.dtype)
 
-        final = _temporary(folder, destination.name, ".tmp")
-        temporaries.append(final)
         step, plan = chain[-1], plans[-1]
         chosen = _resolve_method(step, source_rows, settings.method, plan, meter)
         bands = _bands(source_rows, step, mode, cval, chosen, threads, plan, meter)
-        shape = shapes[-1]
-        with tifffile.TiffWriter(final, bigtiff=True) as writer:
-            writer.write(
-                data=_tiles(bands, shape, tile),
-                shape=shape,
-                dtype=reader.dtype,
-                tile=tile,
-                photometric=reader.photometric,
-                planarconfig="contig" if len(shape) == 3 else None,
-                extrasamples=reader.extrasamples,
-                compression=compression,
-                predictor=predictor,
-                metadata=None,
-            )
-        os.replace(final, destination)
-        temporaries.remove(final)
+        write_tiled(destination, _tiles(bands, shapes[-1], tile), shapes[-1], TiledLayout.of(reader), tile)
     finally:
         if source_rows is not reader:
             source_rows.close()
@@ -385,6 +369,15 @@ class _TiffRows:
             raise StreamingError(f"{where!r} has chroma subsampling, which only JPEG decoding undoes")
 
     @property
+    def tiled(self) -> bool:
+        return bool(self._page.is_tiled)
+
+    @property
+    def segment_shape(self) -> tuple[int, int]:
+        """Rows and columns of one strip or tile."""
+        return self._height, self._width
+
+    @property
     def segment_row_bytes(self) -> int:
         """Bytes of one decoded strip, or one row of tiles."""
         return self._height * self._across * self._width * self._samples * self.dtype.itemsize
@@ -416,12 +409,22 @@ class _TiffRows:
         while len(self._cache) >= _CACHED_SEGMENT_ROWS - 1:
             _, dropped = self._cache.popitem(last=False)
             self.cached_bytes -= dropped.nbytes
+        block = self._decoded_rows(k, 0, self._across)
+        self._cache[k] = block
+        self.cached_bytes += block.nbytes
+        return block
+
+    def _decoded_rows(self, k: int, first: int, stop: int) -> np.ndarray:
+        """Strip ``k``, or tiles ``first .. stop-1`` of row of tiles ``k``, decoded
+        (as rows of samples from tile ``first``'s left edge to the image's or
+        tile ``stop-1``'s right edge)."""
         page = self._page
         y = k * self._height
         height = min(self._height, page.imagelength - y)
-        block = np.zeros((height, page.imagewidth, self._samples), self.dtype)
+        x_stop = min(page.imagewidth, stop * self._width)
+        block = np.zeros((height, x_stop - first * self._width, self._samples), self.dtype)
         handle = self._file.filehandle
-        for j in range(self._across):
+        for j in range(first, stop):
             index = k * self._across + j
             offset, count = page.dataoffsets[index], page.databytecounts[index]
             if not count:
@@ -435,14 +438,24 @@ class _TiffRows:
                 raise StreamingError(f"{self._name!r}: its {'tile' if page.is_tiled else 'strip'} {index} "
                                      f"cannot be decoded (damaged or truncated): {exc}") from None  # fmt: skip
             self.decoded += 1
-            x = j * self._width
-            width = min(self._width, page.imagewidth - x)
+            x = (j - first) * self._width
+            width = min(self._width, block.shape[1] - x)
             segment = np.asarray(segment).reshape(-1, segment.shape[-3], segment.shape[-2], segment.shape[-1])
             block[:, x : x + width] = segment[0, :height, :width]
-        block = block.reshape((height,) + self.shape[1:])
-        self._cache[k] = block
-        self.cached_bytes += block.nbytes
-        return block
+        return block.reshape(block.shape[:2] + self.shape[2:])
+
+    def region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Rows ``y0 .. y1-1`` and columns ``x0 .. x1-1``, decoding only the
+        strips or tiles they touch (nothing is cached)."""
+        out = np.empty((y1 - y0, x1 - x0) + self.shape[2:], self.dtype)
+        first, stop = x0 // self._width, -(-x1 // self._width)
+        for k in range(y0 // self._height, -(-y1 // self._height)):
+            block = self._decoded_rows(k, first, stop)
+            top = k * self._height
+            a, b = max(y0, top), min(y1, top + block.shape[0])
+            left = first * self._width
+            out[a - y0 : b - y0] = block[a - top : b - top, x0 - left : x1 - left]
+        return out
 
     def close(self) -> None:
         self._cache.clear()
@@ -502,6 +515,55 @@ def _temporary(folder: Path, name: str, suffix: str) -> Path:
     return Path(path)
 
 
+@dataclass(frozen=True)
+class TiledLayout:
+    """How the output TIFF stores its samples: the input's ``shape`` of one
+    image, ``dtype``, ``photometric`` and ``extrasamples``, and the
+    ``compression`` (and ``predictor``) kept from it, or None."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    photometric: object
+    extrasamples: tuple | None
+    compression: str | None
+    predictor: int | None
+
+    @classmethod
+    def of(cls, reader: _TiffRows) -> TiledLayout:
+        return cls(reader.shape, reader.dtype, reader.photometric, reader.extrasamples, *reader.kept_compression())
+
+
+def write_tiled(destination: Path, tiles: Iterator[np.ndarray], shape: tuple[int, ...], layout: TiledLayout,
+                tile: tuple[int, int]) -> None:  # fmt: skip
+    """Write a tiled BigTIFF of ``shape`` from ``tiles`` in TIFF order, laid
+    out as ``layout`` says, to a temporary file beside ``destination``
+    renamed over it once complete; after any error neither is left."""
+    destination = Path(destination)
+    folder = destination.parent if str(destination.parent) else Path(".")
+    final = _temporary(folder, destination.name, ".tmp")
+    try:
+        with tifffile.TiffWriter(final, bigtiff=True) as writer:
+            writer.write(
+                data=tiles,
+                shape=shape,
+                dtype=layout.dtype,
+                tile=tile,
+                photometric=layout.photometric,
+                planarconfig="contig" if len(shape) == 3 else None,
+                extrasamples=layout.extrasamples,
+                compression=layout.compression,
+                predictor=layout.predictor,
+                metadata=None,
+            )
+        os.replace(final, destination)
+    except BaseException:
+        try:
+            os.remove(final)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 # ---------------------------------------------------------------------------
 # Planning: band heights under the budget, and the method of a pass
 # ---------------------------------------------------------------------------
@@ -555,13 +617,21 @@ def _plan_pass(shape_in, shape_out, dtype, step, budget, cache_bytes, multiple, 
 
 def _resolve_method(step, source, method, plan: _Plan, meter: _Meter) -> str:
     """The method ``filter_array`` would use on the whole image of this pass."""
+    return method_for_image(step, source.shape, source.dtype, method, lambda: _scan(source, plan, meter))
+
+
+def method_for_image(step, shape, dtype, method: Method, scan: Callable[[], tuple[bool, float]]) -> str:
+    """The method :func:`~convfilter.engine.filter_array` uses for ``step`` on
+    a whole image of ``shape`` and ``dtype``; ``scan()`` gives (every sample
+    finite, largest magnitude), asked only for float images where that decides."""
     if not isinstance(step, Kernel):
         return method.value
-    chosen = engine.choose_method(source.shape, step, dtype=source.dtype, method=method.value)
-    if method is not Method.AUTO or source.dtype.kind != "f" or chosen not in ("fft", "separable"):
+    dtype = np.dtype(dtype)
+    chosen = engine.choose_method(shape, step, dtype=dtype, method=method.value)
+    if method is not Method.AUTO or dtype.kind != "f" or chosen not in ("fft", "separable"):
         return chosen
-    finite, largest = _scan(source, plan, meter)
-    affordable = engine.estimate_seconds("direct", source.shape, step, dtype=source.dtype) <= engine.MAX_SECONDS
+    finite, largest = scan()
+    affordable = engine.estimate_seconds("direct", shape, step, dtype=dtype) <= engine.MAX_SECONDS
     if not finite and affordable:
         return "direct"
     if finite and largest > 1e30 and chosen == "separable":

@@ -17,16 +17,16 @@ import dataclasses
 import multiprocessing
 import os
 import queue
-import re
 import signal
 import threading
 import time
 from multiprocessing import connection
 from typing import Callable, Iterable, Iterator
 
-from .. import images
+from .. import cluster, images
 from ..allocator import reuse_freed_memory
-from ..errors import error_text, first_line
+from ..cluster import Connection, is_scheduler_address, require_dask
+from ..errors import error_text
 from ..options import FilterSettings, OutputSettings
 from ..pipeline import filter_file
 from .plan import BatchError, Plan, Task, _inode
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-class SchedulerError(BatchError):
+class SchedulerError(BatchError, cluster.SchedulerError):
     """Dask is not installed, or the scheduler cannot be reached."""
 
 
@@ -681,14 +681,10 @@ def _worker_settings(settings: FilterSettings) -> FilterSettings:
 
 
 class _DaskExecutor(_Executor):
-    """Tasks on a Dask cluster, at most twice as many at a time as it has threads.
-
-    ``"local"`` starts a LocalCluster of ``jobs`` single-threaded worker
-    processes on 127.0.0.1; its HTTP server takes any free port
-    (``dashboard_address=None`` would still try 8787, and warn when another
-    cluster has it). Workers must see the same paths (a shared file
-    system): tasks carry absolute paths. ``cancel`` cancels the waiting
-    tasks and closes the client (a local cluster's workers end with it).
+    """Tasks on a Dask cluster (:class:`~convfilter.cluster.Connection`), at most
+    twice as many at a time as it has threads. ``"local"`` starts ``jobs``
+    single-threaded worker processes. ``cancel`` cancels the waiting tasks
+    and closes the client (a local cluster's workers end with it).
 
     Raises
     ------
@@ -697,36 +693,13 @@ class _DaskExecutor(_Executor):
     """
 
     def __init__(self, address: str, jobs: int) -> None:
-        require_dask(address)
-        import logging
-
-        import distributed
-
-        self.cluster = None
-        self.client = None
+        self.connection = Connection(address, jobs)
+        self.client = self.connection.client
         self._running: dict[str, tuple[object, Task]] = {}
         self._finished: queue.SimpleQueue = queue.SimpleQueue()
-        if address == "local":
-            try:
-                self.cluster = distributed.LocalCluster(
-                    n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=":0", silence_logs=logging.ERROR,
-                )  # fmt: skip
-            except Exception as exc:  # distributed raises RuntimeError, OSError, ...
-                raise SchedulerError(f"cannot start a local Dask cluster: {first_line(exc)}") from None
-            address = self.cluster.scheduler_address
-        try:
-            self.client = distributed.Client(address, timeout="10s", set_as_default=False)
-        except Exception as exc:
-            self.close()
-            raise SchedulerError(f"cannot reach the Dask scheduler at {address}: {first_line(exc)}") from None
 
     def close(self) -> None:
-        client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        self.connection.close()
 
     def start(self, settings: FilterSettings, output: OutputSettings) -> None:
         self._shared = self.client.scatter([_worker_settings(settings), output], broadcast=True)
@@ -769,37 +742,3 @@ def _dask_outcome(future, task: Task) -> Outcome:
     return Outcome(task.input, task.output, "failed", error=f"Dask task failed: {reason}", index=task.index)
 
 
-_ADDRESS = re.compile(r"^(?:[a-z]+://)?[^\s/]+:\d+$")
-
-
-def is_scheduler_address(text: str) -> bool:
-    """True for ``"local"`` and ``[PROTOCOL://]HOST:PORT``.
-
-    >>> is_scheduler_address("tcp://10.0.0.5:8786"), is_scheduler_address("10.0.0.5")
-    (True, False)
-    """
-    return text == "local" or bool(_ADDRESS.match(text))
-
-
-def require_dask(address: str = "local") -> None:
-    """Check that Dask's scheduler is installed and ``address`` looks like one.
-
-    ``address`` is ``"local"`` or ``[PROTOCOL://]HOST:PORT``.
-
-    Raises
-    ------
-    SchedulerError
-        Saying what to install, or what an address looks like.
-    """
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        raise SchedulerError(
-            "--scheduler needs Dask's distributed scheduler; install it with "
-            "pip install 'convfilter[dask]'"
-        ) from None
-    if not is_scheduler_address(address):
-        raise SchedulerError(
-            f"--scheduler {address!r} is not a scheduler address; give tcp://HOST:PORT "
-            "(e.g. tcp://10.0.0.5:8786) or 'local'"
-        )
