@@ -127,7 +127,8 @@ def _pieces(length: int, size: int, least: int = 1) -> tuple[int, ...]:
     if length % size:
         pieces.append(length % size)
     if len(pieces) > 1 and pieces[-1] < least:
-        pieces[-2] += pieces.pop()
+        last = pieces.pop()
+        pieces[-1] += last
     return tuple(pieces)
 
 
@@ -368,10 +369,10 @@ def filter_tiff(
             del parts
             held[0] = max(held[0], band.nbytes)
             y1 = y0 + band.shape[0]
-            yield y0, y1, band
-            y0 = y1
             if progress is not None:
                 progress(r + 1, rows_of_chunks)
+            yield y0, y1, band
+            y0 = y1
 
     try:
         streaming.write_tiled(destination, streaming._tiles(bands(), shape, tile), shape, layout, tile)

@@ -343,11 +343,14 @@ def main() -> None:
                    "TIFF too large for --memory].")
 @click.option("--memory", metavar="SIZE", default=None,
               help="Memory budget for a streamed TIFF, e.g. 512M or 2G [default: a quarter of the RAM].")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Filter a TIFF in chunks on a Dask cluster: tcp://HOST:8786, or 'local' with --threads "
+                   "workers (needs convfilter[dask]).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the report.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, memory, as_json, quiet, debug,
-          **options):
+def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, memory, scheduler, as_json, quiet,
+          debug, **options):
     """Filter INPUT with one or more kernels and write OUTPUT.
 
     INPUT or OUTPUT may be '-' for standard input/output. The output
@@ -360,6 +363,7 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, m
       convfilter apply scan.tif soft.tif -k gaussian:2 --border reflect
       convfilter apply in.png out.png -k "0 -1 0; -1 5 -1; 0 -1 0"
       cat in.png | convfilter apply - - -k blur --format png > out.png
+      convfilter apply slide.tif out.tif -k gaussian_blur:4 --memory 1G
     """
     with reported_errors(debug):
         kernels = build_kernels(options, quiet=quiet or as_json)
@@ -367,6 +371,8 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, m
         output = output_settings(options)
         with _as_bad_parameter():
             memory = None if memory is None else parse_size(memory, "--memory")
+        if scheduler is not None:
+            _check_scheduler(scheduler)
         from .pipeline import filter_file
 
         to_stdout = output_path == "-"
@@ -386,6 +392,7 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, m
                 progress=progress,
                 stream=True if stream else None,
                 memory=memory,
+                scheduler=scheduler,
             )  # fmt: skip
         finally:
             if progress is not None:
@@ -406,6 +413,17 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, m
         _echo(_apply_report(result, settings), to_stderr=to_stdout)
     if differs and fail_on_diff:
         click.get_current_context().exit(EXIT_ERROR)
+
+
+def _check_scheduler(address: str, require_dask=None) -> None:
+    """A malformed --scheduler is a usage error; missing Dask a plain one."""
+    from .cluster import is_scheduler_address
+
+    if not is_scheduler_address(address):
+        raise click.BadParameter(f"{address!r} is not 'local' or tcp://HOST:PORT", param_hint="--scheduler")
+    if require_dask is None:
+        from .cluster import require_dask
+    require_dask()
 
 
 class _FilterProgress:
@@ -721,10 +739,7 @@ def batch(inputs, out_dir, recursive, from_file, null, name_template, in_place, 
         except batching.TemplateError as exc:
             raise click.UsageError(str(exc)) from None
         if scheduler is not None:
-            if not batching.is_scheduler_address(scheduler):
-                raise click.BadParameter(f"{scheduler!r} is not 'local' or tcp://HOST:PORT",
-                                         param_hint="--scheduler")  # fmt: skip
-            batching.require_dask()
+            _check_scheduler(scheduler, batching.require_dask)
         with _path_list(from_file) as stream:
             paths = batching.read_path_list(stream, null=null) if stream is not None else ()
             plan = batching.plan_batch(

@@ -341,6 +341,7 @@ def filter_file(
     progress: Callable[[float], object] | None = None,
     stream: bool | None = None,
     memory: int | None = None,
+    scheduler: str | None = None,
 ) -> FileResult:
     """Load ``source``, filter every frame, write ``destination``; report what happened.
 
@@ -356,16 +357,20 @@ def filter_file(
     A TIFF too large to filter within ``memory`` bytes (None: a quarter of
     the machine's memory) is streamed instead, by bands of rows, into a
     tiled BigTIFF (:func:`convfilter.streaming.filter_file`); ``stream``
-    True streams whatever the size, False never streams.
+    True streams whatever the size, False never streams. ``scheduler``
+    (``"local"`` or a Dask scheduler's address) filters a TIFF in chunks
+    on that Dask cluster instead, whatever its size
+    (:func:`convfilter.chunked.filter_tiff`), into the same file.
     """
-    if stream or (stream is None and not _comparing(diff_pil, diff_filter, diff_image)
+    if scheduler is not None or stream or (stream is None and not _comparing(diff_pil, diff_filter, diff_image)
                   and _streams(source, destination, output, memory)):  # fmt: skip
         from . import streaming
 
         if _comparing(diff_pil, diff_filter, diff_image):
-            raise streaming.StreamingError("--diff-pil compares whole images in memory; it cannot be streamed")
+            how = "filtered on a cluster" if scheduler is not None else "streamed"
+            raise streaming.StreamingError(f"--diff-pil compares whole images in memory; it cannot be {how}")
         return streaming.filter_file(source, destination, as_settings(settings, {}), output, memory=memory,
-                                     source_name=source_name, progress=progress)  # fmt: skip
+                                     source_name=source_name, progress=progress, scheduler=scheduler)  # fmt: skip
     timings: dict[str, float] = {}
     start = time.perf_counter()
     settings = as_settings(settings, {})

@@ -778,8 +778,14 @@ _MODES = {(1, "uint8"): "L", (2, "uint8"): "LA", (3, "uint8"): "RGB", (4, "uint8
 
 
 def filter_file(source, destination, settings: FilterSettings, output, *, memory: int | None = None,
-                source_name: str | None = None, progress: Callable[[float], object] | None = None):
+                source_name: str | None = None, progress: Callable[[float], object] | None = None,
+                scheduler: str | None = None):  # fmt: skip
     """``convfilter apply`` by streaming: a TIFF in, a tiled BigTIFF out, within ``memory``.
+
+    With ``scheduler`` (``"local"`` or a Dask scheduler's address), the
+    image is filtered in chunks on that cluster (:mod:`convfilter.chunked`;
+    a local cluster has ``settings.threads`` workers, default one per CPU)
+    and written by this process into the same file.
 
     Takes what :func:`convfilter.pipeline.filter_file` takes for a file
     path, and refuses, before reading any pixels, what streaming cannot do
@@ -827,13 +833,30 @@ def filter_file(source, destination, settings: FilterSettings, output, *, memory
     has_alpha = samples in (2, 4)
     if has_alpha and settings.alpha != "filter":
         raise StreamingError("streaming filters every band, alpha included: give --alpha filter")
-    report = filter_tiff(source, destination, settings.kernels, border=settings.border, cval=cvals.pop(),
-                         repeat=settings.repeat, method=settings.method, memory=memory, threads=settings.threads,
-                         progress=None if progress is None else lambda done, total: progress(done / total))  # fmt: skip
     budget = default_memory() if memory is None else memory
+    report_progress = None if progress is None else lambda done, total: progress(done / total)
+    common = dict(border=settings.border, cval=cvals.pop(), repeat=settings.repeat, method=settings.method,
+                  memory=memory, progress=report_progress)  # fmt: skip
+    if scheduler is None:
+        report = filter_tiff(source, destination, settings.kernels, threads=settings.threads, **common)
+        how = (f"streamed: {report.bands} bands in {report.passes} pass{'es' if report.passes > 1 else ''}, at most "
+               f"{report.peak_bytes / (1 << 20):.0f} MiB of buffers held (budget {budget / (1 << 20):.0f} MiB)")
+    else:
+        from . import chunked
+        from .cluster import connect
+
+        for step in settings.chain:  # refused before a cluster is started
+            _check_streamable(step)
+            shape = _output_shape(shape, step, settings.border)
+        workers = settings.threads or os.cpu_count() or 1
+        with connect(scheduler, workers) as connection:
+            report = chunked.filter_tiff(os.path.abspath(source), destination, settings.kernels,
+                                         client=connection.client, threads=1, **common)  # fmt: skip
+        where = "a local Dask cluster" if scheduler == "local" else f"the Dask cluster at {scheduler}"
+        how = (f"filtered on {where}: {report.chunks} chunks over {report.workers} workers; this process held at "
+               f"most {report.band_bytes / (1 << 20):.0f} MiB of output rows (budget {budget / (1 << 20):.0f} MiB)")
     notes = [
-        f"streamed: {report.bands} bands in {report.passes} pass{'es' if report.passes > 1 else ''}, at most "
-        f"{report.peak_bytes / (1 << 20):.0f} MiB of buffers held (budget {budget / (1 << 20):.0f} MiB)",
+        how,
         f"written as a tiled BigTIFF, {report.compression}; streaming copies no ICC profile, resolution or "
         "other tags of the input",
     ]
