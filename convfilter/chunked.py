@@ -49,6 +49,9 @@ __all__ = ["ChunkReport", "filter_dask_array", "filter_tiff", "tiff_array", "CHU
 #: Preferred side of a chunk in pixels (rounded to whole strips or tiles of the file).
 CHUNK_SIDE = 2048
 
+#: How often the writing process looks whether the next row of chunks is done.
+_POLL_SECONDS = 0.01
+
 
 @dataclass(frozen=True)
 class ChunkReport:
@@ -343,8 +346,9 @@ def filter_tiff(
     width = layout.shape[1]
     row_bytes = int(np.prod(layout.shape[1:])) * layout.dtype.itemsize
     if chunks is None:
-        # a row of chunks, and the rows of the one before it not yet cut into tiles
-        fitting = max(tile[0], budget // (2 * row_bytes) // tile[0] * tile[0])
+        # held at once: a row of chunks as received, joined into one band, and
+        # the rows of the band before it not yet cut into tiles
+        fitting = max(tile[0], budget // (3 * row_bytes) // tile[0] * tile[0])
         side = min(CHUNK_SIDE, fitting)
         chunks = (_rounded(side, segment[0]), _rounded(CHUNK_SIDE, segment[1]) if tiled else width)
     image = tiff_array(source, chunks)
@@ -362,6 +366,10 @@ def filter_tiff(
         y0 = 0
         for r in range(rows_of_chunks):
             row = futures[r * across : (r + 1) * across]
+            # Polled until done, then gathered: a gather still waiting when Ctrl-C
+            # cancels its futures leaves distributed's tasks to print errors of their own.
+            while not all(future.done() for future in row):
+                time.sleep(_POLL_SECONDS)
             parts = client.gather(row)
             for k in range(r * across, (r + 1) * across):
                 futures[k] = None  # released on the cluster once written

@@ -424,6 +424,11 @@ def _check_scheduler(address: str, require_dask=None) -> None:
     if require_dask is None:
         from .cluster import require_dask
     require_dask()
+    # Cancelled Dask requests end as asyncio tasks whose errors nobody reads, which
+    # asyncio would print after convfilter's own line; the command reports failures itself.
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 class _FilterProgress:

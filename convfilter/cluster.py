@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import signal
 from collections.abc import Iterator
 
 from .errors import first_line
@@ -61,7 +63,8 @@ class Connection:
     ``"local"`` starts ``workers`` single-threaded worker processes and a
     scheduler on 127.0.0.1; its HTTP server takes any free port
     (``dashboard_address=None`` would still try 8787 and warn when another
-    cluster has it). Workers of any cluster must see the same paths (a
+    cluster has it), and its processes log only critical errors (convfilter
+    reports what failed in its own words). Workers of any cluster must see the same paths (a
     shared file system): tasks carry absolute paths. :meth:`close` closes
     the client, and the local cluster with its workers.
     """
@@ -76,7 +79,7 @@ class Connection:
             try:
                 self.cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=":0", silence_logs=logging.ERROR,
+                    dashboard_address=":0", silence_logs=logging.CRITICAL,
                 )  # fmt: skip
             except Exception as exc:  # distributed raises RuntimeError, OSError, ...
                 raise SchedulerError(f"cannot start a local Dask cluster: {first_line(exc)}") from None
@@ -87,12 +90,28 @@ class Connection:
             self.close()
             raise SchedulerError(f"cannot reach the Dask scheduler at {address}: {first_line(exc)}") from None
 
-    def close(self) -> None:
+    def close(self, *, abandon: bool = False) -> None:
+        """Close the client and a local cluster. ``abandon`` (after an error or
+        Ctrl-C) kills a local cluster's worker processes first, so that closing
+        does not wait for the tasks they are running."""
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
         if client is not None:
             client.close()
         if cluster is not None:
+            if abandon:
+                _kill_workers(cluster)
             cluster.close()
+
+
+def _kill_workers(cluster) -> None:
+    for nanny in list(cluster.workers.values()):
+        process = getattr(getattr(nanny, "process", None), "process", None)
+        pid = getattr(process, "pid", None)
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:  # already gone
+                pass
 
 
 @contextlib.contextmanager
@@ -107,5 +126,7 @@ def connect(address: str, workers: int) -> Iterator[Connection]:
     connection = Connection(address, workers)
     try:
         yield connection
-    finally:
-        connection.close()
+    except BaseException:
+        connection.close(abandon=True)
+        raise
+    connection.close()

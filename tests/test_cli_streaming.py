@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 from click.testing import CliRunner
+from PIL import Image
 
 from convfilter import cli
 
@@ -159,3 +161,141 @@ def test_peak_memory_of_a_streamed_apply_stays_near_the_budget(tmp_path):
     assert streamed < budget + STREAMING_OVERHEAD, streamed >> 20
     assert held > 2 * 60_000_000  # in memory, input and result are held whole
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "streamed.tif"), tifffile.imread(tmp_path / "held.tif"))
+
+
+# ---------------------------------------------------------------------------
+# apply --scheduler: the same TIFF filtered in chunks on a Dask cluster
+# ---------------------------------------------------------------------------
+
+needs_dask = pytest.mark.skipif(
+    importlib.util.find_spec("distributed") is None, reason="the Dask extra is not installed (pip install 'convfilter[dask]')"
+)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two single-threaded worker processes and a scheduler on 127.0.0.1."""
+    import distributed
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=":0") as local:  # fmt: skip
+        yield local
+
+
+@needs_dask
+@pytest.mark.parametrize("args", [
+    ["-k", "edge_enhance", "-k", "median:3"],
+    ["-k", "1 2; 3 4", "--scale", "10", "--border", "wrap", "--anchor", "0,1"],
+    ["-k", "gaussian_blur:2", "--border", "constant", "--cval", "50%", "--repeat", "2"],
+])  # fmt: skip
+def test_a_cluster_writes_the_file_a_streamed_apply_writes(cluster, tall_tiff, tmp_path, args):
+    streamed, clustered = tmp_path / "streamed.tif", tmp_path / "clustered.tif"
+    assert run("apply", tall_tiff, streamed, *args, "--stream").exit_code == 0
+    result = run("apply", tall_tiff, clustered, *args, "--scheduler", cluster.scheduler_address, "--json")
+    assert result.exit_code == 0, result.output
+    note = json.loads(result.stdout)["notes"][0]
+    assert note.startswith(f"filtered on the Dask cluster at {cluster.scheduler_address}: ") and "2 workers" in note
+    assert clustered.read_bytes() == streamed.read_bytes()
+    np.testing.assert_array_equal(tifffile.imread(clustered), in_memory(tall_tiff, tmp_path / "memory.tif", *args))
+
+
+@needs_dask
+def test_scheduler_local_starts_and_stops_its_own_cluster(tall_tiff, tmp_path):
+    expected = in_memory(tall_tiff, tmp_path / "memory.tif", "-k", "sharpen", "--border", "mirror")
+    out = tmp_path / "out.tif"
+    result = run("apply", tall_tiff, out, "-k", "sharpen", "--border", "mirror", "--scheduler", "local",
+                 "--threads", "2")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "filtered on a local Dask cluster" in result.output and "over 2 workers" in result.output
+    np.testing.assert_array_equal(tifffile.imread(out), expected)
+
+
+def test_what_a_cluster_cannot_do_is_refused_in_one_line(tall_tiff, tmp_path, monkeypatch):
+    png = tmp_path / "small.png"
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(png)
+    out = tmp_path / "out.tif"
+    malformed = run("apply", tall_tiff, out, "-k", "blur", "--scheduler", "10.0.0.5")
+    assert malformed.exit_code == 2 and "--scheduler" in malformed.stderr
+    if importlib.util.find_spec("distributed") is not None:
+        cases = [
+            ([tall_tiff, tmp_path / "out.png", "--scheduler", "local"], "name the output .tif or .tiff"),
+            ([png, out, "--scheduler", "local"], "is not a TIFF file tifffile reads"),
+            ([tall_tiff, out, "--scheduler", "local", "--diff-pil"], "it cannot be filtered on a cluster"),
+            ([tall_tiff, out, "--scheduler", "local", "-k", "box:1001", "--border", "valid"], "leaves nothing"),
+            ([tall_tiff, out, "--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
+        ]  # fmt: skip
+        for args, message in cases:
+            result = run("apply", *args, "-k", "blur")
+            assert result.exit_code == 1, (args, result.output)
+            assert result.stderr.count("\n") == 1 and message in result.stderr, (args, result.stderr)
+    from convfilter import cluster
+
+    def no_dask(address="local"):
+        raise cluster.SchedulerError("--scheduler needs Dask's distributed scheduler; install it with pip")
+
+    monkeypatch.setattr(cluster, "require_dask", no_dask)
+    missing = run("apply", tall_tiff, out, "-k", "blur", "--scheduler", "local")
+    assert missing.exit_code == 1 and "needs Dask's distributed scheduler" in missing.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.png"]
+
+
+#: What the writing process of a cluster run holds beyond its budget: Python with
+#: NumPy, Pillow, Click, tifffile, Dask and distributed (about 80 MiB), and the
+#: allocator's slack and the messages in flight (about 30 MiB measured); 112 MiB in all.
+CLUSTER_CLIENT_OVERHEAD = 112 << 20
+
+
+@needs_dask
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak from Linux's /proc")
+def test_the_writing_process_of_a_cluster_run_stays_near_the_budget(cluster, tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(21)
+    source = tmp_path / "big.tif"
+    tifffile.imwrite(source, rng.integers(0, 256, (4000, 5000, 3), dtype=np.uint8), tile=(256, 256),
+                     photometric="rgb")  # fmt: skip  (60 MB)
+    budget = 32 << 20
+    out = tmp_path / "out.tif"
+    done = subprocess.run([sys.executable, "-c", PEAK_OF_APPLY, str(source), str(out), "-k", "edge_enhance",
+                           "--memory", "32M", "--scheduler", cluster.scheduler_address, "-q"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    peak = int(done.stdout.split()[-1])
+    assert peak < budget + CLUSTER_CLIENT_OVERHEAD, peak >> 20
+    streamed = tmp_path / "streamed.tif"
+    assert run("apply", source, streamed, "-k", "edge_enhance", "--stream").exit_code == 0
+    assert out.read_bytes() == streamed.read_bytes()
+
+
+@needs_dask
+@pytest.mark.parametrize("where", ["external", "local"])
+def test_ctrl_c_stops_a_cluster_run_within_a_second_leaving_nothing(cluster, tmp_path, where):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "big.tif"
+    tifffile.imwrite(source, np.random.default_rng(22).integers(0, 256, (6000, 6000), dtype=np.uint8),
+                     tile=(256, 256))  # fmt: skip
+    out = tmp_path / "out" / "filtered.tif"
+    out.parent.mkdir()
+    address = cluster.scheduler_address if where == "external" else "local"
+    child = subprocess.Popen([sys.executable, "-m", "convfilter", "apply", str(source), str(out), "-k",
+                              "gaussian_blur:40", "-k", "median:5", "--scheduler", address],
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not any(out.parent.iterdir()) and time.monotonic() < deadline:  # writing has begun
+            time.sleep(0.05)
+        assert child.poll() is None, child.stderr.read()
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+        stopped = time.monotonic() - sent
+    finally:
+        child.kill()
+    assert child.returncode == 130 and stderr == "convfilter: error: interrupted\n", stderr
+    assert stopped < 1.5, stopped  # a second, and the slack of a busy test machine
+    assert list(out.parent.iterdir()) == []

@@ -727,7 +727,7 @@ class _DaskExecutor(_Executor):
         in_flight = [task for _, task in self._running.values()]
         if self._running:
             self.client.cancel([future for future, _ in self._running.values()])
-        self.close()
+        self.connection.close(abandon=True)
         return [], in_flight
 
 
