@@ -208,12 +208,15 @@ def _filtered(array, step, mode: BorderMode, cval: float, method: str, threads):
     """One step: ``map_overlap`` with the step's reach, cut as the module's notes say."""
     top, bottom, left, right = step.reach
     rows, cols = array.shape[:2]
-    extended = mode in streaming._PERIODIC
-    if extended:
-        array = _extend(array, top, bottom, left, right, mode)
     depth = (max(top, bottom), max(left, right))
     least = (max(depth[0], top + bottom + 1), max(depth[1], left + right + 1))
     grid = tuple(_regrid(c, n, s) for c, n, s in zip(array.chunks[:2], array.shape[:2], least))
+    extended = mode in streaming._PERIODIC
+    if extended:
+        # The added rows and columns join the first and last chunks, so that
+        # the result, cut back to the image, has the chunks of the input.
+        array = _extend(array, top, bottom, left, right, mode)
+        grid = tuple(_widened(c, a, b) for c, a, b in zip(grid, (top, left), (bottom, right)))
     array = array.rechunk(grid + array.chunks[2:])
     if mode is BorderMode.VALID:
         out_grid = tuple(_valid_pieces(c, a, b) for c, a, b in zip(grid, (top, left), (bottom, right)))
@@ -235,6 +238,13 @@ def _regrid(chunks: tuple[int, ...], length: int, least: int) -> tuple[int, ...]
     if min(chunks) >= least or len(chunks) == 1:
         return chunks
     return _pieces(length, max(max(chunks), least), least)
+
+
+def _widened(chunks: tuple[int, ...], before: int, after: int) -> tuple[int, ...]:
+    pieces = list(chunks)
+    pieces[0] += before
+    pieces[-1] += after
+    return tuple(pieces)
 
 
 def _valid_pieces(chunks: tuple[int, ...], before: int, after: int) -> tuple[int, ...]:

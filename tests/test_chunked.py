@@ -87,6 +87,13 @@ def test_repeat_and_irregular_chunks():
     np.testing.assert_array_equal(result.compute(scheduler="synchronous"), expected)
 
 
+@pytest.mark.parametrize("border", [b for b in BORDERS if b != "valid"])
+def test_the_result_has_the_chunks_of_the_input(border):
+    lazy = da.zeros((100, 90, 3), dtype=np.uint8, chunks=(30, 40, 3))
+    result = chunked.filter_dask_array(lazy, ["gaussian:2", "median:5"], border=border)
+    assert result.chunks == lazy.chunks
+
+
 def test_one_chunk_is_the_whole_image():
     array = _image((40, 30), np.uint16, seed=5)
     expected = _in_memory(array, ["edge_enhance"], "mirror")
