@@ -89,7 +89,7 @@ def test_repeat_and_irregular_chunks():
 
 @pytest.mark.parametrize("border", [b for b in BORDERS if b != "valid"])
 def test_the_result_has_the_chunks_of_the_input(border):
-    lazy = da.zeros((100, 90, 3), dtype=np.uint8, chunks=(30, 40, 3))
+    lazy = da.zeros((100, 90, 3), dtype=np.uint8, chunks=(25, 30, 3))
     result = chunked.filter_dask_array(lazy, ["gaussian:2", "median:5"], border=border)
     assert result.chunks == lazy.chunks
 
