@@ -556,11 +556,16 @@ def write_tiled(destination: Path, tiles: Iterator[np.ndarray], shape: tuple[int
                 metadata=None,
             )
         os.replace(final, destination)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.remove(final)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno is None and "written" in str(exc):
+            # NumPy's tofile, which tifffile writes tiles with, reports a short write
+            # (a full disk, a file size limit) as "N requested and M written" alone.
+            raise OSError(f"writing {os.fspath(destination)!r} stopped short ({exc} bytes): "
+                          "is the disk full?") from None  # fmt: skip
         raise
 
 

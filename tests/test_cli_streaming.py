@@ -299,3 +299,36 @@ def test_ctrl_c_stops_a_cluster_run_within_a_second_leaving_nothing(cluster, tmp
     assert child.returncode == 130 and stderr == "convfilter: error: interrupted\n", stderr
     assert stopped < 1.5, stopped  # a second, and the slack of a busy test machine
     assert list(out.parent.iterdir()) == []
+
+
+def _limited_file_size(limit: int):
+    """For a child process: files it writes fail (EFBIG) beyond ``limit`` bytes, as on a full disk."""
+    import resource
+    import signal
+
+    def limit_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error from write(), not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_files
+
+
+@pytest.mark.parametrize("how", ["--stream", "--scheduler"])
+def test_a_write_that_runs_out_of_room_leaves_nothing(tall_tiff, tmp_path, how, request):
+    import subprocess
+    import sys
+
+    extra = ["--stream"]
+    if how == "--scheduler":
+        if importlib.util.find_spec("distributed") is None:
+            pytest.skip("the Dask extra is not installed")
+        extra = ["--scheduler", request.getfixturevalue("cluster").scheduler_address]
+    out = tmp_path / "out" / "filtered.tif"
+    out.parent.mkdir()
+    child = subprocess.run([sys.executable, "-m", "convfilter", "apply", str(tall_tiff), str(out), "-k", "blur",
+                            "-k", "sharpen", *extra], capture_output=True, text=True, timeout=300,
+                           preexec_fn=_limited_file_size(4 << 20))  # fmt: skip  (the output is 12 MB)
+    assert child.returncode == 1, child.stderr
+    assert child.stderr.startswith("convfilter: error: ") and child.stderr.count("\n") == 1, child.stderr
+    assert "File too large" in child.stderr or "stopped short" in child.stderr
+    assert list(out.parent.iterdir()) == []
