@@ -566,6 +566,8 @@ def write_tiled(destination: Path, tiles: Iterator[np.ndarray], shape: tuple[int
             # (a full disk, a file size limit) as "N requested and M written" alone.
             raise OSError(f"writing {os.fspath(destination)!r} stopped short ({exc} bytes): "
                           "is the disk full?") from None  # fmt: skip
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, os.fspath(destination)) from None  # name the file
         raise
 
 
