@@ -92,7 +92,7 @@ def tiff_array(source: str | os.PathLike, chunks: tuple[int, int] | None = None)
     import dask.array as da
 
     path = os.path.abspath(os.fspath(source))
-    reader = streaming._TiffRows(path)
+    reader = streaming.TiffRows(path)
     try:
         shape, dtype = reader.shape, reader.dtype
         segment = reader.segment_shape
@@ -111,7 +111,7 @@ def tiff_array(source: str | os.PathLike, chunks: tuple[int, int] | None = None)
 
 def _read_chunk(path: str, block_info=None) -> np.ndarray:
     (y0, y1), (x0, x1) = block_info[None]["array-location"][:2]
-    reader = streaming._TiffRows(path)
+    reader = streaming.TiffRows(path)
     try:
         return reader.region(y0, y1, x0, x1)
     finally:
@@ -182,10 +182,10 @@ def filter_dask_array(array, steps, *, border: str | BorderMode = "nearest", cva
         raise streaming.StreamingError("give a (rows, columns) or (rows, columns, samples) array, "
                                        "chunked along rows and columns only")  # fmt: skip
     for step in settings.chain:
-        streaming._check_streamable(step)
+        streaming.check_streamable(step)
     cval = float(cval)
     for step in settings.chain:
-        streaming._output_shape(array.shape, step, mode)  # refuses a valid border that leaves nothing
+        streaming.output_shape(array.shape, step, mode)  # refuses a valid border that leaves nothing
         chosen = _method_for(step, array, settings.method, scheduler)
         array = _filtered(array, step, mode, cval, chosen, threads)
     return array
@@ -211,7 +211,7 @@ def _filtered(array, step, mode: BorderMode, cval: float, method: str, threads):
     depth = (max(top, bottom), max(left, right))
     least = (max(depth[0], top + bottom + 1), max(depth[1], left + right + 1))
     grid = tuple(_regrid(c, n, s) for c, n, s in zip(array.chunks[:2], array.shape[:2], least))
-    extended = mode in streaming._PERIODIC
+    extended = mode in streaming.PERIODIC_BORDERS
     if extended:
         # The added rows and columns join the first and last chunks, so that
         # the result, cut back to the image, has the chunks of the input.
@@ -344,10 +344,10 @@ def filter_tiff(
         As :func:`convfilter.streaming.filter_tiff`, before the cluster is given work.
     """
     started = time.perf_counter()
-    tile = streaming._check_tile(tile)
+    tile = streaming.check_tile(tile)
     budget = streaming.default_memory() if memory is None else int(memory)
     destination = Path(destination)
-    reader = streaming._TiffRows(source)
+    reader = streaming.TiffRows(source)
     try:
         layout = streaming.TiledLayout.of(reader)
         segment, tiled = reader.segment_shape, reader.tiled
@@ -393,7 +393,7 @@ def filter_tiff(
             y0 = y1
 
     try:
-        streaming.write_tiled(destination, streaming._tiles(bands(), shape, tile), shape, layout, tile)
+        streaming.write_tiled(destination, streaming.tiles_of_bands(bands(), shape, tile), shape, layout, tile)
     finally:
         live = [f for f in futures if f is not None]
         if live:

@@ -105,7 +105,7 @@ _ENGINE_STRIP_BYTES = 6 << 20
 #: Float64 copies of its input band a neighbourhood filter is assumed to hold while it works.
 _NEIGHBOURHOOD_COPIES = 3
 
-_PERIODIC = (BorderMode.WRAP, BorderMode.REFLECT, BorderMode.MIRROR)
+PERIODIC_BORDERS = (BorderMode.WRAP, BorderMode.REFLECT, BorderMode.MIRROR)
 
 # tifffile logs what it finds wrong in a damaged file before raising (or
 # reading on); unconfigured, Python's last-resort handler would print that on
@@ -206,9 +206,9 @@ def filter_tiff(
     mode = settings.border
     chain = settings.chain
     for step in chain:
-        _check_streamable(step)
+        check_streamable(step)
     cval = float(cval)
-    tile = _check_tile(tile)
+    tile = check_tile(tile)
     budget = default_memory() if memory is None else int(memory)
     if budget <= 0:
         raise StreamingError(f"the memory budget must be a positive number of bytes, got {memory!r}")
@@ -216,12 +216,12 @@ def filter_tiff(
     folder = destination.parent if str(destination.parent) else Path(".")
 
     temporaries: list[Path] = []
-    reader = _TiffRows(source)
+    reader = TiffRows(source)
     source_rows = reader
     try:
         shapes = [reader.shape]
         for step in chain:
-            shapes.append(_output_shape(shapes[-1], step, mode))
+            shapes.append(output_shape(shapes[-1], step, mode))
         plans = []
         for k, step in enumerate(chain):
             last = k == len(chain) - 1
@@ -248,7 +248,7 @@ def filter_tiff(
         step, plan = chain[-1], plans[-1]
         chosen = _resolve_method(step, source_rows, settings.method, plan, meter)
         bands = _bands(source_rows, step, mode, cval, chosen, threads, plan, meter)
-        write_tiled(destination, _tiles(bands, shapes[-1], tile), shapes[-1], TiledLayout.of(reader), tile)
+        write_tiled(destination, tiles_of_bands(bands, shapes[-1], tile), shapes[-1], TiledLayout.of(reader), tile)
     finally:
         if source_rows is not reader:
             source_rows.close()
@@ -268,7 +268,7 @@ def filter_tiff(
 # ---------------------------------------------------------------------------
 
 
-def _check_streamable(step) -> None:
+def check_streamable(step) -> None:
     """A step streams when it says how far it reaches: four whole numbers >= 0."""
     try:
         reach, name = step.reach, step.name
@@ -281,7 +281,7 @@ def _check_streamable(step) -> None:
         )
 
 
-def _check_tile(tile) -> tuple[int, int]:
+def check_tile(tile) -> tuple[int, int]:
     try:
         height, width = (int(t) for t in tile)
     except (TypeError, ValueError):
@@ -291,7 +291,7 @@ def _check_tile(tile) -> tuple[int, int]:
     return height, width
 
 
-def _output_shape(shape: tuple[int, ...], step, mode: BorderMode) -> tuple[int, ...]:
+def output_shape(shape: tuple[int, ...], step, mode: BorderMode) -> tuple[int, ...]:
     if mode is not BorderMode.VALID:
         return shape
     top, bottom, left, right = step.reach
@@ -309,7 +309,7 @@ def _output_shape(shape: tuple[int, ...], step, mode: BorderMode) -> tuple[int, 
 # ---------------------------------------------------------------------------
 
 
-class _TiffRows:
+class TiffRows:
     """The first image of a TIFF, read by rows: each strip or row of tiles is
     decoded when first asked for and kept while it may be asked for again."""
 
@@ -529,7 +529,7 @@ class TiledLayout:
     predictor: int | None
 
     @classmethod
-    def of(cls, reader: _TiffRows) -> TiledLayout:
+    def of(cls, reader: TiffRows) -> TiledLayout:
         return cls(reader.shape, reader.dtype, reader.photometric, reader.extrasamples, *reader.kept_compression())
 
 
@@ -691,7 +691,7 @@ def _bands(source, step, mode: BorderMode, cval, method, threads, plan: _Plan,
             index, first = np.arange(y0, y1 + top + bottom), None
         elif y0 == 0 and y1 == rows:
             index, first = np.arange(rows), 0
-        elif mode in _PERIODIC:
+        elif mode in PERIODIC_BORDERS:
             index, first = engine.border_index(rows, top, bottom, mode.value)[y0 : y1 + top + bottom], top
         else:
             low, high = max(0, y0 - top), min(rows, y1 + bottom)
@@ -710,7 +710,7 @@ def _bands(source, step, mode: BorderMode, cval, method, threads, plan: _Plan,
         yield y0, y1, result
 
 
-def _tiles(bands, shape: tuple[int, ...], tile: tuple[int, int]) -> Iterator[np.ndarray]:
+def tiles_of_bands(bands, shape: tuple[int, ...], tile: tuple[int, int]) -> Iterator[np.ndarray]:
     """The output's tiles in TIFF order (rows of tiles, left to right), cut from
     bands whose heights are whole rows of tiles except the last."""
     height, width = tile
@@ -822,7 +822,7 @@ def filter_file(source, destination, settings: FilterSettings, output, *, memory
     if refused:
         raise StreamingError(f"streaming filters every band as it is and keeps the input's encoding; "
                              f"it cannot take {', '.join(refused)}")  # fmt: skip
-    reader = _TiffRows(source)
+    reader = TiffRows(source)
     shape, dtype, images_held = reader.shape, reader.dtype, reader.image_count()
     reader.close()
     if images_held > 1:
@@ -853,8 +853,8 @@ def filter_file(source, destination, settings: FilterSettings, output, *, memory
         from .cluster import connect
 
         for step in settings.chain:  # refused before a cluster is started
-            _check_streamable(step)
-            shape = _output_shape(shape, step, settings.border)
+            check_streamable(step)
+            shape = output_shape(shape, step, settings.border)
         workers = settings.threads or os.cpu_count() or 1
         with connect(scheduler, workers) as connection:
             report = chunked.filter_tiff(os.path.abspath(source), destination, settings.kernels,
