@@ -5,7 +5,7 @@
     python3 benchmarks/tables.py --check docs/performance.md      # exit 1 if any is stale
 
 A table sits in a document between ``<!-- bench:NAME -->`` and
-``<!-- /bench -->``, NAME being ``engine``, ``filters``, ``cli`` or ``batch``; ``--update``
+``<!-- /bench -->``, NAME being ``engine``, ``filters``, ``cli``, ``batch`` or ``large``; ``--update``
 replaces what lies between, and nothing else. Ratios are a competitor's
 median time divided by convfilter's: above 1, convfilter is faster.
 
@@ -256,6 +256,70 @@ def filters_table(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---------------------------------------------------------------- large
+
+def large_table(data: dict) -> str:
+    image = data["image"]
+    programs = data["programs"]
+    base = next((p for p in programs if p["label"] == "convfilter" and "median_wall_ms" in p), None)
+    lines = [
+        f"Median wall time and peak memory (largest resident set) of filtering a {image['width']} x "
+        f"{image['height']} {image['mode']} {image['dtype']} tiled TIFF ({image['width'] * image['height'] / 1e9:.2f} "
+        f"gigapixels, {image['bytes'] / 1e9:.1f} GB) with `edge_enhance` into a tiled BigTIFF, as a whole process; "
+        "in brackets, competitor / convfilter.",
+        "",
+        "| program | how | wall s | peak MiB |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for program in programs:
+        label, note = program["label"], program.get("note", "")
+        if "median_wall_ms" not in program:
+            why = program.get("timed_out") or program.get("failed") or program.get("skipped")
+            stopped = program.get("stopped")
+            cells = ["-", "-"]
+            if stopped and "timed_out" in program:
+                cells = [f"> {stopped['wall_s']:.0f}", f">= {stopped['peak_mib']:.0f}"]
+            how = why if note == why or not note else f"{note}; {why}"
+            lines.append(f"| {label} | {how} | " + " | ".join(cells) + " |")
+            continue
+        wall, peak = program["median_wall_ms"] / 1000, program["median_peak_mib"]
+        cells = [f"{wall:.1f}", f"{peak:.0f}"]
+        if base is not None and program is not base:
+            cells = [f"{wall:.1f} ({ratio(program['median_wall_ms'] / base['median_wall_ms'])})",
+                     f"{peak:.0f} ({ratio(peak / base['median_peak_mib'])})"]  # fmt: skip
+        lines.append(f"| {label} | {note} | " + " | ".join(cells) + " |")
+    if base is not None and "buffers_mib" in base:
+        lines += ["", f"convfilter's own account of the buffers it held: at most {base['buffers_mib']} MiB "
+                      f"(budget {base['budget_mib']} MiB)."]  # fmt: skip
+    checked = data["like_work"]
+    if checked["results"]:
+        words = "; ".join(f"{c['label']}: largest difference {c['largest']}, {c['share']:.3%} of samples differ"
+                          for c in checked["results"])  # fmt: skip
+        lines += ["", f"Like work: {checked['regions']} regions of {checked['side']} x {checked['side']} pixels "
+                      f"away from the edges, against convfilter's output: {words}."]  # fmt: skip
+    if data.get("targets"):
+        lines += ["", "Targets (ratios are competitor / convfilter, as in the table: a peak within 2x of libvips' "
+                      "needs 0.5 or more, a wall time within 1.5x of it 0.67 or more):", ""]
+        lines += [f"- {target_words(line)}" for line in data["targets"]]
+    versions = version_words(data["versions"], [
+        ("convfilter", "convfilter"), ("python", "Python"), ("numpy", "NumPy"), ("tifffile", "tifffile"),
+        ("vips", "`vips` (libvips)"), ("dask", "dask"), ("dask_image", "dask-image"), ("zarr", "zarr"),
+        ("scipy", "SciPy"),
+    ])  # fmt: skip
+    lines += ["", f"{machine(data)}; {data['threads']} threads each; {versions}; median of {runs(data['runs'])}, "
+                  f"the programs taking turns within each round; a run was allowed {data['timeout_s']:g} s"
+                  f"{load_words(data)}."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def target_words(line: str) -> str:
+    """A target line as the benchmark printed it, as prose: "met: peak memory within ... (ratio 0.53)"."""
+    verdict, _, rest = line.removeprefix("target").partition(":")
+    _, _, wording = rest.partition(":")
+    wording = re.sub(r"\d+\.\d{3,}", lambda m: f"{float(m[0]):.2f}", wording.strip())  # 0.666667 -> 0.67
+    return f"{verdict.strip()}: {wording}"
+
+
 # ---------------------------------------------------------------- documents
 
 def render(folder: Path = RESULTS) -> dict[str, str]:
@@ -264,6 +328,8 @@ def render(folder: Path = RESULTS) -> dict[str, str]:
     blocks = {"engine": engine_table(engine), "cli": cli_table(cli), "batch": batch_table(cli)}
     if (folder / "filters.json").exists():
         blocks["filters"] = filters_table(load("filters", folder))
+    if (folder / "large.json").exists():
+        blocks["large"] = large_table(load("large", folder))
     return blocks
 
 

@@ -114,3 +114,39 @@ def test_cost_model_benchmark_quick_run_prints_every_job():
             for line in result.stdout.splitlines()[2:]]  # fmt: skip
     assert len(rows) >= 9 and all(rows) and all(float(row[4]) > 0 for row in rows)
     assert sum(bool(row[5]) for row in rows) == 9  # auto's pick, once a job
+
+
+def test_large_benchmark_quick_run_prints_a_table(tmp_path):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "large.py"), "--quick", "--folder", str(tmp_path)],
+                            capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("input 2048 x 2048 RGB uint8") for line in lines)
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["program", "wall", "s"])
+    rows = {line.split()[0]: line for line in lines[header + 1 : header + 4]}
+    name, wall, peak, runs, wall_ratio, peak_ratio = rows["convfilter"].split()
+    assert float(wall) > 0 and float(peak) > 0 and runs == "1" and wall_ratio == peak_ratio == "1.00x"
+    for label in ("vips", "dask-image"):  # measured, or said to be missing
+        row = rows[label]
+        assert "not installed" in row or re.search(r" \d+\.\d\d +\d+ +1 +[\d.]+x +[\d.]+x$", row), row
+    like = [line for line in lines if "largest difference" in line]
+    assert all(int(line.split("largest difference ")[1].split(",")[0]) <= 1 for line in like), like
+    assert not list(tmp_path.glob("out-*.tif"))  # each output is removed once sampled
+
+
+def test_large_benchmark_measures_the_child_not_its_parent(tmp_path):
+    """A child's peak resident set is its own, however large the process measuring it."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import large
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    ballast = bytearray(256 << 20)  # this process: well above any figure below
+    ballast[:: 1 << 12] = b"x" * len(ballast[:: 1 << 12])
+    tiny = large.run_once(["true"], tmp_path, 60)
+    grown = large.run_once([sys.executable, "-c", "b = bytearray(160 << 20); b[::4096] = b'x' * len(b[::4096])"],
+                           tmp_path, 60)  # fmt: skip
+    assert tiny["peak_mib"] < 40 and 160 < grown["peak_mib"] < 240, (tiny, grown)
+    slow = large.run_once(["sleep", "30"], tmp_path, 0.5)
+    assert "timed_out" in slow and slow["wall_s"] < 10
+    del ballast
