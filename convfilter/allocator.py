@@ -12,16 +12,22 @@ reused, not added.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
+from collections.abc import Iterator
 
-__all__ = ["reuse_freed_memory"]
+__all__ = ["reuse_freed_memory", "large_blocks_returned"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _THRESHOLD = 512 << 20  # blocks up to 512 MiB come from the reusable heap
 
+#: While streaming, blocks from this size up get their own mapping again.
+STREAMING_THRESHOLD = 32 << 20
+
 _done = False
+_mallopt = None
 
 
 def reuse_freed_memory() -> bool:
@@ -43,5 +49,31 @@ def reuse_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    _done = bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
+    global _mallopt
+    _mallopt = mallopt
+    _done = _set_thresholds(_THRESHOLD)
     return _done
+
+
+def _set_thresholds(size: int) -> bool:
+    return bool(_mallopt(_M_MMAP_THRESHOLD, size)) and bool(_mallopt(_M_TRIM_THRESHOLD, size))
+
+
+@contextlib.contextmanager
+def large_blocks_returned(threshold: int = STREAMING_THRESHOLD) -> Iterator[None]:
+    """Within the block, blocks of ``threshold`` bytes and more are returned to
+    the system when freed, as glibc does by default.
+
+    Streaming allocates band after band of about the same size; kept in the
+    heap, the freed ones leave gaps that stay resident, which would put the
+    process well over its memory budget. Does nothing unless
+    :func:`reuse_freed_memory` was applied.
+    """
+    if not _done:
+        yield
+        return
+    _set_thresholds(threshold)
+    try:
+        yield
+    finally:
+        _set_thresholds(_THRESHOLD)

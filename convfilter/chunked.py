@@ -358,7 +358,7 @@ def filter_tiff(
     if chunks is None:
         # held at once: a row of chunks as received, joined into one band, and
         # the rows of the band before it not yet cut into tiles
-        fitting = max(tile[0], budget // (3 * row_bytes) // tile[0] * tile[0])
+        fitting = max(tile[0], (budget - streaming.writer_buffer(budget)) // (3 * row_bytes) // tile[0] * tile[0])
         side = min(CHUNK_SIDE, fitting)
         chunks = (_rounded(side, segment[0]), _rounded(CHUNK_SIDE, segment[1]) if tiled else width)
     image = tiff_array(source, chunks)
@@ -390,10 +390,12 @@ def filter_tiff(
             if progress is not None:
                 progress(r + 1, rows_of_chunks)
             yield y0, y1, band
+            del band  # not held while the next row of chunks arrives
             y0 = y1
 
     try:
-        streaming.write_tiled(destination, streaming.tiles_of_bands(bands(), shape, tile), shape, layout, tile)
+        streaming.write_tiled(destination, streaming.tiles_of_bands(bands(), shape, tile), shape, layout, tile,
+                              streaming.writer_buffer(budget))  # fmt: skip
     finally:
         live = [f for f in futures if f is not None]
         if live:

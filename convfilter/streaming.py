@@ -79,7 +79,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from . import engine
+from . import allocator, engine
 from .kernels import Kernel
 from .options import BorderMode, FilterSettings, Method
 
@@ -101,6 +101,10 @@ _CACHED_SEGMENT_ROWS = 3
 
 #: Working bytes of the engine's strips, per thread (its 2 MiB strip, the sums and scratch).
 _ENGINE_STRIP_BYTES = 6 << 20
+
+#: The most of the budget, and the most bytes, given to tiles waiting to be compressed.
+WRITER_BUFFER_SHARE = 8
+WRITER_BUFFER_BYTES = 64 << 20
 
 #: Float64 copies of its input band a neighbourhood filter is assumed to hold while it works.
 _NEIGHBOURHOOD_COPIES = 3
@@ -227,7 +231,7 @@ def filter_tiff(
             last = k == len(chain) - 1
             cache = reader.segment_row_bytes * _CACHED_SEGMENT_ROWS if k == 0 else 0
             plans.append(_plan_pass(shapes[k], shapes[k + 1], reader.dtype, step, budget, cache,
-                                    tile[0] if last else 1, threads))  # fmt: skip
+                                    tile[0] if last else 1, threads, writes=last))  # fmt: skip
         total = sum(len(plan.bands) for plan in plans)
         meter = _Meter(progress, total)
         compression = reader.kept_compression()[0]
@@ -248,7 +252,8 @@ def filter_tiff(
         step, plan = chain[-1], plans[-1]
         chosen = _resolve_method(step, source_rows, settings.method, plan, meter)
         bands = _bands(source_rows, step, mode, cval, chosen, threads, plan, meter)
-        write_tiled(destination, tiles_of_bands(bands, shapes[-1], tile), shapes[-1], TiledLayout.of(reader), tile)
+        write_tiled(destination, tiles_of_bands(bands, shapes[-1], tile), shapes[-1], TiledLayout.of(reader), tile,
+                    writer_buffer(budget))  # fmt: skip
     finally:
         if source_rows is not reader:
             source_rows.close()
@@ -533,11 +538,26 @@ class TiledLayout:
         return cls(reader.shape, reader.dtype, reader.photometric, reader.extrasamples, *reader.kept_compression())
 
 
+def writer_buffer(budget: int) -> int:
+    """The bytes of a ``budget`` that :func:`write_tiled` may hold in tiles waiting to be compressed."""
+    return min(WRITER_BUFFER_BYTES, budget // WRITER_BUFFER_SHARE)
+
+
+def _budget_for(held: int) -> int:
+    """The least budget that leaves ``held`` bytes beside the writer's share."""
+    budget = held
+    while budget - writer_buffer(budget) < held:
+        budget = held + writer_buffer(budget) + 1
+    return budget
+
+
 def write_tiled(destination: Path, tiles: Iterator[np.ndarray], shape: tuple[int, ...], layout: TiledLayout,
-                tile: tuple[int, int]) -> None:  # fmt: skip
+                tile: tuple[int, int], buffer_bytes: int) -> None:  # fmt: skip
     """Write a tiled BigTIFF of ``shape`` from ``tiles`` in TIFF order, laid
     out as ``layout`` says, to a temporary file beside ``destination``
-    renamed over it once complete; after any error neither is left."""
+    renamed over it once complete; after any error neither is left.
+    tifffile holds at most about ``buffer_bytes`` of tiles waiting to be
+    compressed (it gathers them for its encoding threads)."""
     destination = Path(destination)
     folder = destination.parent if str(destination.parent) else Path(".")
     final = _temporary(folder, destination.name, ".tmp")
@@ -554,6 +574,7 @@ def write_tiled(destination: Path, tiles: Iterator[np.ndarray], shape: tuple[int
                 compression=layout.compression,
                 predictor=layout.predictor,
                 metadata=None,
+                buffersize=buffer_bytes,
             )
         os.replace(final, destination)
     except BaseException as exc:
@@ -583,9 +604,10 @@ class _Plan:
     work_per_input_row: int  # estimated working bytes per input row of a band
 
 
-def _plan_pass(shape_in, shape_out, dtype, step, budget, cache_bytes, multiple, threads) -> _Plan:
+def _plan_pass(shape_in, shape_out, dtype, step, budget, cache_bytes, multiple, threads, writes=False) -> _Plan:
     """Bands of output rows, as tall as the budget allows (a multiple of
-    ``multiple`` rows, except the last)."""
+    ``multiple`` rows, except the last); a pass that ``writes`` the TIFF
+    also leaves the writer its share of the budget."""
     top, bottom, _, _ = step.reach
     samples_in = int(np.prod(shape_in[1:]))
     row_in = samples_in * dtype.itemsize
@@ -596,6 +618,7 @@ def _plan_pass(shape_in, shape_out, dtype, step, budget, cache_bytes, multiple, 
         work_row, fixed = _NEIGHBOURHOOD_COPIES * 8 * samples_in, 0
     reach = top + bottom
     out_rows = shape_out[0]
+    budget_left = budget - (writer_buffer(budget) if writes else 0)
 
     def cost(n: int) -> int:
         held = shape_in[0] if n >= out_rows else n + reach  # one band is the whole image, unpadded
@@ -605,18 +628,19 @@ def _plan_pass(shape_in, shape_out, dtype, step, budget, cache_bytes, multiple, 
         return min(fixed, 2 * held * 4 * samples_in)
 
     least = min(multiple, out_rows)
-    if cost(least) > budget:
+    if cost(least) > budget_left:
         mib = 1 << 20
+        needed = _budget_for(cost(least)) if writes else cost(least)
         raise StreamingError(
             f"a band of {least} rows of this {shape_in[1]}-pixel-wide image, with the {reach} rows "
-            f"{step.name} reaches, needs about {cost(least) / mib:.2f} MiB ({cost(least)} bytes); "
-            f"the memory budget is {budget / mib:.2f} MiB ({budget} bytes): give a budget of at least that"
-            + (", or smaller tiles" if multiple > 1 else "")
+            f"{step.name} reaches, needs a memory budget of about {needed / mib:.2f} MiB ({needed} bytes)"
+            f"{' with the writer' + chr(39) + 's share' if writes else ''}; the budget is {budget / mib:.2f} MiB "
+            f"({budget} bytes): give at least that" + (", or smaller tiles" if multiple > 1 else "")
         )
     low, high = least, out_rows  # cost grows with n: the tallest band that fits
     while low < high:
         middle = (low + high + 1) // 2
-        low, high = (middle, high) if cost(middle) <= budget else (low, middle - 1)
+        low, high = (middle, high) if cost(middle) <= budget_left else (low, middle - 1)
     n = out_rows if low >= out_rows else max(least, low // multiple * multiple)
     bands = [(y0, min(out_rows, y0 + n)) for y0 in range(0, out_rows, n)]
     return _Plan(bands, strips(n + reach), work_row)
@@ -708,6 +732,7 @@ def _bands(source, step, mode: BorderMode, cval, method, threads, plan: _Plan,
                                  "it cannot be filtered in bands")  # fmt: skip
         meter.band_done()
         yield y0, y1, result
+        del result  # not held while the next band is filtered
 
 
 def tiles_of_bands(bands, shape: tuple[int, ...], tile: tuple[int, int]) -> Iterator[np.ndarray]:
@@ -722,9 +747,12 @@ def tiles_of_bands(bands, shape: tuple[int, ...], tile: tuple[int, int]) -> Iter
         whole = rows.shape[0] if y1 == shape[0] else rows.shape[0] // height * height
         for ty in range(0, whole, height):
             for tx in range(0, shape[1], width):
-                yield rows[ty : ty + height, tx : tx + width]
+                # A copy, as tifffile would make: a view would keep the whole band
+                # alive for as long as the writer keeps a tile (it keeps the first).
+                yield np.ascontiguousarray(rows[ty : ty + height, tx : tx + width])
         if whole < rows.shape[0]:
-            pending = rows[whole:]
+            pending = rows[whole:].copy()
+        del rows
 
 
 # ---------------------------------------------------------------------------
@@ -845,7 +873,8 @@ def filter_file(source, destination, settings: FilterSettings, output, *, memory
     common = dict(border=settings.border, cval=cvals.pop(), repeat=settings.repeat, method=settings.method,
                   memory=memory, progress=report_progress)  # fmt: skip
     if scheduler is None:
-        report = filter_tiff(source, destination, settings.kernels, threads=settings.threads, **common)
+        with allocator.large_blocks_returned():
+            report = filter_tiff(source, destination, settings.kernels, threads=settings.threads, **common)
         how = (f"streamed: {report.bands} bands in {report.passes} pass{'es' if report.passes > 1 else ''}, at most "
                f"{report.peak_bytes / (1 << 20):.0f} MiB of buffers held (budget {budget / (1 << 20):.0f} MiB)")
     else:

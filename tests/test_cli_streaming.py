@@ -87,7 +87,7 @@ def test_what_streaming_cannot_do_is_refused_before_anything_is_written(tall_tif
         ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--stream", "--channels", "R"], "cannot take --channels"),
         ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--stream", "--diff-pil"], "cannot be streamed"),
         ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--stream", "--memory", "1M"],
-         "the memory budget is 1.00 MiB"),
+         "the budget is 1.00 MiB"),
         ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--stream", "--max-pixels", "1000"],
          "more than --max-pixels 1,000"),
         ([tall_tiff, tmp_path / "out.tif", "-k", "blur", "--memory", "lots"], "'lots' is not a size"),

@@ -61,7 +61,7 @@ def _budget(path, chain, border="nearest", tile=(16, 16)) -> int:
     for step in chain:
         with pytest.raises(StreamingError) as refused:
             filter_tiff(path, path.with_name("never.tif"), step, border=border, memory=1, tile=tile)
-        needs.append(int(re.search(r"\((\d+) bytes\); the memory budget", str(refused.value)).group(1)))
+        needs.append(int(re.search(r"about [\d.]+ MiB \((\d+) bytes\)", str(refused.value)).group(1)))
     return max(needs) * 3 // 2
 
 
@@ -191,10 +191,13 @@ def test_progress_counts_every_band(files, tmp_path):
 def test_a_budget_too_small_for_one_band_is_refused(files, tmp_path):
     path, _ = files["rgb8-tiled-bigtiff"]
     out = tmp_path / "out.tif"
-    with pytest.raises(StreamingError, match=r"needs about .* MiB .*memory budget .*give a budget of at least"):
+    with pytest.raises(StreamingError, match=r"needs a memory budget of about .* MiB .*give at least that") as refused:
         filter_tiff(path, out, "gaussian:5", memory=50_000)
     assert list(tmp_path.iterdir()) == []
-    filter_tiff(path, out, "gaussian:5", memory=4 << 20)  # what the message asks for does fit
+    needed = int(re.search(r"about [\d.]+ MiB \((\d+) bytes\)", str(refused.value))[1])
+    with pytest.raises(StreamingError):
+        filter_tiff(path, out, "gaussian:5", memory=needed - 1)
+    filter_tiff(path, out, "gaussian:5", memory=needed)  # what the message asks for does fit
     assert out.exists()
 
 
