@@ -21,6 +21,7 @@ __all__ = ["reuse_freed_memory", "large_blocks_returned"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _THRESHOLD = 512 << 20  # blocks up to 512 MiB come from the reusable heap
 
 #: While streaming, blocks from this size up get their own mapping again.
@@ -66,14 +67,18 @@ def large_blocks_returned(threshold: int = STREAMING_THRESHOLD) -> Iterator[None
 
     Streaming allocates band after band of about the same size; kept in the
     heap, the freed ones leave gaps that stay resident, which would put the
-    process well over its memory budget. Does nothing unless
-    :func:`reuse_freed_memory` was applied.
+    process well over its memory budget. Threads started within the block
+    also share the main heap (each would otherwise keep a heap of its own,
+    with its own gaps). Does nothing unless :func:`reuse_freed_memory` was
+    applied.
     """
     if not _done:
         yield
         return
     _set_thresholds(threshold)
+    _mallopt(_M_ARENA_MAX, 1)  # threads started now share one heap rather than each keeping its own
     try:
         yield
     finally:
+        _mallopt(_M_ARENA_MAX, 0)  # glibc's own limit again
         _set_thresholds(_THRESHOLD)

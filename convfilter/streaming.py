@@ -243,6 +243,8 @@ def filter_tiff(
                 chosen = _resolve_method(step, source_rows, settings.method, plan, meter)
                 for _, _, rows in _bands(source_rows, step, mode, cval, chosen, threads, plan, meter):
                     sink.append(rows)
+                    del rows  # not held while the next band is filtered
+            reader.forget()  # read again only by a later pass
             if source_rows is not reader:
                 source_rows.close()
                 os.remove(temporaries.pop(0))
@@ -400,10 +402,13 @@ class TiffRows:
         index = np.asarray(index, dtype=np.intp)
         out = np.empty((len(index),) + self.shape[1:], self.dtype)
         segment = index // self._height
-        _, first = np.unique(segment, return_index=True)
-        for k in segment[np.sort(first)]:  # in the order asked, so the last ones stay cached
-            where = segment == k
-            out[where] = self._segment_row(int(k))[index[where] - k * self._height]
+        # Runs of consecutive rows of one segment, copied as slices (no temporary
+        # copy of the band), in the order asked, so the last ones stay cached.
+        breaks = np.flatnonzero((np.diff(index) != 1) | (np.diff(segment) != 0)) + 1
+        for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(index)]):
+            k = int(segment[start])
+            first = int(index[start]) - k * self._height
+            out[start:stop] = self._segment_row(k)[first : first + stop - start]
         return out
 
     def _segment_row(self, k: int) -> np.ndarray:
@@ -462,9 +467,13 @@ class TiffRows:
             out[a - y0 : b - y0] = block[a - top : b - top, x0 - left : x1 - left]
         return out
 
-    def close(self) -> None:
+    def forget(self) -> None:
+        """Drop the decoded strips or tiles kept for the next band."""
         self._cache.clear()
         self.cached_bytes = 0
+
+    def close(self) -> None:
+        self.forget()
         self._file.close()
 
 
@@ -497,11 +506,14 @@ class _RawRows:
         breaks = np.flatnonzero(np.diff(index) != 1) + 1
         fd = self._handle.fileno()
         for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(index)]):
-            first, count = int(index[start]), int(stop - start)
-            data = os.pread(fd, count * self._row_bytes, first * self._row_bytes)
-            if len(data) != count * self._row_bytes:
-                raise StreamingError(f"temporary file {self._handle.name!r} was cut short")
-            out[start:stop] = np.frombuffer(data, self.dtype).reshape((count,) + self.shape[1:])
+            first = int(index[start])
+            target = memoryview(out[start:stop]).cast("B")  # read in place: no second copy of the band
+            done = 0
+            while done < len(target):
+                got = os.preadv(fd, [target[done:]], first * self._row_bytes + done)
+                if got <= 0:
+                    raise StreamingError(f"temporary file {self._handle.name!r} was cut short")
+                done += got
         return out
 
     def close(self) -> None:

@@ -332,3 +332,56 @@ def test_a_write_that_runs_out_of_room_leaves_nothing(tall_tiff, tmp_path, how, 
     assert child.stderr.startswith("convfilter: error: ") and child.stderr.count("\n") == 1, child.stderr
     assert "File too large" in child.stderr or "stopped short" in child.stderr
     assert list(out.parent.iterdir()) == []
+
+
+#: Images of 64 megapixels (128 to 256 MB), each written as the layout says, the
+#: filters each is given and its budget: together about 200 megapixels, as large as CI affords.
+LARGE = {
+    "rgb8-tiled": ((8000, 8000, 3), np.uint8, dict(tile=(256, 256), photometric="rgb"), ["edge_enhance"], "48M"),
+    "grey16-striped-deflate": ((8000, 8000), np.uint16, dict(rowsperstrip=64, compression="zlib"),
+                               ["gaussian:2"], "48M"),
+    # a neighbourhood filter's float64 working copies need more room for one band of 256 rows
+    "float32-tiled": ((8000, 8000), np.float32, dict(tile=(256, 256)), ["sharpen", "median:3"], "96M"),
+}  # fmt: skip
+
+
+def _large_image(shape, dtype) -> np.ndarray:
+    rng = np.random.default_rng(23)
+    if np.dtype(dtype).kind == "f":
+        return rng.standard_normal(shape, dtype=np.float32) * 100
+    ramp = np.linspace(0, np.iinfo(dtype).max * 0.8, shape[1], dtype=np.float32)
+    ramp = ramp[None, :, None] if len(shape) == 3 else ramp[None, :]
+    return (ramp + rng.integers(0, np.iinfo(dtype).max // 5, shape, dtype=dtype)).astype(dtype)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak from Linux's /proc")
+@pytest.mark.parametrize("how", ["--stream", "--scheduler"])
+@pytest.mark.parametrize("name", LARGE)
+def test_64_megapixels_under_a_small_budget_are_filtered_exactly(tmp_path, name, how, request):
+    import subprocess
+    import sys
+
+    from convfilter import engine
+
+    shape, dtype, options, steps, memory = LARGE[name]
+    extra = ["--stream"]
+    overhead = STREAMING_OVERHEAD
+    if how == "--scheduler":
+        if importlib.util.find_spec("distributed") is None:
+            pytest.skip("the Dask extra is not installed")
+        extra = ["--scheduler", request.getfixturevalue("cluster").scheduler_address]
+        overhead = CLUSTER_CLIENT_OVERHEAD
+    image = _large_image(shape, dtype)
+    source, out = tmp_path / "big.tif", tmp_path / "out.tif"
+    tifffile.imwrite(source, image, metadata=None, **options)
+    budget = int(memory[:-1]) << 20
+    kernels = [arg for step in steps for arg in ("-k", step)]
+    done = subprocess.run([sys.executable, "-c", PEAK_OF_APPLY, str(source), str(out), *kernels, "--memory", memory,
+                           "--max-pixels", "0", *extra, "-q"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    peak = int(done.stdout.split()[-1])
+    assert image.nbytes > 2.5 * budget and peak < budget + overhead, (image.nbytes >> 20, peak >> 20)
+    for step in steps:  # the oracle: the engine on the whole image in memory
+        image = engine.filter_array(image, step)
+    np.testing.assert_array_equal(tifffile.imread(out), image)
