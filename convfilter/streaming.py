@@ -52,9 +52,12 @@ Memory. A band of n output rows holds its input rows (n + T + B), its
 output rows, the working buffers of the filter (estimated: the engine's
 strips for a matrix, three float64 copies of the input band for a
 neighbourhood filter) and, for the TIFF, at most three decoded rows of
-strips or tiles. Band heights are the largest that keep this under the
-budget; the last pass's are whole rows of output tiles, so the tiles are
-cut straight from the band.
+strips or tiles; the last pass also leaves the writer its share
+(:func:`writer_buffer`: tiles gathered for compression). Band heights are
+the largest that keep this under the budget; the last pass's are whole rows
+of output tiles, so the tiles are cut straight from the band. A band is
+let go before the next is filtered, and rows are read into the band in
+place (no second copy).
 
 Output. A tiled BigTIFF, same shape (smaller with ``valid``), dtype,
 photometric and extra samples as the input, compressed as the input where
