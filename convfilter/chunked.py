@@ -57,8 +57,9 @@ _POLL_SECONDS = 0.01
 class ChunkReport:
     """What :func:`filter_tiff` did: the output's ``shape`` and ``dtype``, the
     ``chunks`` of the output, the ``workers`` of the cluster, the largest
-    ``band_bytes`` the writing process held, the ``compression`` written
-    and ``seconds``."""
+    ``band_bytes`` the writing process held, the ``compression`` written,
+    ``seconds``, and the steps whose FFT sums are not exact, ``inexact_fft``
+    (as :class:`~convfilter.streaming.StreamReport`)."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
@@ -67,6 +68,7 @@ class ChunkReport:
     band_bytes: int
     compression: str
     seconds: float
+    inexact_fft: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------
@@ -147,7 +149,8 @@ def _token(*parts) -> str:
 
 
 def filter_dask_array(array, steps, *, border: str | BorderMode = "nearest", cval: float = 0.0, repeat: int = 1,
-                      method: str | Method = "auto", threads: int | None = 1, scheduler=None):  # fmt: skip
+                      method: str | Method = "auto", threads: int | None = 1, scheduler=None,
+                      inexact: list | None = None):  # fmt: skip
     """``array`` filtered by the chain ``steps``, lazily, chunk by chunk.
 
     Parameters
@@ -163,6 +166,9 @@ def filter_dask_array(array, steps, *, border: str | BorderMode = "nearest", cva
     scheduler
         What computes a step's input when the method needs a scan of it
         (``dask.compute``'s ``scheduler``, e.g. a distributed ``Client``).
+    inexact : list or None
+        If given, the names of the steps whose FFT sums are not exact (and so
+        differ in their last bits from the whole image's) are appended to it.
 
     Returns
     -------
@@ -187,6 +193,8 @@ def filter_dask_array(array, steps, *, border: str | BorderMode = "nearest", cva
     for step in settings.chain:
         streaming.output_shape(array.shape, step, mode)  # refuses a valid border that leaves nothing
         chosen = _method_for(step, array, settings.method, scheduler)
+        if inexact is not None:
+            inexact += streaming.inexact_fft(step, chosen, array.shape, array.dtype)
         array = _filtered(array, step, mode, cval, chosen, threads)
     return array
 
@@ -362,8 +370,9 @@ def filter_tiff(
         side = min(CHUNK_SIDE, fitting)
         chunks = (_rounded(side, segment[0]), _rounded(CHUNK_SIDE, segment[1]) if tiled else width)
     image = tiff_array(source, chunks)
+    inexact: list[str] = []
     result = filter_dask_array(image, steps, border=border, cval=cval, repeat=repeat, method=method,
-                               threads=threads, scheduler=client)  # fmt: skip
+                               threads=threads, scheduler=client, inexact=inexact)  # fmt: skip
     blocks = result.to_delayed()
     blocks = blocks.reshape(blocks.shape[:2])
     futures = client.compute(list(blocks.ravel()))
@@ -403,5 +412,5 @@ def filter_tiff(
     workers = len(client.scheduler_info().get("workers", {}))
     return ChunkReport(shape=shape, dtype=layout.dtype, chunks=len(futures), workers=workers,
                        band_bytes=held[0], compression=layout.compression or "none",
-                       seconds=time.perf_counter() - started)  # fmt: skip
+                       seconds=time.perf_counter() - started, inexact_fft=tuple(dict.fromkeys(inexact)))  # fmt: skip
 

@@ -66,6 +66,7 @@ __all__ = [
     "MAX_SECONDS",
     "estimate_seconds",
     "choose_method",
+    "fft_sums_are_exact",
 ]
 
 
@@ -913,6 +914,23 @@ def choose_method(
     'fft'
     """
     return _choose(image_shape, kernel, np.dtype(dtype), method)[0]
+
+
+def fft_sums_are_exact(image_shape: tuple[int, ...], kernel: Kernel, *, dtype=np.uint8) -> bool:
+    """Whether method ``fft`` rounds its sums of ``kernel`` on an image of
+    ``image_shape`` and ``dtype`` to the exact integer sums, as it does for
+    integer matrices on 8- and 16-bit images within a bound. Exact sums do
+    not depend on how the image is cut into tiles (or bands, or chunks);
+    other FFT sums differ in their last bits with the tiles.
+
+    >>> fft_sums_are_exact((3000, 4000, 3), Kernel(np.ones((31, 31)))), fft_sums_are_exact(
+    ...     (3000, 4000), Kernel(np.ones((31, 31))), dtype=np.float32)
+    (True, False)
+    """
+    job = _Job.of(image_shape, kernel, np.dtype(dtype))
+    h, w = kernel.shape
+    fh, fw = methods.fft_tile((h, w), (image_shape[0] + h - 1, image_shape[1] + w - 1))
+    return job.rule is not None and _fft_is_exact(job.rule, fh * fw)
 
 
 def _choose(image_shape, kernel, dtype, method) -> tuple[str, float]:

@@ -132,7 +132,9 @@ class StreamReport:
     ``peak_bytes`` held by the band buffers, decoded tiles and the filters'
     estimated working buffers, the strips or tiles of the input ``decoded``
     (each is decoded about once, some twice where bands meet), the
-    ``compression`` written, and ``seconds``."""
+    ``compression`` written, ``seconds``, and the names of the steps whose
+    FFT sums are not exact (so differ from the in-memory result in their
+    last bits: see the module's notes), ``inexact_fft``."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
@@ -142,6 +144,7 @@ class StreamReport:
     decoded: int
     compression: str
     seconds: float
+    inexact_fft: tuple[str, ...] = ()
 
 
 def default_memory() -> int:
@@ -239,11 +242,13 @@ def filter_tiff(
         meter = _Meter(progress, total)
         compression = reader.kept_compression()[0]
 
+        inexact: list[str] = []
         for k, (step, plan) in enumerate(zip(chain[:-1], plans[:-1])):
             path = _temporary(folder, destination.name, ".step.tmp")
             temporaries.append(path)
             with _RawRows.create(path, shapes[k + 1], reader.dtype) as sink:
                 chosen = _resolve_method(step, source_rows, settings.method, plan, meter)
+                inexact += inexact_fft(step, chosen, shapes[k], reader.dtype)
                 for _, _, rows in _bands(source_rows, step, mode, cval, chosen, threads, plan, meter):
                     sink.append(rows)
                     del rows  # not held while the next band is filtered
@@ -256,6 +261,7 @@ def filter_tiff(
 
         step, plan = chain[-1], plans[-1]
         chosen = _resolve_method(step, source_rows, settings.method, plan, meter)
+        inexact += inexact_fft(step, chosen, shapes[-2], reader.dtype)
         bands = _bands(source_rows, step, mode, cval, chosen, threads, plan, meter)
         write_tiled(destination, tiles_of_bands(bands, shapes[-1], tile), shapes[-1], TiledLayout.of(reader), tile,
                     writer_buffer(budget))  # fmt: skip
@@ -270,7 +276,7 @@ def filter_tiff(
                 pass
     return StreamReport(shape=shapes[-1], dtype=reader.dtype, bands=total, passes=len(chain),
                         peak_bytes=meter.peak, decoded=reader.decoded, compression=compression or "none",
-                        seconds=time.perf_counter() - started)  # fmt: skip
+                        seconds=time.perf_counter() - started, inexact_fft=tuple(dict.fromkeys(inexact)))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -666,6 +672,13 @@ def _resolve_method(step, source, method, plan: _Plan, meter: _Meter) -> str:
     return method_for_image(step, source.shape, source.dtype, method, lambda: _scan(source, plan, meter))
 
 
+def inexact_fft(step, method: str, shape, dtype) -> list[str]:
+    """``[step.name]`` when ``method`` is ``fft`` and its sums of ``step`` are not exact, else ``[]``."""
+    if method == "fft" and not engine.fft_sums_are_exact(shape, step, dtype=dtype):
+        return [step.name]
+    return []
+
+
 def method_for_image(step, shape, dtype, method: Method, scan: Callable[[], tuple[bool, float]]) -> str:
     """The method :func:`~convfilter.engine.filter_array` uses for ``step`` on
     a whole image of ``shape`` and ``dtype``; ``scan()`` gives (every sample
@@ -911,6 +924,11 @@ def filter_file(source, destination, settings: FilterSettings, output, *, memory
         f"written as a tiled BigTIFF, {report.compression}; streaming copies no ICC profile, resolution or "
         "other tags of the input",
     ]
+    if report.inexact_fft:
+        parts = "chunks" if scheduler is not None else "bands"
+        notes.append(f"FFT sums of {', '.join(report.inexact_fft)} depend on how the image is cut into {parts}: "
+                     "within the accuracy contract of filtering it in memory, not the same bytes "
+                     "(--method direct gives those)")  # fmt: skip
     return FileResult(
         input=in_name, output=os.fspath(destination), mode=_MODES.get((samples, dtype.name), f"{dtype.name} x{samples}"),
         size=(report.shape[1], report.shape[0]), frames=1, format="TIFF", notes=notes,

@@ -67,6 +67,19 @@ def test_stream_forces_streaming_of_a_small_tiff(tall_tiff, tmp_path):
     np.testing.assert_array_equal(tifffile.imread(out), expected)
 
 
+def test_fft_sums_that_depend_on_the_bands_are_said_to(tall_tiff, tmp_path):
+    inexact = run("apply", tall_tiff, tmp_path / "g.tif", "-k", "gaussian:2", "--method", "fft", "--stream",
+                  "--memory", "28M", "--json")  # fmt: skip
+    exact = run("apply", tall_tiff, tmp_path / "b.tif", "-k", "box:5", "--method", "fft", "--stream",
+                "--memory", "28M", "--json")  # fmt: skip
+    assert inexact.exit_code == exact.exit_code == 0, inexact.output + exact.output
+    notes = json.loads(inexact.stdout)["notes"]
+    assert any(n.startswith("FFT sums of gaussian:2") and "cut into bands" in n for n in notes), notes
+    assert not any("FFT sums" in n for n in json.loads(exact.stdout)["notes"])
+    expected = in_memory(tall_tiff, tmp_path / "memory.tif", "-k", "box:5", "--method", "fft")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "b.tif"), expected)
+
+
 def test_what_streaming_cannot_do_is_refused_before_anything_is_written(tall_tiff, tmp_path):
     two = tmp_path / "two.tif"
     tifffile.imwrite(two, np.zeros((2, 20, 30), np.uint8))

@@ -265,3 +265,27 @@ def test_a_filter_without_a_reach_is_refused(files, tmp_path):
     with pytest.raises(StreamingError, match="unbounded cannot be filtered in bands"):
         filter_tiff(path, tmp_path / "out.tif", ["blur", _Unbounded()])
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("border", ["nearest", "reflect", "valid"])
+def test_fft_sums_that_are_exact_stream_to_the_same_bytes(files, tmp_path, border):
+    path, array = files["rgb8-tiled-bigtiff"]
+    kernel = as_kernel(np.arange(81).reshape(9, 9) % 7 - 3)  # integer weights: exact sums
+    out = tmp_path / "out.tif"
+    report = filter_tiff(path, out, kernel, border=border, method="fft", memory=_budget(path, [kernel], border),
+                         tile=(16, 16))  # fmt: skip
+    assert report.bands > 2 and report.inexact_fft == ()
+    expected = engine.filter_array(array, kernel, border=border, method="fft")
+    np.testing.assert_array_equal(tifffile.imread(out), expected)
+
+
+def test_fft_sums_that_are_not_exact_are_named_and_within_the_contract(files, tmp_path):
+    path, array = files["float32-tiled-deflate"]
+    kernel = as_kernel(np.random.default_rng(8).random((9, 9)) - 0.4)
+    out = tmp_path / "out.tif"
+    report = filter_tiff(path, out, ["blur", kernel], method="fft", memory=_budget(path, ["blur", kernel]),
+                         tile=(16, 16))  # fmt: skip
+    assert report.bands > 4 and report.inexact_fft == ("blur", kernel.name)  # --method applies to each step
+    expected = engine.filter_array(engine.filter_array(array, "blur"), kernel, method="fft")
+    scale = np.abs(array).max() * np.abs(kernel.weights).sum()
+    np.testing.assert_allclose(tifffile.imread(out), expected, rtol=0, atol=scale * 1e-6)
