@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import re
 import sys
@@ -408,11 +407,18 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, m
             **result.to_dict(),
         }  # fmt: skip
         summary["notes"] = brightness_hints(kernels) + summary["notes"]
-        _echo(json.dumps(summary), to_stderr=to_stdout)
+        _echo(_json(summary), to_stderr=to_stdout)
     elif not quiet:
         _echo(_apply_report(result, settings), to_stderr=to_stdout)
     if differs and fail_on_diff:
         click.get_current_context().exit(EXIT_ERROR)
+
+
+def _json(data) -> str:
+    """``json.dumps``, imported when a command prints JSON (``--help`` never does)."""
+    import json
+
+    return json.dumps(data)
 
 
 def _check_scheduler(address: str, require_dask=None) -> None:
@@ -576,7 +582,7 @@ def kernels(spec, scale, offset, normalize, flip, anchor, as_json, debug):
         if matrix_kernel is not None:
             data.update(anchor=list(matrix_kernel.anchor), weights=matrix_kernel.weights.tolist(),
                         matrix=matrix_kernel.matrix.tolist())  # fmt: skip
-        _echo(json.dumps(data), to_stderr=False)
+        _echo(_json(data), to_stderr=False)
         return
     h, w = kernel.shape
     if matrix_kernel is not kernel:
@@ -622,7 +628,7 @@ def _preset_listing(as_json: bool) -> str:
                      "offset": None, "pillow": spec.pillow, "linear": spec.linear,
                      "description": spec.description})  # fmt: skip
     if as_json:
-        return json.dumps(rows)
+        return _json(rows)
     header = ["name", "size", "scale", "offset", "linear", "pillow", "description"]
     table = [header] + [
         [r["name"], r["size"], "-" if r["offset"] is None else "sum" if r["scale"] is None else f"{r['scale']:g}",
@@ -660,7 +666,7 @@ def diff(first, second, diff_image, as_json, quiet, max_pixels, allow_formats, d
         output = output_settings({"max_pixels": max_pixels, "allow_formats": allow_formats})
         report = compare_files(first, second, output, diff_image=diff_image)
     if as_json:
-        _echo(json.dumps({"command": "diff", "a": first, "b": second, **report.to_dict()}),
+        _echo(_json({"command": "diff", "a": first, "b": second, **report.to_dict()}),
               to_stderr=False)  # fmt: skip
     elif not quiet:
         verdict = "identical" if report.identical else "differ"
@@ -766,7 +772,7 @@ def batch(inputs, out_dir, recursive, from_file, null, name_template, in_place, 
         finally:
             report.close()
     if not quiet:
-        _echo(json.dumps(summary.to_dict()) if as_json else summary.to_text(), to_stderr=False)
+        _echo(_json(summary.to_dict()) if as_json else summary.to_text(), to_stderr=False)
     if summary.interrupted == "SIGINT":
         code = EXIT_INTERRUPTED
     elif summary.interrupted == "SIGTERM":
@@ -782,7 +788,7 @@ def _dry_run_listing(plan, *, as_json: bool) -> str:
     rows += [(o.status, o.index, o.input, o.output, o.error or o.reason) for o in plan.skipped + plan.failed]
     rows.sort(key=lambda row: (row[1] is None, row[1] or 0, row[2]))
     if as_json:
-        return "\n".join(json.dumps({"type": "plan", "status": status, "index": index, "input": source,
+        return "\n".join(_json({"type": "plan", "status": status, "index": index, "input": source,
                                      "output": output, "reason": reason})
                          for status, index, source, output, reason in rows)  # fmt: skip
     lines = []
@@ -833,7 +839,7 @@ class _BatchReport:
 
     def __call__(self, outcome) -> None:
         if self.as_json:
-            _echo(json.dumps(outcome.to_dict()), to_stderr=False)
+            _echo(_json(outcome.to_dict()), to_stderr=False)
         if outcome.status == "skipped":
             return
         self.done += 1

@@ -102,8 +102,10 @@ _KEPT_COMPRESSIONS = {5: "lzw", 8: "adobe_deflate", 32946: "deflate", 32773: "pa
 #: next band, and the one being read.
 _CACHED_SEGMENT_ROWS = 3
 
-#: Working bytes of the engine's strips, per thread (its 2 MiB strip, the sums and scratch).
+#: Working bytes of the engine's strips, per thread (its 2 MiB strip, the sums and scratch):
+#: measured 4.5 MiB a thread on 8- and 16-bit bands, 8.5 MiB on float32 ones.
 _ENGINE_STRIP_BYTES = 6 << 20
+_ENGINE_STRIP_BYTES_FLOAT = 9 << 20
 
 #: The most of the budget, and the most bytes, given to tiles waiting to be compressed.
 WRITER_BUFFER_SHARE = 8
@@ -634,7 +636,8 @@ def _plan_pass(shape_in, shape_out, dtype, step, budget, cache_bytes, multiple, 
     row_in = samples_in * dtype.itemsize
     row_out = int(np.prod(shape_out[1:])) * dtype.itemsize
     if isinstance(step, Kernel):  # the engine works in strips of its own size, into the output band
-        work_row, fixed = 0, _ENGINE_STRIP_BYTES * engine.worker_count(threads, 1.0)
+        per_thread = _ENGINE_STRIP_BYTES_FLOAT if dtype.kind == "f" else _ENGINE_STRIP_BYTES
+        work_row, fixed = 0, per_thread * engine.worker_count(threads, 1.0)
     else:
         work_row, fixed = _NEIGHBOURHOOD_COPIES * 8 * samples_in, 0
     reach = top + bottom
