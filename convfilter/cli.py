@@ -430,11 +430,13 @@ def _check_scheduler(address: str, require_dask=None) -> None:
     if require_dask is None:
         from .cluster import require_dask
     require_dask()
-    # Cancelled Dask requests end as asyncio tasks whose errors nobody reads, which
-    # asyncio would print after convfilter's own line; the command reports failures itself.
+    # The command reports failures itself, in one line. Cancelled Dask requests end as
+    # asyncio tasks whose errors nobody reads, which asyncio would print after that line,
+    # and distributed logs the connections of workers stopped by Ctrl-C as they close.
     import logging
 
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    for name in ("asyncio", "distributed"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 class _FilterProgress:

@@ -98,9 +98,19 @@ class Connection:
         if client is not None:
             client.close()
         if cluster is not None:
-            if abandon:
+            if not abandon:
+                cluster.close()
+                return
+            # The scheduler in this process logs each connection of a killed
+            # worker as it closes (with a traceback, at INFO): quiet while it does.
+            logger = logging.getLogger("distributed")
+            level = logger.level
+            logger.setLevel(logging.CRITICAL)
+            try:
                 _kill_workers(cluster)
-            cluster.close()
+                cluster.close()
+            finally:
+                logger.setLevel(level)
 
 
 def _kill_workers(cluster) -> None:
