@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -78,3 +79,30 @@ def test_help_does_not_import_numpy_or_pillow():
     code = "import sys; from convfilter.cli import main; print('numpy' in sys.modules, 'PIL' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False", "False"]
+
+
+APPLY_THEN_LIST_PLUGINS = """
+import sys
+from convfilter.cli import main
+try:
+    main(["apply", *sys.argv[1:], "-q"], prog_name="convfilter")
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print(sorted(m.split(".")[1] for m in sys.modules if m.startswith("PIL.") and m.endswith("ImagePlugin")))
+"""
+
+
+def test_a_jpeg_to_png_apply_loads_only_the_plugins_it_uses(tmp_path):
+    # Pillow has dozens of format plugins, about 40 ms to load them all; a photo
+    # in a common format needs Pillow's common few (what Image.open loads first).
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), "teal").save(tmp_path / "in.jpg")
+    out = subprocess.run([sys.executable, "-c", APPLY_THEN_LIST_PLUGINS, str(tmp_path / "in.jpg"),
+                          str(tmp_path / "out.png"), "-k", "blur"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    loaded = ast.literal_eval(out.stdout)  # the list of names printed above
+    assert "JpegImagePlugin" in loaded and "PngImagePlugin" in loaded
+    assert len(loaded) <= 6 and "PdfImagePlugin" not in loaded, loaded
+    with Image.open(tmp_path / "out.png") as written:
+        assert written.size == (40, 30)
