@@ -14,40 +14,34 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 PERFORMANCE = BENCHMARKS.parent / "docs" / "performance.md"
 
 
-def test_engine_benchmark_quick_run_prints_a_table():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "engine.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def quick_run(script: str, *extra: str, timeout: float = 300) -> list[str]:
+    """The lines a benchmark script prints with --quick (it must exit 0)."""
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick", *extra],
+                            capture_output=True, text=True, timeout=timeout)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0].startswith("image 320x240 RGB uint8")
-    # One table per kernel, each with a header and a convfilter row at ratio 1.
+    return result.stdout.splitlines()
+
+
+def competitor_tables(lines: list[str]) -> int:
+    """How many competitor tables the lines hold; each must begin with convfilter at ratio 1."""
     headers = [i for i, line in enumerate(lines) if line.split()[:2] == ["competitor", "ms"]]
-    assert len(headers) == 5
     for i in headers:
         name, ms, runs, ratio = lines[i + 1].split()
         assert name == "convfilter" and float(ms) > 0 and runs == "1" and ratio == "1.00x"
-    assert any(line.startswith("target") for line in lines) or "not installed" in result.stdout
+    return len(headers)
+
+
+def test_engine_benchmark_quick_run_prints_a_table():
+    lines = quick_run("engine.py")
+    assert lines[0].startswith("image 320x240 RGB uint8")
+    assert competitor_tables(lines) == 5  # one table per kernel
+    assert any(line.startswith("target") for line in lines) or any("not installed" in line for line in lines)
 
 
 def test_filters_benchmark_quick_run_prints_a_table():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "filters.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = quick_run("filters.py")
     assert lines[0].startswith("image 160x120 RGB uint8")
-    headers = [i for i, line in enumerate(lines) if line.split()[:2] == ["competitor", "ms"]]
-    assert len(headers) == 11
-    for i in headers:
-        name, ms, runs, ratio = lines[i + 1].split()
-        assert name == "convfilter" and float(ms) > 0 and runs == "1" and ratio == "1.00x"
+    assert competitor_tables(lines) == 11
     assert any(line.startswith("target") for line in lines)
 
 
@@ -117,10 +111,7 @@ def test_cost_model_benchmark_quick_run_prints_every_job():
 
 
 def test_large_benchmark_quick_run_prints_a_table(tmp_path):
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "large.py"), "--quick", "--folder", str(tmp_path)],
-                            capture_output=True, text=True, timeout=240)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = quick_run("large.py", "--folder", str(tmp_path), timeout=240)
     assert any(line.startswith("input 2048 x 2048 RGB uint8") for line in lines)
     header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["program", "wall", "s"])
     rows = {line.split()[0]: line for line in lines[header + 1 : header + 5] if line.strip()}
