@@ -314,6 +314,7 @@ def filter_array(
     threads: int | None = None,
     progress: Callable[[int, int], object] | None = None,
     out_dtype: np.dtype | type | str | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Filter ``array`` with ``kernel``: same shape (except ``valid``) and dtype.
 
@@ -328,6 +329,13 @@ def filter_array(
     (``"median:3"``, ``"unsharp"``; see :mod:`convfilter.neighbourhood`):
     it computes the result by its own rule in the input's dtype, which
     ``out_dtype`` then converts; ``abs`` and ``method`` do not apply to it.
+
+    ``out``, an array of the result's shape and dtype, receives the result
+    and is returned. It may be ``array`` itself: a kernel then filters the
+    image in place, keeping copies of only the rows that one strip reads
+    and another overwrites (the kernel's reach at each strip's edges), not
+    a second image. Other filters, and an ``out`` that overlaps ``array``
+    in any other way, are computed beside it and copied in.
 
     Accuracy, by input type:
 
@@ -365,14 +373,25 @@ def filter_array(
 
     >>> filter_array(np.arange(25).reshape(5, 5), np.arange(9).reshape(3, 3), border="valid").tolist()
     [[312, 348, 384], [492, 528, 564], [672, 708, 744]]
+
+    In place:
+
+    >>> image = np.array([[0, 0, 0], [0, 90, 0], [0, 0, 0]], np.uint8)
+    >>> filter_array(image, "smooth", border="constant", out=image) is image
+    True
+    >>> image.tolist()
+    [[7, 7, 7], [7, 7, 7], [7, 7, 7]]
     """
     absolute = abs
     kernel = as_kernel(kernel)
+    if out is not None and not isinstance(out, np.ndarray):
+        raise FilterError(f"out must be a NumPy array, got {type(out).__name__}")
     if not isinstance(kernel, Kernel):  # a median, an unsharp mask, ...: its own arithmetic
         array = _native(np.asarray(array))
         check_dtype(array.dtype)
         result = kernel.apply(array, border=border, cval=_fill_value(cval), threads=threads, progress=progress)
-        return result if out_dtype is None else _convert_samples(result, check_dtype(out_dtype))
+        result = result if out_dtype is None else _convert_samples(result, check_dtype(out_dtype))
+        return result if out is None else _copy_into(out, result)
     array = array if _is_row_source(array) else _native(np.asarray(array))
     mode = _check(array, kernel, border)
     target = array.dtype if out_dtype is None else check_dtype(out_dtype)
@@ -380,8 +399,29 @@ def filter_array(
         raise FilterError(f"a RowSource of {array.dtype.name} samples is filtered into its own dtype only")
     if array.dtype == target and array.dtype in _SUMMED:
         return _filter(array, kernel, mode, cval, method, threads, progress, raw=False,
-                       absolute=absolute)  # fmt: skip
-    return _filter_converted(array, kernel, mode, cval, method, threads, progress, absolute, target)
+                       absolute=absolute, out=out)  # fmt: skip
+    result = _filter_converted(array, kernel, mode, cval, method, threads, progress, absolute, target)
+    return result if out is None else _copy_into(out, result)
+
+
+def _check_out(out: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if out.shape != shape or out.dtype != dtype:
+        raise FilterError(f"out must be a {dtype.name} array of shape {shape}, "
+                          f"got {out.dtype.name} of shape {out.shape}")  # fmt: skip
+    if not out.flags.writeable:
+        raise FilterError("out is read-only")
+
+
+def _copy_into(out: np.ndarray, result: np.ndarray) -> np.ndarray:
+    _check_out(out, result.shape, result.dtype)
+    np.copyto(out, result)
+    return out
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays are the same elements in the same places (a view of the other)."""
+    return (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])  # fmt: skip
 
 
 def filter_mode_i(
@@ -1152,8 +1192,10 @@ def _filter(
     *,
     raw: bool,
     absolute: bool,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Shared body of :func:`correlate` (``raw``) and :func:`filter_array`."""
+    """Shared body of :func:`correlate` (``raw``) and :func:`filter_array`,
+    into ``out`` when given (which may be ``array``: see :func:`filter_array`)."""
     method = _method(method)
     if threads is not None and (
         isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1
@@ -1174,8 +1216,13 @@ def _filter(
     h, w = kernel.shape
     rows, cols = array.shape[:2]
     if mode is BorderMode.KEEP and (rows < h or cols < w):
-        return _rows(array, slice(None), slice(None)).reshape(array.shape).astype(out_dtype)  # as Pillow does
+        unfiltered = _rows(array, slice(None), slice(None)).reshape(array.shape).astype(out_dtype)  # as Pillow does
+        return unfiltered if out is None else _copy_into(out, unfiltered)
     layout = _layout(array.shape, kernel, mode)
+    extra = array.shape[2:]
+    if out is not None:
+        _check_out(out, array.shape if mode is BorderMode.KEEP else (layout.out_rows, layout.out_cols) + extra,
+                   out_dtype)  # fmt: skip
     chosen, seconds = _choose(array.shape, kernel, dtype, method)
     planned = chosen
     wide_fft = False
@@ -1205,20 +1252,26 @@ def _filter(
     if not strategy.integer:
         rule = None
 
-    extra = array.shape[2:]
-    if mode is BorderMode.KEEP:
-        out = np.empty(array.shape, out_dtype)
-        ay, ax = kernel.anchor
-        _copy_frame(out, array, ay, ax, layout.out_rows, layout.out_cols)
-        dest = out[ay : ay + layout.out_rows, ax : ax + layout.out_cols]
-    else:
-        out = np.empty((layout.out_rows, layout.out_cols) + extra, out_dtype)
-        dest = out
-    dest = dest.reshape(layout.out_rows, layout.out_cols, layout.channels)
-    image = array if _is_row_source(array) else array.reshape(rows, cols, layout.channels)
-
     workers = worker_count(threads, seconds)
     pieces = _pieces(strategy, layout, seconds, workers)
+    ay, ax = kernel.anchor
+    image = array if _is_row_source(array) else _with_channel_axis(array)
+    in_place = final = None
+    if out is not None and not _is_row_source(array) and np.may_share_memory(out, array):
+        if _same_view(out, array) and all(x0 == 0 and x1 == layout.out_cols for _, _, x0, x1 in pieces):
+            in_place = _InPlaceRows(image, layout, pieces, h, top=ay if mode is BorderMode.KEEP else 0)
+        else:  # computed beside it, then copied in
+            final, out = out, None
+    if out is None:
+        out = np.empty(array.shape if mode is BorderMode.KEEP else (layout.out_rows, layout.out_cols) + extra,
+                       out_dtype)  # fmt: skip
+    if mode is BorderMode.KEEP:
+        if in_place is None:
+            _copy_frame(out, array, ay, ax, layout.out_rows, layout.out_cols)
+        dest = out[ay : ay + layout.out_rows, ax : ax + layout.out_cols]
+    else:
+        dest = out
+    dest = _with_channel_axis(dest)
     weights32 = kernel.weights_float32
     channels = layout.channels
     local = threading.local()
@@ -1238,6 +1291,8 @@ def _filter(
                                  strategy.work_dtype, zeros=True)  # fmt: skip
             src = buffer[:, :width]
             _gather(image, layout, layout.rows[y0 : y1 + h - 1], x0, src, cval)
+            if in_place is not None:
+                in_place.restore(y0, y1, x0, src, cval)
             m = (x1 - x0) * channels
             for first, sums in strategy.compute(src, buffer, n, m, scratch, checkpoint):
                 target = dest[y0 + first : y0 + first + sums.shape[0], x0:x1]
@@ -1249,7 +1304,60 @@ def _filter(
                                   absolute=absolute, integer_output=integer_output)  # fmt: skip
 
     run_pieces(filter_piece, pieces, min(workers, len(pieces)), progress)
+    if final is not None:
+        np.copyto(final, out)
+        return final
     return out
+
+
+def _with_channel_axis(array: np.ndarray) -> np.ndarray:
+    """An H x W x C view of an H x W or H x W x C array (never a copy)."""
+    return array[:, :, np.newaxis] if array.ndim == 2 else array
+
+
+class _InPlaceRows:
+    """Filtering an image into itself: copies of the rows that one piece of
+    work reads and another overwrites, taken before any is written.
+
+    Every piece gathers its padded rows before it writes its own output
+    rows; what it gathered from rows another piece owns (the kernel's reach
+    beyond its edges, and for ``wrap`` the far edge) may already be
+    filtered, so :meth:`restore` puts the saved copies back in its strip.
+    """
+
+    def __init__(self, image: np.ndarray, layout: _Layout, pieces: list, h: int, *, top: int) -> None:
+        """``pieces`` as :func:`_pieces` gives them, whole rows each, for a
+        kernel ``h`` rows high; output row y is image row ``y + top``."""
+        owner = np.full(image.shape[0], -1)
+        for number, (y0, y1, _, _) in enumerate(pieces):
+            owner[y0 + top : y1 + top] = number
+        foreign = np.zeros(image.shape[0], bool)
+        for number, (y0, y1, _, _) in enumerate(pieces):
+            read = layout.rows[y0 : y1 + h - 1]
+            read = read[read >= 0]
+            foreign[read[(owner[read] >= 0) & (owner[read] != number)]] = True
+        self.layout, self.h = layout, h
+        self.is_saved = foreign
+        self.saved = np.flatnonzero(foreign)
+        self.copies = image[self.saved].copy()
+
+    def restore(self, y0: int, y1: int, first: int, src: np.ndarray, cval) -> None:
+        """Put the saved rows back into the strip ``src`` of output rows ``y0:y1``."""
+        rows = self.layout.rows[y0 : y1 + self.h - 1]
+        positions = np.flatnonzero(self.is_saved[rows] & (rows >= 0))
+        if not positions.size:
+            return
+        for run in np.split(positions, np.flatnonzero(np.diff(positions) != 1) + 1):
+            a, b = int(run[0]), int(run[-1]) + 1
+            _gather(self, self.layout, rows[a:b], first, src[a:b], cval)
+
+    def rows(self, index: np.ndarray | slice, columns: slice) -> np.ndarray:
+        """Saved rows by their image row numbers (the engine's RowSource)."""
+        if isinstance(index, slice):
+            index = np.arange(index.start, index.stop)
+        # Rows not saved are asked for only as stand-ins for cval rows, which the gather overwrites.
+        at = np.minimum(np.searchsorted(self.saved, index), len(self.saved) - 1)
+        return self.copies[at, columns]
 
 
 #: Estimated single-core seconds of one strip at most: some 0.1 s of work

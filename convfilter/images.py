@@ -199,7 +199,10 @@ class LoadedImage:
     images, or :class:`DeepImage` for 16-bit colour; ``notes`` says what
     was done to make it filterable (palette expanded, EXIF rotation
     applied); ``encoding`` is how the file was encoded, for writing it
-    back the same way.
+    back the same way. ``pixels``, when not None, is the memory of the
+    single frame (an L or RGB image) as a writable array: H x W for L,
+    H x W x 4 for RGB (Pillow's layout; the fourth byte is padding), so
+    that the frame can be filtered in place.
     """
 
     frames: list[Image.Image | DeepImage]
@@ -208,6 +211,7 @@ class LoadedImage:
     metadata: Metadata
     notes: list[str] = field(default_factory=list)
     encoding: SourceEncoding = field(default_factory=SourceEncoding)
+    pixels: np.ndarray | None = None
 
     @property
     def mode(self) -> str:
@@ -484,6 +488,7 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
     if not exif_after_pixels:
         orientation = _orientation(image)  # before _read_metadata drops the tag
         metadata = _read_metadata(image)
+    shared = _NumpyPixels.attach(image) if n_frames == 1 and deep_source is None else None
     try:
         image.load()
     except (ImageError, Image.DecompressionBombError, MemoryError):
@@ -532,6 +537,8 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
             # A still image is used as decoded; frames of an animation are
             # copied because seeking to the next one reuses the decoder's image.
             frame = image if n_frames == 1 else image.copy()
+            if shared is not None:
+                frame = shared.image(image) or frame
         except (ImageError, Image.DecompressionBombError, MemoryError):
             raise
         except Exception as exc:
@@ -559,7 +566,71 @@ def _decode_frames(image: Image.Image, handle: BinaryIO, label: str, max_pixels:
         default_image=bool(fmt == "PNG" and image.info.get("default_image")),
         webp_lossless=_webp_lossless(handle) if fmt == "WEBP" else None,
     )
-    return LoadedImage(frames, fmt, source_mode, metadata, notes, source_encoding)
+    pixels = shared.array if shared is not None and frames[0] is shared.frame else None
+    return LoadedImage(frames, fmt, source_mode, metadata, notes, source_encoding, pixels)
+
+
+#: Formats whose Pillow plugins decode into the memory an image is given
+#: (others, ICO for one, take memory that is already there for pixels
+#: already decoded).
+_DECODED_IN_PLACE = frozenset({"JPEG", "PNG", "TIFF", "WEBP", "BMP", "PPM"})
+
+
+class _NumpyPixels:
+    """Decoded pixels in memory that NumPy owns, so that they can be filtered
+    in place and written from there, with no copy between Pillow and NumPy.
+
+    Pillow keeps an RGB image's pixels 4 bytes apart and an L image's 1,
+    each row a pointer into memory it allocates. Before the first decode,
+    :meth:`attach` gives the image memory of that layout from an array
+    instead (``Image.core.map_buffer``, which ``Image.frombuffer`` uses
+    for its modes); Pillow's decoders then write into the array. Measured
+    on the development machine (2-core Intel Xeon), 12 MP RGB JPEG,
+    ``apply -k edge_enhance``, medians of 7 runs taking turns: reading
+    strips out of Pillow's memory and copying the result into a new Pillow
+    image, filtering took 111 ms of the command's 0.69 s and it peaked at
+    138 MiB; filtered in place, 89 ms of 0.57 s, and 99 MiB.
+
+    Pillow's own plugins decide where they decode: one that maps the file
+    or replaces the image memory leaves the array unused, which
+    :meth:`image` notices, and the pixels are then read from Pillow.
+    """
+
+    def __init__(self, array: np.ndarray, core) -> None:
+        self.array = array
+        self.core = core
+        self.frame: Image.Image | None = None
+
+    @classmethod
+    def attach(cls, image: Image.Image) -> _NumpyPixels | None:
+        """Memory for ``image``, an L or RGB image not yet decoded; None for other
+        modes, or if this Pillow does not allow it."""
+        if image.format not in _DECODED_IN_PLACE or image.mode not in ("L", "RGB") or "transparency" in image.info:
+            return None
+        width, height = image.size
+        # A TIFF turned by its orientation tag decodes at its stored size.
+        if not all(0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+                   for x0, y0, x1, y1 in (tile[1] for tile in image.tile)):  # fmt: skip
+            return None
+        try:
+            # Zeros, as Pillow gives: a decoder may leave pixels of a damaged file unwritten.
+            array = np.zeros((height, width, 4) if image.mode == "RGB" else (height, width), np.uint8)
+            core = Image.core.map_buffer(array, image.size, "raw", 0, (image.mode, 0, 1))
+            if core.mode != image.mode or core.size != image.size:
+                return None
+            image.im = core
+        except Exception:  # an older or newer Pillow without this way in
+            return None
+        return cls(array, core)
+
+    def image(self, decoded: Image.Image) -> Image.Image | None:
+        """The decoded image as a plain Pillow image over the array (without
+        the file's info, as :func:`from_array` gives), or None if the
+        decoder did not write into the array."""
+        if getattr(decoded, "im", None) is not self.core:
+            return None
+        self.frame = Image.new(decoded.mode, (0, 0))._new(self.core)
+        return self.frame
 
 
 def _small_int(value: object) -> int:

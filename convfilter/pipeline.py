@@ -424,9 +424,11 @@ def filter_file(
         loaded.notes += _int32_notes(loaded.frames)
     first_input = loaded.frames[0] if comparing else None
     count = len(loaded.frames)
+    pixels = None if comparing else loaded.pixels  # the comparison needs the input as it was
     filtered = [
         _filter_frame(loaded.frames, i, frame_settings[i],
-                      None if progress is None else lambda fraction, i=i: progress((i + fraction) / count))
+                      None if progress is None else lambda fraction, i=i: progress((i + fraction) / count),
+                      pixels=pixels)
         for i in range(count)
     ]  # fmt: skip
     timings["filter"] = _ms_since(t)
@@ -582,24 +584,31 @@ def _share(progress: Callable[[float], object], index: int, count: int) -> Calla
 
 
 def _filter_frame(
-    frames: list, index: int, settings: FilterSettings, progress=None
+    frames: list, index: int, settings: FilterSettings, progress=None, *, pixels: np.ndarray | None = None
 ) -> Image.Image | images.DeepImage:
     """Filter ``frames[index]``, letting go of each copy as soon as it is used.
 
-    An 8-bit L or RGB frame filtered whole by one kernel is read by the
-    engine strip by strip (:class:`images.PixelRows`), with no array copy of
-    it. Otherwise the decoded frame is dropped from ``frames`` once its
-    pixels are in an array, and that array once the result exists. Either
-    way a large image is held about twice, not four times.
+    An 8-bit L or RGB frame filtered whole by one kernel is filtered in
+    place when ``pixels`` (:attr:`images.LoadedImage.pixels`) holds its
+    memory, and otherwise read by the engine strip by strip
+    (:class:`images.PixelRows`), with no array copy of it. Any other frame
+    is dropped from ``frames`` once its pixels are in an array, and that
+    array once the result exists. So a large image is held once, twice
+    at most, never four times.
     """
     frame = frames[index]
     mode = frame.mode
     if _reads_rows(frame, settings):
         (kernel,) = settings.chain
         (cval,) = set(_fill_values(settings, np.dtype(np.uint8), mode))
-        result = engine.filter_array(images.PixelRows(frame), kernel, border=settings.border, cval=cval,
-                                     abs=settings.abs, method=settings.method, threads=settings.threads,
-                                     progress=None if progress is None else _share(progress, 0, 1))  # fmt: skip
+        options = dict(border=settings.border, cval=cval, abs=settings.abs, method=settings.method,
+                       threads=settings.threads, progress=None if progress is None else _share(progress, 0, 1))
+        if pixels is not None and index == 0 and len(frames) == 1 and settings.border is not BorderMode.VALID:
+            # An RGB image's fourth byte, padding that Pillow never reads, is
+            # filtered too: skipping it in each strip costs more than summing it.
+            engine.filter_array(pixels, kernel, out=pixels, **options)
+            return frame
+        result = engine.filter_array(images.PixelRows(frame), kernel, **options)
         frames[index] = frame = None
         return images.from_array(result, mode)
     like = frame if isinstance(frame, images.DeepImage) else None

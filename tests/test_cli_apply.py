@@ -928,3 +928,29 @@ def test_json_carries_the_brightness_note_and_stderr_stays_clean(photo, tmp_path
     result = run("apply", photo, tmp_path / "o.png", "-k", "1 2 1", "--json")
     assert result.stderr == ""
     assert any("--normalize" in note for note in json.loads(result.stdout)["notes"])
+
+
+# --- memory -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_photo_is_held_once_while_it_is_filtered(fmt, tmp_path, rng, peak_of_apply):
+    """Decoded into an array, filtered in place, written from there: about one
+    image's memory (Pillow keeps RGB at 4 bytes a pixel), not the two or three
+    that copies between Pillow and NumPy would hold."""
+    width, height = 3000, 2000
+    photo = Image.open(SAMPLES / "coffee.png").convert("RGB").resize((width, height))
+    noise = rng.integers(-8, 9, (height, width, 3))
+    photo = Image.fromarray(np.clip(np.asarray(photo) + noise, 0, 255).astype(np.uint8))
+    big, small = tmp_path / f"big.{fmt.lower()}", tmp_path / f"small.{fmt.lower()}"
+    photo.save(big, format=fmt)
+    photo.resize((30, 20)).save(small, format=fmt)
+    image_bytes = width * height * 4
+    baseline = peak_of_apply(small, tmp_path / f"small-out.{fmt.lower()}", "-k", "edge_enhance", "-q")
+    peak = peak_of_apply(big, tmp_path / f"out.{fmt.lower()}", "-k", "edge_enhance", "--border", "keep", "-q",
+                         "--threads", "1")
+    assert peak - baseline < 1.45 * image_bytes, ((peak - baseline) >> 20, image_bytes >> 20)
+    with Image.open(big) as source:
+        expected = np.asarray(source.filter(ImageFilter.EDGE_ENHANCE))
+    if fmt == "PNG":
+        np.testing.assert_array_equal(pixels(tmp_path / "out.png"), expected)

@@ -136,25 +136,7 @@ def test_batch_streams_a_tiff_too_large_for_the_default_budget(tall_tiff, tmp_pa
 #: convfilter does not count (about 16 MiB measured); 64 MiB in all.
 STREAMING_OVERHEAD = 64 << 20
 
-#: Runs apply and prints the process's peak resident set, VmHWM (getrusage's
-#: maxrss is no use here: Linux carries the forking parent's over into the child).
-PEAK_OF_APPLY = """
-import sys
-from convfilter.cli import main
-try:
-    main(["apply", *sys.argv[1:]], prog_name="convfilter")
-except SystemExit as exit:
-    assert not exit.code, exit.code
-with open("/proc/self/status") as status:
-    print(next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:")))
-"""
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak from Linux's /proc")
-def test_peak_memory_of_a_streamed_apply_stays_near_the_budget(tmp_path):
-    import subprocess
-    import sys
-
+def test_peak_memory_of_a_streamed_apply_stays_near_the_budget(tmp_path, peak_of_apply):
     rng = np.random.default_rng(20)
     image = rng.integers(0, 256, (4000, 5000, 3), dtype=np.uint8)  # 60 MB
     source = tmp_path / "big.tif"
@@ -163,11 +145,7 @@ def test_peak_memory_of_a_streamed_apply_stays_near_the_budget(tmp_path):
     budget = 32 << 20
 
     def peak(out: Path, memory: str) -> int:
-        run = subprocess.run([sys.executable, "-c", PEAK_OF_APPLY, str(source), str(out), "-k", "edge_enhance",
-                              "--memory", memory, "--threads", "1", "-q"], capture_output=True, text=True,
-                             timeout=300)  # fmt: skip
-        assert run.returncode == 0, run.stderr
-        return int(run.stdout.split()[-1])
+        return peak_of_apply(source, out, "-k", "edge_enhance", "--memory", memory, "--threads", "1", "-q")
 
     streamed = peak(tmp_path / "streamed.tif", "32M")
     held = peak(tmp_path / "held.tif", "64G")
@@ -259,22 +237,15 @@ CLUSTER_CLIENT_OVERHEAD = 112 << 20
 
 
 @needs_dask
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak from Linux's /proc")
-def test_the_writing_process_of_a_cluster_run_stays_near_the_budget(cluster, tmp_path):
-    import subprocess
-    import sys
-
+def test_the_writing_process_of_a_cluster_run_stays_near_the_budget(cluster, tmp_path, peak_of_apply):
     rng = np.random.default_rng(21)
     source = tmp_path / "big.tif"
     tifffile.imwrite(source, rng.integers(0, 256, (4000, 5000, 3), dtype=np.uint8), tile=(256, 256),
                      photometric="rgb")  # fmt: skip  (60 MB)
     budget = 32 << 20
     out = tmp_path / "out.tif"
-    done = subprocess.run([sys.executable, "-c", PEAK_OF_APPLY, str(source), str(out), "-k", "edge_enhance",
-                           "--memory", "32M", "--scheduler", cluster.scheduler_address, "-q"],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    peak = int(done.stdout.split()[-1])
+    peak = peak_of_apply(source, out, "-k", "edge_enhance", "--memory", "32M", "--scheduler",
+                         cluster.scheduler_address, "-q")  # fmt: skip
     assert peak < budget + CLUSTER_CLIENT_OVERHEAD, peak >> 20
     streamed = tmp_path / "streamed.tif"
     assert run("apply", source, streamed, "-k", "edge_enhance", "--stream").exit_code == 0
@@ -368,13 +339,9 @@ def _large_image(shape, dtype) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak from Linux's /proc")
 @pytest.mark.parametrize("how", ["--stream", "--scheduler"])
 @pytest.mark.parametrize("name", LARGE)
-def test_64_megapixels_under_a_small_budget_are_filtered_exactly(tmp_path, name, how, request):
-    import subprocess
-    import sys
-
+def test_64_megapixels_under_a_small_budget_are_filtered_exactly(tmp_path, name, how, request, peak_of_apply):
     from convfilter import engine
 
     shape, dtype, options, steps, memory = LARGE[name]
@@ -390,10 +357,7 @@ def test_64_megapixels_under_a_small_budget_are_filtered_exactly(tmp_path, name,
     tifffile.imwrite(source, image, metadata=None, **options)
     budget = int(memory[:-1]) << 20
     kernels = [arg for step in steps for arg in ("-k", step)]
-    done = subprocess.run([sys.executable, "-c", PEAK_OF_APPLY, str(source), str(out), *kernels, "--memory", memory,
-                           "--max-pixels", "0", *extra, "-q"], capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    peak = int(done.stdout.split()[-1])
+    peak = peak_of_apply(source, out, *kernels, "--memory", memory, "--max-pixels", "0", *extra, "-q", timeout=600)
     assert image.nbytes > 2.5 * budget and peak < budget + overhead, (image.nbytes >> 20, peak >> 20)
     for step in steps:  # the oracle: the engine on the whole image in memory
         image = engine.filter_array(image, step)

@@ -25,7 +25,7 @@ from convfilter.engine import (
     filter_array,
 )
 from convfilter import engine
-from convfilter.kernels import PRESETS, Kernel, KernelSpecError, parse_kernel
+from convfilter.kernels import PRESETS, Kernel, KernelSpecError, as_kernel, parse_kernel
 
 #: convfilter border mode -> scipy.ndimage mode.
 SCIPY_MODES = {
@@ -810,3 +810,130 @@ def test_float_card_is_filtered_unclamped(sample_dir):
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1.0)
     # The 1e6 block beside the -1000 block: far outside [0, 255] both ways.
     assert out.max() > 1e6 and out.min() < -1e6
+
+
+# ---------------------------------------------------------------------------
+# out=: into a given array, and in place
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def short_strips(monkeypatch):
+    """Small images in many short strips on two threads, as large ones are."""
+    from convfilter import methods
+
+    monkeypatch.setattr(engine, "_THREAD_SECONDS", 0.0)
+    monkeypatch.setattr(engine, "_STRIP_BYTES", 1)
+    monkeypatch.setattr(methods, "FFT_CALL_ELEMENTS", 5000)
+
+
+IN_PLACE_KERNELS = {
+    "3x3 preset": "edge_enhance",
+    "separable 9x9": "gaussian:2",
+    "dense 7x5": np.arange(35.0).reshape(7, 5) % 7 - 3,  # reaches 3 rows up and down
+    "tall 15x1": np.ones((15, 1)),  # taller than a strip of 8 rows
+}
+
+
+@pytest.mark.parametrize("border", ["nearest", "reflect", "mirror", "wrap", "constant"])
+@pytest.mark.parametrize(("kernel", "method"), [
+    (kernel, method) for kernel in IN_PLACE_KERNELS for method in ("direct", "separable", "fft")
+    if method != "separable" or np.linalg.matrix_rank(as_kernel(IN_PLACE_KERNELS[kernel]).weights) == 1
+])  # fmt: skip
+def test_in_place_float64_is_scipy(kernel, method, border, rng, short_strips):
+    weights = as_kernel(IN_PLACE_KERNELS[kernel]).weights
+    array = rng.normal(0, 50, (83, 21, 3))
+    expected = scipy_correlate(array, weights, border)
+    got = filter_array(array, weights, border=border, cval=CVAL, method=method, threads=2, out=array)
+    assert got is array
+    np.testing.assert_allclose(array, expected, rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.int32])
+@pytest.mark.parametrize("border", ["nearest", "wrap", "keep", "constant"])
+@pytest.mark.parametrize("kernel", list(IN_PLACE_KERNELS), ids=str)
+def test_in_place_gives_the_bytes_of_a_new_array(kernel, border, dtype, rng, short_strips):
+    spec = IN_PLACE_KERNELS[kernel]
+    array = (rng.random((97, 31, 3)) * 250).astype(dtype)
+    expected = filter_array(array, spec, border=border, cval=3, threads=1)
+    got = filter_array(array, spec, border=border, cval=3, threads=2, out=array)
+    assert got is array
+    np.testing.assert_array_equal(array, expected)
+
+
+def test_in_place_through_a_strided_view(rng, short_strips):
+    """Pillow's RGB layout: 4 bytes a pixel, of which the engine fills 3."""
+    rgbx = rng.integers(0, 256, (120, 50, 4), dtype=np.uint8)
+    view = rgbx[..., :3]
+    padding = rgbx[..., 3].copy()
+    expected = filter_array(view.copy(), "sharpen", border="keep", threads=1)
+    filter_array(view, "sharpen", border="keep", threads=2, out=view)
+    np.testing.assert_array_equal(view, expected)
+    np.testing.assert_array_equal(rgbx[..., 3], padding)  # untouched
+
+
+def test_in_place_holds_a_few_rows_not_a_second_image(rng):
+    import tracemalloc
+
+    array = rng.integers(0, 256, (4000, 4000, 3), dtype=np.uint8)  # 48 MB
+    filter_array(array, "edge_enhance", out=array)  # warm: scratch buffers, caches
+    tracemalloc.start()
+    try:
+        filter_array(array, "edge_enhance", out=array, threads=2)
+        in_place = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        filter_array(array, "edge_enhance", threads=2)
+        new = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Both hold the engine's strip buffers (a few MB a thread); a new result holds the image once more.
+    assert new - in_place > 0.95 * array.nbytes, (new, in_place)
+    assert in_place < array.nbytes / 2, in_place
+
+
+def test_out_is_filled_and_returned(rng):
+    array = rng.integers(0, 256, (40, 30), dtype=np.uint8)
+    out = np.full_like(array, 7)
+    assert filter_array(array, "blur", out=out) is out
+    np.testing.assert_array_equal(out, filter_array(array, "blur"))
+    valid = np.empty((36, 26), np.uint8)  # blur is 5x5
+    filter_array(array, "blur", border="valid", out=valid)
+    np.testing.assert_array_equal(valid, filter_array(array, "blur", border="valid"))
+
+
+@pytest.mark.parametrize("overlap", ["reversed rows", "shifted by a row", "one channel of many"])
+def test_out_overlapping_the_input_otherwise_sees_the_input_as_it_was(overlap, rng, short_strips):
+    base = rng.integers(0, 256, (64, 40, 3), dtype=np.uint8)
+    if overlap == "reversed rows":
+        array, out = base, base[::-1]
+    elif overlap == "shifted by a row":
+        array, out = base[1:], base[:-1]
+    else:
+        array, out = base[..., 0], base[..., 1]
+    expected = filter_array(array.copy(), "emboss", threads=1)
+    assert filter_array(array, "emboss", threads=2, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(("out", "message"), [
+    (np.zeros((10, 9), np.uint8), "shape"),
+    (np.zeros((10, 10), np.uint16), "uint8 array of shape"),
+    ([[0] * 10] * 10, "NumPy array"),
+])  # fmt: skip
+def test_an_out_that_cannot_hold_the_result_is_refused(out, message):
+    with pytest.raises(FilterError, match=message):
+        filter_array(np.zeros((10, 10), np.uint8), "blur", out=out)
+
+
+def test_a_read_only_out_is_refused():
+    out = np.zeros((10, 10), np.uint8)
+    out.flags.writeable = False
+    with pytest.raises(FilterError, match="read-only"):
+        filter_array(np.zeros((10, 10), np.uint8), "blur", out=out)
+
+
+def test_out_for_a_filter_that_is_not_a_kernel(rng):
+    array = rng.integers(0, 256, (30, 20, 3), dtype=np.uint8)
+    expected = ndi.median_filter(array, size=(3, 3, 1), mode="nearest")
+    assert filter_array(array, "median:3", out=array) is array
+    np.testing.assert_array_equal(array, expected)

@@ -687,3 +687,54 @@ def test_gif_frames_that_repeat_the_one_before_are_merged_with_a_note(tmp_path, 
         merged = count - len(expected)
         notes = [note for note in result.notes if "merged" in note]
         assert (notes and f"{merged} frame" in notes[0]) if merged else not notes, result.notes
+
+
+# --- decoded into memory NumPy owns ----------------------------------------------------
+
+SHARED_CASES = [("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGB"), ("PNG", "L"), ("TIFF", "RGB"), ("TIFF", "L"),
+                ("WEBP", "RGB"), ("BMP", "RGB"), ("PPM", "RGB")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fmt", "mode"), SHARED_CASES)
+def test_a_still_l_or_rgb_image_is_decoded_into_a_writable_array(fmt, mode, rng, tmp_path):
+    source = tmp_path / f"in.{fmt.lower()}"
+    Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)).convert(mode).save(source, format=fmt)
+    with Image.open(source) as pillow:
+        expected = np.asarray(pillow.convert(mode))  # Pillow's own decode
+    loaded = images.load_image(source)
+    frame = loaded.frames[0]
+    assert loaded.pixels is not None and loaded.pixels.flags.writeable
+    assert loaded.pixels.shape == ((37, 53, 4) if mode == "RGB" else (37, 53))
+    np.testing.assert_array_equal(loaded.pixels[..., :3] if mode == "RGB" else loaded.pixels, expected)
+    np.testing.assert_array_equal(np.asarray(frame), expected)
+    loaded.pixels[5, 7] = 1  # the frame is this memory
+    assert frame.getpixel((7, 5)) == ((1, 1, 1) if mode == "RGB" else 1)
+    assert frame.info == {}  # the file's metadata travels in loaded.metadata alone
+
+
+def _gif(rng) -> bytes:
+    return encoded(Image.fromarray(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)), "GIF")
+
+
+@pytest.mark.parametrize("case", ["GIF (palette)", "ICO", "RGBA PNG", "two TIFF pages", "EXIF-turned JPEG",
+                                  "16-bit PNG", "L PNG with a transparent grey"])  # fmt: skip
+def test_other_images_are_read_from_pillows_memory(case, rng):
+    image = Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8))
+    if case == "GIF (palette)":
+        data = _gif(rng)
+    elif case == "ICO":
+        data = encoded(image.resize((16, 16)), "ICO", sizes=[(16, 16)])
+    elif case == "RGBA PNG":
+        data = encoded(image.convert("RGBA"), "PNG")
+    elif case == "two TIFF pages":
+        data = encoded(image, "TIFF", save_all=True, append_images=[image])
+    elif case == "EXIF-turned JPEG":
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        data = encoded(image, "JPEG", exif=exif.tobytes())
+    elif case == "16-bit PNG":
+        data = encoded(Image.fromarray(rng.integers(0, 65536, (12, 10), dtype=np.uint16)), "PNG")
+    else:
+        data = encoded(image.convert("L"), "PNG", transparency=7)
+    loaded = load_bytes(data)
+    assert loaded.pixels is None
