@@ -1491,18 +1491,30 @@ def _rows(image, rows: np.ndarray | slice, cols: slice) -> np.ndarray:
     return image[rows, cols] if isinstance(image, np.ndarray) else image.rows(rows, cols)
 
 
+#: Runs of consecutive rows in a strip above which _gather copies rows through an index instead.
+_MAX_RUNS = 16
+
+
 def _gather(
     image: np.ndarray, layout: _Layout, rows: np.ndarray, first: int, src: np.ndarray, cval
 ) -> None:
     """Fill ``src`` with the padded image's rows ``rows``, from padded column
     ``first`` on, as many columns as ``src`` holds (cast to src's dtype)."""
     count = len(rows)
-    span = src.shape[1] // layout.channels
-    target = src.reshape(count, span, layout.channels)
     top, bottom = int(rows[0]), int(rows[-1])
     # Padding only ever steps back or stays at the edge, and cval rows lie
     # at the ends: so these rows are consecutive exactly when this holds.
     plain = top >= 0 and bottom >= 0 and bottom - top == count - 1
+    if not plain and count > 1:
+        # Padded rows at the image's top or bottom: each run of consecutive
+        # rows is copied from a view, rather than all of them through an index.
+        breaks = np.flatnonzero((np.diff(rows) != 1) | (rows[1:] < 0) | (rows[:-1] < 0)) + 1
+        if 0 < len(breaks) < _MAX_RUNS:
+            for a, b in zip([0, *breaks], [*breaks, count]):
+                _gather(image, layout, rows[a:b], first, src[a:b], cval)
+            return
+    span = src.shape[1] // layout.channels
+    target = src.reshape(count, span, layout.channels)
     end = first + span
     if plain:
         block, skipped = _rows(image, slice(top, bottom + 1), slice(None)), 0

@@ -63,30 +63,26 @@ def control():
     return batch_run._Control(batch.BatchSummary(planned=0), fail_fast=False)
 
 
-def test_a_small_batch_runs_on_threads_a_large_one_in_processes(tmp_path, rng, control):
+def test_a_batch_runs_on_threads_unless_asked_for_processes(tmp_path, rng, control):
     for i in range(3):
         picture(tmp_path / "in" / f"p{i}.png", rng)
-    small = tasks_of(tmp_path / "in")
-    assert isinstance(batch_run._executor(None, 2, "auto", small, control), batch_run._ThreadExecutor)
-    assert isinstance(batch_run._executor(None, 2, "processes", small, control), batch_run._PoolExecutor)
-    assert isinstance(batch_run._executor(None, 1, "auto", small, control), batch_run._InlineExecutor)
+    with open(tmp_path / "in" / "big.png", "wb") as big:  # a sparse file of 1 GB: its size does not matter
+        big.truncate(1 << 30)
+    few = tasks_of(tmp_path / "in")
+    assert isinstance(batch_run._executor(None, 2, "auto", few, control), batch_run._ThreadExecutor)
+    assert isinstance(batch_run._executor(None, 2, "processes", few, control), batch_run._PoolExecutor)
+    assert isinstance(batch_run._executor(None, 1, "auto", few, control), batch_run._InlineExecutor)
     # One job's worth of tasks runs here, whatever --jobs says.
-    assert isinstance(batch_run._executor(None, 4, "auto", small[:1], control), batch_run._InlineExecutor)
-
-    with open(tmp_path / "in" / "big.png", "wb") as big:  # a sparse file: only its size counts here
-        big.truncate(batch_run.THREADS_UP_TO_BYTES)
-    assert isinstance(batch_run._executor(None, 2, "auto", tasks_of(tmp_path / "in"), control),
-                      batch_run._PoolExecutor)  # fmt: skip
-    assert isinstance(batch_run._executor(None, 2, "threads", tasks_of(tmp_path / "in"), control),
-                      batch_run._ThreadExecutor)  # fmt: skip
+    assert isinstance(batch_run._executor(None, 4, "auto", few[:1], control), batch_run._InlineExecutor)
 
 
-def test_many_files_run_in_processes(tmp_path, rng, control):
+def test_a_long_batch_runs_in_processes(tmp_path, rng, control):
     picture(tmp_path / "in" / "p.png", rng)
     task = tasks_of(tmp_path / "in")[0]
     many = [task] * batch_run.THREADS_UP_TO_FILES
     assert isinstance(batch_run._executor(None, 2, "auto", many, control), batch_run._ThreadExecutor)
     assert isinstance(batch_run._executor(None, 2, "auto", many + [task], control), batch_run._PoolExecutor)
+    assert isinstance(batch_run._executor(None, 2, "threads", many + [task], control), batch_run._ThreadExecutor)
 
 
 def test_an_unknown_kind_of_worker_is_refused(tmp_path, rng):

@@ -3,7 +3,7 @@
 :func:`run_batch` hands the tasks to one of four executors that share one
 protocol (:class:`_Executor`) and one loop (:func:`_drive`): this process
 (``jobs=1``), threads of this process or worker processes, each given one
-file at a time (``jobs>1``; threads for small batches, see
+file at a time (``jobs>1``; threads for all but long batches, see
 :data:`THREADS_UP_TO_FILES`), or a Dask cluster (``scheduler=...``).
 SIGINT and SIGTERM stop a run cleanly: files in progress are abandoned,
 workers are ended, temporary files are removed, and the summary says what
@@ -154,13 +154,15 @@ def default_jobs() -> int:
 WORKERS = ("auto", "threads", "processes")
 
 #: ``workers="auto"`` runs a batch on threads when it has at most this many
-#: files and this many bytes of input, else in worker processes. Threads
-#: start at once, where worker processes take about 0.3 s; but each file
-#: holds the GIL for part of its time (the Python between its steps,
-#: Pillow's conversions), so on a long batch processes are faster. The
-#: measurements behind the limits are in docs/batch.md (Parallelism).
-THREADS_UP_TO_FILES = 100
-THREADS_UP_TO_BYTES = 10 << 20
+#: files, else in worker processes. Threads start at once, where worker
+#: processes take about 0.3 s; each file holds the GIL only for the Python
+#: between its steps (its pixels are decoded into, filtered in and encoded
+#: from one array), so threads were as fast as processes on every batch
+#: measured, of small photos or of large ones. Long batches go to processes
+#: for what they isolate: a crashing decoder, or the out-of-memory killer,
+#: then takes one file, not the batch. docs/batch.md (Parallelism) has
+#: the measurements.
+THREADS_UP_TO_FILES = 400
 
 
 def run_batch(
@@ -181,9 +183,8 @@ def run_batch(
     ``jobs`` > 1 filters that many files at a time, on threads of this
     process (``workers="threads"``) or in worker processes
     (``"processes"``: a crashing decoder or the out-of-memory killer then
-    fails only the file it held); ``"auto"`` takes threads for a small
-    batch (:data:`THREADS_UP_TO_FILES`, :data:`THREADS_UP_TO_BYTES`),
-    processes for the rest. Each file's engine gets an equal share of the
+    fails only the file it held); ``"auto"`` takes threads for a batch of
+    up to :data:`THREADS_UP_TO_FILES` files, processes for a longer one. Each file's engine gets an equal share of the
     CPUs, ``max(1, CPUs // jobs)`` threads, unless ``settings.threads``
     says otherwise: outputs are byte-identical whatever ``jobs``,
     ``workers`` and ``threads`` are.
@@ -242,25 +243,9 @@ def _executor(scheduler: str | None, jobs: int, workers: str, tasks: list[Task],
     jobs = min(jobs, len(tasks))
     if jobs <= 1:
         return _InlineExecutor(control)
-    if workers == "processes" or (workers == "auto" and not _small_batch(tasks)):
+    if workers == "processes" or (workers == "auto" and len(tasks) > THREADS_UP_TO_FILES):
         return _PoolExecutor(jobs)
     return _ThreadExecutor(jobs, control)
-
-
-def _small_batch(tasks: list[Task]) -> bool:
-    """Whether ``tasks`` are few and small enough that threads finish them first:
-    at most :data:`THREADS_UP_TO_FILES` files and :data:`THREADS_UP_TO_BYTES` bytes."""
-    if len(tasks) > THREADS_UP_TO_FILES:
-        return False
-    total = 0
-    for task in tasks:
-        try:
-            total += os.stat(task.source).st_size
-        except OSError:
-            continue  # the file will fail on its own
-        if total > THREADS_UP_TO_BYTES:
-            return False
-    return True
 
 
 def _share_of_cpus(settings: FilterSettings, jobs: int) -> FilterSettings:
