@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import multiprocessing
 import os
 import queue
 import signal
 import threading
 import time
-from multiprocessing import connection
 from typing import Callable, Iterable, Iterator
 
 from .. import cluster, images
@@ -519,6 +517,8 @@ def _exit_on_sigterm(signum, frame) -> None:  # noqa: ARG001 - a signal handler'
 
 def _context():
     """forkserver where there is one (no fork of a threaded parent), else spawn."""
+    import multiprocessing  # here: a batch on threads has no use for it, and it takes 25 ms to import
+
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["convfilter.pipeline"])
@@ -626,6 +626,8 @@ class _PoolExecutor(_Executor):
     def results(self, timeout: float) -> Iterator[Outcome]:
         busy = self._busy
         by_sentinel = {w.process.sentinel: w for w in busy.values()}
+        from multiprocessing import connection
+
         for item in connection.wait(list(busy) + list(by_sentinel), timeout=timeout):
             worker = busy.get(item) or by_sentinel.get(item)
             if worker is None or worker.conn not in busy:
