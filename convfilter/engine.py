@@ -374,13 +374,14 @@ def filter_array(
     >>> filter_array(np.arange(25).reshape(5, 5), np.arange(9).reshape(3, 3), border="valid").tolist()
     [[312, 348, 384], [492, 528, 564], [672, 708, 744]]
 
-    In place:
+    In place (``smooth`` weighs the centre 5 and each neighbour 1, over 13:
+    90 / 13 rounds to 7, 450 / 13 to 35):
 
     >>> image = np.array([[0, 0, 0], [0, 90, 0], [0, 0, 0]], np.uint8)
     >>> filter_array(image, "smooth", border="constant", out=image) is image
     True
     >>> image.tolist()
-    [[7, 7, 7], [7, 7, 7], [7, 7, 7]]
+    [[7, 7, 7], [7, 35, 7], [7, 7, 7]]
     """
     absolute = abs
     kernel = as_kernel(kernel)
