@@ -1217,7 +1217,8 @@ def _filter(
     h, w = kernel.shape
     rows, cols = array.shape[:2]
     if mode is BorderMode.KEEP and (rows < h or cols < w):
-        unfiltered = _rows(array, slice(None), slice(None)).reshape(array.shape).astype(out_dtype)  # as Pillow does
+        # As Pillow does: the image unchanged.
+        unfiltered = _rows(array, slice(None), slice(None)).reshape(array.shape).astype(out_dtype)
         return unfiltered if out is None else _copy_into(out, unfiltered)
     layout = _layout(array.shape, kernel, mode)
     extra = array.shape[2:]

@@ -8,7 +8,7 @@ from PIL import Image, ImageFilter
 
 from convfilter import pipeline
 from convfilter.kernels import parse_kernel
-from convfilter.options import FilterSettings, SettingsError
+from convfilter.options import FilterSettings, OutputSettings, SettingsError
 
 
 def settings(*specs, **options):
@@ -74,3 +74,19 @@ def test_filter_file_compares_with_the_input_it_let_go_of(tmp_path, rng):
     result = pipeline.filter_file(source, tmp_path / "o.png", settings("smooth", border="keep"),
                                    diff_pil=True, diff_image=tmp_path / "d.png")  # fmt: skip
     assert result.diff.identical and result.mode == "L" and (tmp_path / "d.png").exists()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "BMP", "WEBP", "PPM"])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_file_filtered_in_place_is_written_as_pillow_filters_it(fmt, mode, tmp_path, rng):
+    # FIND_EDGES leaves 0 in the fourth byte Pillow keeps beside each RGB pixel
+    # (as Pillow's own filter does); no writer may take it for a sample.
+    source = tmp_path / "in.png"
+    picture = Image.fromarray(rng.integers(0, 256, (61, 47, 3), dtype=np.uint8)).convert(mode)
+    picture.save(source)
+    out = tmp_path / f"out.{fmt.lower()}"
+    options = OutputSettings(lossless=True) if fmt == "WEBP" else OutputSettings()
+    pipeline.filter_file(source, out, FilterSettings("find_edges", border="keep"), options)
+    with Image.open(out) as written:
+        got = np.asarray(written.convert(mode))
+    np.testing.assert_array_equal(got, np.asarray(picture.filter(ImageFilter.FIND_EDGES)))

@@ -182,10 +182,11 @@ def run_batch(
     process (``workers="threads"``) or in worker processes
     (``"processes"``: a crashing decoder or the out-of-memory killer then
     fails only the file it held); ``"auto"`` takes threads for a batch of
-    up to :data:`THREADS_UP_TO_FILES` files, processes for a longer one. Each file's engine gets an equal share of the
-    CPUs, ``max(1, CPUs // jobs)`` threads, unless ``settings.threads``
-    says otherwise: outputs are byte-identical whatever ``jobs``,
-    ``workers`` and ``threads`` are.
+    up to :data:`THREADS_UP_TO_FILES` files, processes for a longer one.
+    Each file's engine gets an equal share of the CPUs,
+    ``max(1, CPUs // jobs)`` threads, unless ``settings.threads`` says
+    otherwise: outputs are byte-identical whatever ``jobs``, ``workers``
+    and ``threads`` are.
     ``scheduler`` (``"local"`` or a Dask scheduler address such as
     ``tcp://10.0.0.5:8786``) runs the same tasks on Dask instead.
     ``on_outcome`` sees each file's :class:`Outcome` as it happens (the
