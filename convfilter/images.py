@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import importlib
 import io
 import logging
 import math
@@ -48,6 +49,7 @@ __all__ = [
     "from_array",
     "output_format",
     "format_for_extension",
+    "extensions_of",
     "unknown_extension_message",
     "band_names",
     "alpha_is_opaque",
@@ -991,6 +993,27 @@ def format_for_extension(ext: str) -> str | None:
         Image.init()
         found = Image.EXTENSION.get(ext.lower())
     return found if found in Image.SAVE else None
+
+
+#: Pillow's plugin modules for the default formats that ``Image.preinit()`` leaves out.
+_PLUGIN_MODULES = {"TIFF": "TiffImagePlugin", "WEBP": "WebPImagePlugin", "TGA": "TgaImagePlugin",
+                   "ICO": "IcoImagePlugin"}  # fmt: skip
+
+
+def extensions_of(formats: Sequence[str]) -> dict[str, str]:
+    """The file extensions Pillow registers for ``formats`` (``{".jpg": "JPEG", ...}``).
+
+    Only those formats' plugins are loaded where Pillow's module names are
+    known here (the default formats'); every plugin (about 35 ms) otherwise.
+    """
+    wanted = {f.upper() for f in formats}
+    Image.preinit()
+    for name in sorted(wanted - set(Image.OPEN)):
+        if name in _PLUGIN_MODULES:
+            importlib.import_module(f"PIL.{_PLUGIN_MODULES[name]}")
+    if not wanted <= set(Image.OPEN) | set(Image.SAVE):
+        Image.init()
+    return {ext: fmt for ext, fmt in Image.EXTENSION.items() if fmt in wanted}
 
 
 def _writers(name: str):

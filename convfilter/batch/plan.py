@@ -212,7 +212,7 @@ def format_suffix(fmt: str, input_suffix: str = "") -> str:
     ('.jpg', '.jpeg', '.png')
     """
     name = images.output_format(None, fmt)
-    extensions = _registered_extensions()
+    extensions = images.extensions_of([name])
     if input_suffix and extensions.get(input_suffix.lower()) == name:
         return input_suffix
     if name in _PREFERRED_SUFFIX:
@@ -223,16 +223,9 @@ def format_suffix(fmt: str, input_suffix: str = "") -> str:
     return own[0]
 
 
-def _registered_extensions() -> dict[str, str]:
-    from PIL import Image
-
-    return Image.registered_extensions()
-
-
 def image_extensions(formats: Sequence[str] = images.DEFAULT_FORMATS) -> frozenset[str]:
     """Lower-case suffixes (``.png``) Pillow registers for the allowed formats."""
-    allowed = {f.upper() for f in formats}
-    return frozenset(ext for ext, fmt in _registered_extensions().items() if fmt in allowed)
+    return frozenset(images.extensions_of(formats))
 
 
 # ---------------------------------------------------------------------------
