@@ -23,20 +23,12 @@ from convfilter import blurs
 from convfilter.blurs import box_blur, box_reach, gaussian_blur, gaussian_box_radius, unsharp_mask
 from convfilter.engine import FilterError
 from convfilter.options import BorderMode
+from oracles import SCIPY_MODES
 
 #: Pillow's 8-bit modes the blurs take, and their bands.
 BANDS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4}
 
 RADII = [0, 0.5, 1, 2.7, 10, (0, 3), (2.5, 0.7)]
-
-#: convfilter border mode -> scipy.ndimage mode.
-SCIPY_MODES = {
-    "nearest": "nearest",
-    "reflect": "reflect",
-    "mirror": "mirror",
-    "wrap": "grid-wrap",
-    "constant": "constant",
-}
 
 #: convfilter border mode -> numpy.pad mode.
 NUMPY_PAD_MODES = {

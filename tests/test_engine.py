@@ -26,15 +26,7 @@ from convfilter.engine import (
 )
 from convfilter import engine
 from convfilter.kernels import PRESETS, Kernel, KernelSpecError, as_kernel, parse_kernel
-
-#: convfilter border mode -> scipy.ndimage mode.
-SCIPY_MODES = {
-    "nearest": "nearest",
-    "reflect": "reflect",
-    "mirror": "mirror",
-    "wrap": "grid-wrap",
-    "constant": "constant",
-}
+from oracles import SCIPY_MODES
 
 #: convfilter border mode -> numpy.pad mode (an independent second oracle).
 NUMPY_PAD_MODES = {

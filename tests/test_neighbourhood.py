@@ -22,9 +22,8 @@ from convfilter.neighbourhood import (
     RankFilter,
     UnsharpMask,
 )
+from oracles import SCIPY_MODES
 
-SCIPY_MODES = {"nearest": "nearest", "reflect": "reflect", "mirror": "mirror", "wrap": "grid-wrap",
-               "constant": "constant"}  # fmt: skip
 # scipy's gaussian_laplace, gaussian_filter, sobel and prewitt run one 1-D pass per
 # axis, each padding its own input: with a constant border the second pass pads
 # with cval where a 2-D kernel sees the first pass's result of the padding.
