@@ -629,12 +629,14 @@ def as_kernel(kernel: Kernel | str | object) -> Kernel | NeighbourhoodFilter:
     >>> as_kernel([[1, 2, 1]]).name
     'matrix 1x3'
     """
-    from .neighbourhood import NeighbourhoodFilter
-
-    if isinstance(kernel, (Kernel, NeighbourhoodFilter)):
+    if isinstance(kernel, Kernel):
         return kernel
     if isinstance(kernel, str):
         return parse_kernel(kernel)
+    from .neighbourhood import NeighbourhoodFilter  # here: a plain kernel needs none of it
+
+    if isinstance(kernel, NeighbourhoodFilter):
+        return kernel
     if isinstance(kernel, (bytes, dict, set)) or kernel is None or isinstance(kernel, (int, float, bool)):
         raise KernelSpecError(
             f"a kernel is a Kernel, a spec string or a 2-D matrix, not {type(kernel).__name__}"
