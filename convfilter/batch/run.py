@@ -155,12 +155,12 @@ WORKERS = ("auto", "threads", "processes")
 #: files, else in worker processes. Threads start at once, where worker
 #: processes take about 0.3 s; each file holds the GIL only for the Python
 #: between its steps (its pixels are decoded into, filtered in and encoded
-#: from one array), so threads were as fast as processes on every batch
-#: measured, of small photos or of large ones. Long batches go to processes
-#: for what they isolate: a crashing decoder, or the out-of-memory killer,
-#: then takes one file, not the batch. docs/batch.md (Parallelism) has
-#: the measurements.
-THREADS_UP_TO_FILES = 400
+#: from one array). Measured: threads ahead up to 100 small photos, level
+#: at 200 (within 6 %, either way), behind by 10 to 17 % at 400 in two runs
+#: of three; level or ahead on 24 photos of 12 MP. Processes also isolate
+#: each file: a crashing decoder, or the out-of-memory killer, then takes
+#: one file, not the batch. docs/batch.md (Parallelism) has the figures.
+THREADS_UP_TO_FILES = 200
 
 
 def run_batch(
