@@ -5,7 +5,8 @@ several rounds (so a busy spell on a shared machine slows all alike); the
 table gives the median wall time and the median peak memory (the child's
 maximum resident set size, from the operating system), and each
 competitor's ratio to convfilter. Then `convfilter batch` over many small photos with one job
-and with one job per CPU, as images per second.
+and with one job per CPU, as images per second. First, how long the command takes to start
+(`--help`, `--version`) against Python importing Click.
 
     python benchmarks/cli.py            # 12 MP JPEG and PNG, 5 runs each
     python benchmarks/cli.py --write    # the same, kept in benchmarks/results/cli.json
@@ -329,6 +330,27 @@ def batch_table(workdir: Path, count: int, runs: int) -> dict:
     return kept
 
 
+def startup_table(workdir: Path, runs: int) -> dict:
+    """Starting the command with nothing to do, against Python importing Click
+    (the least any Click program can take) and bare Python."""
+    commands = {
+        "convfilter --help": convfilter_command() + ["--help"],
+        "convfilter --version": convfilter_command() + ["--version"],
+        "python -c 'import click'": [sys.executable, "-c", "import click"],
+        "python -c pass": [sys.executable, "-c", "pass"],
+    }
+    measured = measure(commands, workdir, runs)
+    print(f"\n### Starting, median of {runs} run(s)\n")
+    print("| command | wall ms | / import click |")
+    print("| --- | ---: | ---: |")
+    floor = measured["python -c 'import click'"].get("median_wall_ms")
+    for label, figures in measured.items():
+        if "median_wall_ms" in figures:
+            share = f"{figures['median_wall_ms'] / floor:.2f}" if floor else ""
+            print(f"| {label} | {figures['median_wall_ms']:.0f} | {share} |")
+    return {"runs": runs, "programs": [{"label": label, **figures} for label, figures in measured.items()]}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small image, one run")
@@ -347,10 +369,11 @@ def main(argv=None) -> None:
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="convfilter-bench-") as tmp:
         workdir = Path(tmp)
+        started = startup_table(workdir, 1 if args.quick else max(15, 5 * runs))
         applied = apply_table(workdir, runs, size)
         batches = [batch_table(workdir, count, runs) for count in counts]
     if args.write:
-        path = record.save("cli", {"benchmark": "cli", **environment, "runs": runs,
+        path = record.save("cli", {"benchmark": "cli", **environment, "runs": runs, "startup": started,
                                    "apply": applied, "batch": batches})  # fmt: skip
         print(f"\nwrote {path}")
 

@@ -183,6 +183,26 @@ def cli_table(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def startup_table(data: dict) -> str:
+    started = data.get("startup")
+    programs = [p for p in (started or {}).get("programs", []) if "median_wall_ms" in p]
+    floor = next((p["median_wall_ms"] for p in programs if p["label"] == "python -c 'import click'"), None)
+    if not programs or floor is None:
+        return "No start-up figures were kept.\n"
+    lines = [
+        "Median wall time of starting a command that does nothing else; in brackets, its time / Python's "
+        "importing Click alone, the least a Click program can take.",
+        "",
+        "| command | wall ms |",
+        "| --- | ---: |",
+    ]
+    for program in programs:
+        wall = program["median_wall_ms"]
+        lines.append(f"| `{program['label']}` | {wall:.0f} ({wall / floor:.2f}x) |")
+    lines += ["", f"{machine(data)}; median of {runs(started['runs'])} after one warm-up run{load_words(data)}."]
+    return "\n".join(lines) + "\n"
+
+
 def batch_table(data: dict) -> str:
     batches = [b for b in data["batch"] if all("median_wall_ms" in j for j in b["jobs"])]
     if not batches:
@@ -325,7 +345,8 @@ def target_words(line: str) -> str:
 def render(folder: Path = RESULTS) -> dict[str, str]:
     """Each block's Markdown, by marker name, from the JSON files in ``folder``."""
     engine, cli = load("engine", folder), load("cli", folder)
-    blocks = {"engine": engine_table(engine), "cli": cli_table(cli), "batch": batch_table(cli)}
+    blocks = {"engine": engine_table(engine), "cli": cli_table(cli), "batch": batch_table(cli),
+              "startup": startup_table(cli)}  # fmt: skip
     if (folder / "filters.json").exists():
         blocks["filters"] = filters_table(load("filters", folder))
     if (folder / "large.json").exists():

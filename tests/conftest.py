@@ -1,4 +1,4 @@
-"""Shared fixtures for the kernel, engine and Pillow-parity tests."""
+"""Shared fixtures: seeded random numbers, the sample images, the peak memory of an apply."""
 
 from __future__ import annotations
 
@@ -37,7 +37,6 @@ except SystemExit as exit:
 with open("/proc/self/status") as status:
     print(next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:")))
 """
-
 
 
 @pytest.fixture

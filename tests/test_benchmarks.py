@@ -78,6 +78,9 @@ def test_kept_figures_name_the_machine_and_are_positive():
     assert any(p["label"] == "convfilter apply" for p in programs)
     medians += [p["median_wall_ms"] for p in programs] + [p["median_peak_mib"] for p in programs]
     medians += [j["median_wall_ms"] for batch in cli["batch"] for j in batch["jobs"]]
+    started = {p["label"]: p["median_wall_ms"] for p in cli["startup"]["programs"]}
+    assert {"convfilter --help", "python -c 'import click'"} <= set(started)
+    medians += list(started.values())
     assert medians and all(value > 0 for value in medians)
 
 

@@ -712,16 +712,12 @@ def test_a_still_l_or_rgb_image_is_decoded_into_a_writable_array(fmt, mode, rng,
     assert frame.info == {}  # the file's metadata travels in loaded.metadata alone
 
 
-def _gif(rng) -> bytes:
-    return encoded(Image.fromarray(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)), "GIF")
-
-
 @pytest.mark.parametrize("case", ["GIF (palette)", "ICO", "RGBA PNG", "two TIFF pages", "EXIF-turned JPEG",
                                   "16-bit PNG", "L PNG with a transparent grey"])  # fmt: skip
 def test_other_images_are_read_from_pillows_memory(case, rng):
     image = Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8))
     if case == "GIF (palette)":
-        data = _gif(rng)
+        data = encoded(image, "GIF")
     elif case == "ICO":
         data = encoded(image.resize((16, 16)), "ICO", sizes=[(16, 16)])
     elif case == "RGBA PNG":
