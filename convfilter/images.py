@@ -869,13 +869,14 @@ class PixelRows:
     Pillow's own buffer when the engine needs it, on the engine's threads,
     so the image is never copied whole into an array beside itself.
 
-    Measured on the development machine (a 2-core Intel Xeon) with a
-    12 MP RGB JPEG: ``np.asarray`` of the whole image takes 40-70 ms on one
-    thread and holds 36 MB more; read in strips, ``convfilter apply -k
-    edge_enhance`` took 0.68 s instead of 0.74 s (medians of 7) and peaked
-    at 139 MiB instead of 144. The result still becomes a Pillow image by
-    one copy (about 16 ms): Pillow shares a NumPy buffer only as RGBX,
-    whose conversion back to RGB costs more than the copy.
+    For an image whose memory is Pillow's own (one decoded where
+    :class:`_NumpyPixels` could not be used, or given by a caller); a file
+    loaded into NumPy's memory is filtered in place instead. Measured on
+    the development machine (a 2-core Intel Xeon) with a 12 MP RGB JPEG:
+    ``np.asarray`` of the whole image takes 40-70 ms on one thread and
+    holds 36 MB more; read in strips, ``convfilter apply -k edge_enhance``
+    took 0.68 s instead of 0.74 s (medians of 7) and peaked at 139 MiB
+    instead of 144. The result then becomes a Pillow image by one copy.
     """
 
     def __init__(self, image: Image.Image) -> None:
