@@ -71,8 +71,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import stat
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -247,7 +247,8 @@ def filter_tiff(
         inexact: list[str] = []
         for k, (step, plan) in enumerate(zip(chain[:-1], plans[:-1])):
             path = _temporary(folder, destination.name, ".step.tmp")
-            temporaries.append(path)
+            temporaries.append(path)  # removed by the finally below
+            _create(path)
             with _RawRows.create(path, shapes[k + 1], reader.dtype) as sink:
                 chosen = _resolve_method(step, source_rows, settings.method, plan, meter)
                 inexact += inexact_fft(step, chosen, shapes[k], reader.dtype)
@@ -538,9 +539,17 @@ class _RawRows:
 
 
 def _temporary(folder: Path, name: str, suffix: str) -> Path:
-    fd, path = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=suffix)
-    os.close(fd)
-    return Path(path)
+    """A new hidden name beside ``name``, not yet a file: the caller knows it
+    before :func:`_create` makes it, so a Ctrl-C at any moment leaves
+    nothing its cleanup does not know of (a file made inside a helper could
+    be interrupted before the helper returned its name)."""
+    return folder / f".{name}.{secrets.token_hex(8)}{suffix}"
+
+
+def _create(path: Path) -> None:
+    """Create ``path`` empty, readable by its owner alone; never an existing file
+    (64 random bits in the name make a clash a matter of chance only)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 @dataclass(frozen=True)
@@ -585,6 +594,7 @@ def write_tiled(destination: Path, tiles: Iterator[np.ndarray], shape: tuple[int
     folder = destination.parent if str(destination.parent) else Path(".")
     final = _temporary(folder, destination.name, ".tmp")
     try:
+        _create(final)
         with tifffile.TiffWriter(final, bigtiff=True) as writer:
             writer.write(
                 data=tiles,
