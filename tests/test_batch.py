@@ -454,6 +454,87 @@ def test_a_signal_stops_an_in_process_run_cleanly(many, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+class SignalsInAFinalizer:
+    """Sends ``signum`` to this process from its ``__del__``: Python then runs the
+    handler inside the finalizer, where an exception cannot be raised."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), self.signum)
+        self.sent = True  # a line after the call: the handler runs here, in the finalizer
+
+
+def filter_file_signalled_in_a_finalizer(signum: int, passed_checkpoint: list):
+    """A stand-in for pipeline.filter_file: the signal lands in a finalizer, then the
+    engine would reach a checkpoint, then the file would be written."""
+    from convfilter.pipeline import filter_file
+
+    def fake(source, destination, settings, output, *, progress=None, **names):
+        SignalsInAFinalizer(signum)  # dropped at once
+        if progress is not None:
+            progress(0.5)
+        passed_checkpoint.append(source)
+        return filter_file(source, destination, settings, output, progress=progress, **names)
+
+    return fake
+
+
+def test_a_signal_lost_in_a_finalizer_still_stops_the_file_at_its_checkpoint(many, tmp_path, monkeypatch):
+    import sys
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    passed = []
+    monkeypatch.setattr("convfilter.batch.run.filter_file", filter_file_signalled_in_a_finalizer(signal.SIGTERM, passed))
+    plan = batch.plan_batch([str(many)], tmp_path / "out")
+    summary = batch.run_batch(plan, settings("blur"), jobs=1)
+    assert unraisable == []  # Python's "Exception ignored in ... Traceback" report, silenced
+    assert summary.interrupted == "SIGTERM" and passed == []
+    assert summary.processed == 0 and summary.unfinished == 9
+    assert not (tmp_path / "out").exists() or read_tree(tmp_path / "out") == {}
+    assert sys.unraisablehook == unraisable.append  # put back
+
+
+def test_other_unraisable_exceptions_still_reach_the_hook_during_a_batch(many, tmp_path, monkeypatch):
+    import sys
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    class Broken:
+        def __del__(self):
+            raise ValueError("a bug in a finalizer")
+
+    plan = batch.plan_batch([str(many)], tmp_path / "out")
+    summary = batch.run_batch(plan, settings("blur"), jobs=1, on_outcome=lambda outcome: Broken())
+    assert summary.processed == 9
+    assert [type(u.exc_value) for u in unraisable] == [ValueError] * 9
+
+
+def test_a_worker_whose_sigterm_is_lost_in_a_finalizer_exits_at_its_checkpoint(many, tmp_path, monkeypatch, capfd):
+    from convfilter.batch.run import _worker_main
+
+    passed = []
+    monkeypatch.setattr("convfilter.batch.run.filter_file", filter_file_signalled_in_a_finalizer(signal.SIGTERM, passed))
+    plan = batch.plan_batch([str(many)], tmp_path / "out")
+    context = multiprocessing.get_context("fork")  # the stand-in above reaches the worker
+    parent, child = context.Pipe()
+    worker = context.Process(target=_worker_main, args=(child, settings("blur"), OutputSettings()), daemon=True)
+    worker.start()
+    try:
+        parent.send(plan.tasks[0])
+        worker.join(30)
+    finally:
+        worker.kill()
+    assert worker.exitcode == 128 + signal.SIGTERM
+    assert not parent.poll()  # no outcome: the file was abandoned
+    assert "Traceback" not in capfd.readouterr().err
+    assert not (tmp_path / "out").exists() or read_tree(tmp_path / "out") == {}
+    assert temporary_files(tmp_path) == []
+
+
 def test_sigterm_ends_the_workers_and_leaves_no_temporary_file(many, tmp_path):
     plan = batch.plan_batch([str(many)], tmp_path / "out")
     sent = []

@@ -17,6 +17,7 @@ import dataclasses
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from typing import Callable, Iterable, Iterator
@@ -121,23 +122,54 @@ class _Control:
             self.raise_now = False
             raise _Interrupted(signum)
 
+    def checkpoint(self, fraction: float) -> None:  # noqa: ARG002 - a progress callback
+        """Abandon the file this process is filtering once a signal has come (the
+        handler's own exception may have been lost: see :class:`_signals_to`)."""
+        if self.signalled:
+            self.raise_now = False
+            raise _Interrupted(self.signum)
+
 
 class _signals_to:
-    """Route SIGINT and SIGTERM to ``control.handler`` for the duration (main thread only)."""
+    """Route SIGINT and SIGTERM to ``control.handler`` for the duration (main thread only).
+
+    Python runs a signal handler wherever the main thread is, and that may be
+    inside a finalizer (an object's ``__del__``, a generator the collector
+    closes), where the handler's exception cannot be raised: Python prints it
+    as a traceback and carries on. The handler has recorded the signal by
+    then, so that report is silenced (:func:`_ignoring_stops`), and the file
+    is abandoned at its next checkpoint instead.
+    """
 
     def __init__(self, control: _Control, *, enabled: bool) -> None:
         self.control = control
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.saved: dict[int, object] = {}
+        self.saved_hook = None
 
     def __enter__(self) -> None:
         if self.enabled:
+            self.saved_hook = sys.unraisablehook
+            sys.unraisablehook = _ignoring_stops(self.saved_hook, _Interrupted)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self.saved[signum] = signal.signal(signum, self.control.handler)
 
     def __exit__(self, *exc_info) -> None:
         for signum, previous in self.saved.items():
             signal.signal(signum, previous)
+        if self.saved_hook is not None:
+            sys.unraisablehook = self.saved_hook
+
+
+def _ignoring_stops(hook: Callable, stop: type[BaseException]) -> Callable:
+    """``sys.unraisablehook`` ``hook``, silent for ``stop`` exceptions (which a signal
+    handler raised inside a finalizer, having recorded the signal first)."""
+
+    def report(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, stop):
+            hook(unraisable)
+
+    return report
 
 
 def default_jobs() -> int:
@@ -372,7 +404,7 @@ class _InlineExecutor(_Executor):
         try:
             if control.stopping():  # raise_now is set: a signal from here on interrupts the file
                 return
-            self._outcome = process_one(task, self._settings, self._output)
+            self._outcome = process_one(task, self._settings, self._output, progress=control.checkpoint)
         except (_Interrupted, KeyboardInterrupt):
             control.signum = control.signum or signal.SIGINT
             self._cut_off.append(task)
@@ -496,24 +528,40 @@ def _join_threads_started_since(before: set[threading.Thread], timeout: float = 
 # --- worker processes --------------------------------------------------------
 
 
+class _Terminated(SystemExit):
+    """A worker's exit on SIGTERM; it unwinds through images.write_atomically, which
+    removes its temporary file."""
+
+
 def _worker_main(conn, settings: FilterSettings, output: OutputSettings) -> None:
-    """A worker: ignores SIGINT (the parent decides), exits cleanly on SIGTERM."""
+    """A worker: ignores SIGINT (the parent decides), exits cleanly on SIGTERM.
+
+    SIGTERM raises :class:`_Terminated` where the worker is; if that is inside
+    a finalizer, where it cannot be raised (see :class:`_signals_to`), the
+    file's next checkpoint raises it again.
+    """
+    terminated: list[int] = []
+
+    def on_sigterm(signum, frame) -> None:  # noqa: ARG001 - a signal handler's signature
+        terminated.append(signum)
+        raise _Terminated(128 + signum)
+
+    def checkpoint(fraction: float) -> None:  # noqa: ARG001 - a progress callback
+        if terminated:
+            raise _Terminated(128 + terminated[0])
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    sys.unraisablehook = _ignoring_stops(sys.unraisablehook, _Terminated)
     reuse_freed_memory()
-    while True:
+    while not terminated:
         try:
             task = conn.recv()
         except (EOFError, OSError):
             return
         if task is None:
             return
-        conn.send(process_one(task, settings, output))
-
-
-def _exit_on_sigterm(signum, frame) -> None:  # noqa: ARG001 - a signal handler's signature
-    # SystemExit unwinds through images.write_atomically, which removes its temporary file.
-    raise SystemExit(128 + signum)
+        conn.send(process_one(task, settings, output, progress=checkpoint))
 
 
 def _context():
