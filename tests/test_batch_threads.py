@@ -104,6 +104,32 @@ def test_each_files_engine_gets_a_share_of_the_cpus(monkeypatch, cpus, jobs, thr
     assert jobs * shared.threads <= max(cpus, jobs)  # never more than one thread per CPU, once each job has one
 
 
+def test_jobs_threads_take_every_file_and_hold_at_most_jobs_at_once(tmp_path, rng, monkeypatch):
+    for i in range(12):
+        picture(tmp_path / "in" / f"p{i:02d}.png", rng)
+    lock, busy, most, workers = threading.Lock(), [0], [0], set()
+    real = batch_run.filter_file
+
+    def counting(*args, **kwargs):
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+            workers.add(threading.current_thread())
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                busy[0] -= 1
+
+    monkeypatch.setattr(batch_run, "filter_file", counting)
+    plan = batch.plan_batch([str(tmp_path / "in")], tmp_path / "out")
+    summary = batch.run_batch(plan, settings("box:5"), jobs=2, workers="threads")
+    assert summary.processed == 12 and len(files(tmp_path / "out")) == 12
+    assert most[0] <= 2  # files queued ahead of the threads hold no image
+    assert len(workers) == 2 and threading.main_thread() not in workers  # two threads for the whole run
+    assert batch_threads() == []
+
+
 def test_threads_given_by_the_user_are_kept(monkeypatch):
     monkeypatch.setattr(batch_run, "default_jobs", lambda: 8)
     assert batch_run._share_of_cpus(settings("blur", threads=3), 2).threads == 3
