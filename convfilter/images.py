@@ -20,7 +20,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageMode
@@ -61,6 +61,8 @@ __all__ = [
     "reduce_to_8_bits",
     "encode_image",
     "write_atomically",
+    "deferred_commits",
+    "PendingWrite",
     "check_output_path",
     "save_image",
 ]
@@ -1396,7 +1398,9 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
     leave the temporary file behind. If ``path`` is a symbolic link, the link
     itself is replaced; its target is never written through. A replaced file
     keeps its permission bits (not its owner, nor other hard links); a new
-    one gets the usual ``0o666 & ~umask``.
+    one gets the usual ``0o666 & ~umask``. Within :func:`deferred_commits`
+    it stops once the temporary file is whole, and leaves the rest to the
+    caller.
 
     Raises
     ------
@@ -1404,6 +1408,89 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
         Missing or read-only directory, ``path`` is a directory, disk full
         and other write errors, each with one clear message.
     """
+    pending = _write_temporary(path, write)
+    deferred = getattr(_deferred, "writes", None)
+    if deferred is not None:
+        deferred.append(pending)
+    else:
+        pending.commit()
+
+
+#: Per thread: the list that write_atomically leaves its PendingWrites in, if any.
+_deferred = threading.local()
+
+
+@contextlib.contextmanager
+def deferred_commits() -> Iterator[list[PendingWrite]]:
+    """Within the block, on this thread, :func:`write_atomically` leaves its
+    complete temporary file as a :class:`PendingWrite` in the list yielded,
+    without syncing it to disk or renaming it into place.
+
+    The caller then commits or discards each, from any thread: a batch's
+    threads move on to their next file while another thread waits for the
+    disk.
+    """
+    saved = getattr(_deferred, "writes", None)
+    _deferred.writes = writes = []
+    try:
+        yield writes
+    finally:
+        _deferred.writes = saved
+
+
+@dataclass
+class PendingWrite:
+    """A complete temporary file of :func:`write_atomically`, not yet in place.
+
+    Exactly one of :meth:`commit` and :meth:`discard` must be called.
+    """
+
+    fd: int | None  # open on the temporary file until committed or discarded
+    temp_name: str
+    target: Path
+    label: str
+
+    def _close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def commit(self) -> None:
+        """Sync the file to disk and rename it over its target (see write_atomically).
+
+        Raises OutputError (the temporary file then removed) when that fails.
+        """
+        if self.fd is None:
+            raise ValueError("this write was committed or discarded already")
+        try:
+            try:
+                os.fsync(self.fd)
+            finally:
+                self._close()
+            kept_mode = _regular_file_mode(self.target)
+            if kept_mode is not None:
+                os.chmod(self.temp_name, kept_mode)
+            os.replace(self.temp_name, self.target)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp_name)
+            if isinstance(exc, OSError):
+                raise OutputError(f"cannot write {self.label}: {os_reason(exc)}") from None
+            raise
+        _sync_directory(self.target.parent)
+
+    def discard(self) -> None:
+        """Remove the temporary file, unless committed; the target keeps what it had."""
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self._close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.temp_name)
+
+
+def _write_temporary(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> PendingWrite:
+    """Create the temporary file beside ``path`` and fill it through ``write``."""
     text = os.fspath(path)
     label = f"'{os.fsdecode(text)}'"
     target = Path(text)
@@ -1416,21 +1503,16 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
     except OSError as exc:
         raise OutputError(f"cannot write {label}: {os_reason(exc)}") from None
     try:
-        with os.fdopen(fd, "w+b") as stream:  # read too: multi-page TIFF reads back what it wrote
+        # read too: multi-page TIFF reads back what it wrote; the descriptor stays open to be synced
+        with os.fdopen(fd, "w+b", closefd=False) as stream:
             write(stream)
             stream.flush()
-            os.fsync(stream.fileno())
-        kept_mode = _regular_file_mode(target)
-        if kept_mode is not None:
-            os.chmod(temp_name, kept_mode)
-        os.replace(temp_name, target)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
+        PendingWrite(fd, temp_name, target, label).discard()
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {label}: {os_reason(exc)}") from None
         raise
-    _sync_directory(directory)
+    return PendingWrite(fd, temp_name, target, label)
 
 
 _TEMPORARY_NAME = re.compile(r"\.(.+)\.[0-9a-f]{8}\.part")

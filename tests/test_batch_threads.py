@@ -130,6 +130,48 @@ def test_jobs_threads_take_every_file_and_hold_at_most_jobs_at_once(tmp_path, rn
     assert batch_threads() == []
 
 
+def test_outputs_are_put_in_place_by_another_thread_and_reported_once_there(tmp_path, rng, monkeypatch):
+    for i in range(8):
+        picture(tmp_path / "in" / f"p{i}.png", rng)
+    synced_on, real_fsync = set(), os.fsync
+
+    def fsync(fd):
+        synced_on.add(threading.current_thread().name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "out"
+    in_place_when_reported = []
+    plan = batch.plan_batch([str(tmp_path / "in")], out)
+    summary = batch.run_batch(plan, settings("box:3"), jobs=2, workers="threads",
+                              on_outcome=lambda o: in_place_when_reported.append((out / o.output).is_file()))
+    assert summary.processed == 8 and in_place_when_reported == [True] * 8
+    assert synced_on <= {"convfilter-batch-commit", "MainThread"}  # the directory sync of -d, at planning
+    assert "convfilter-batch-commit" in synced_on
+    serial = batch.run_batch(batch.plan_batch([str(tmp_path / "in")], tmp_path / "serial"), settings("box:3"))
+    assert serial.processed == 8 and files(out) == files(tmp_path / "serial")
+
+
+def test_an_output_the_disk_refuses_fails_its_file_only(tmp_path, rng, monkeypatch):
+    for i in range(6):
+        picture(tmp_path / "in" / f"p{i}.png", rng)
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").split("/")[-1].startswith(".p3.png."):
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "out"
+    summary = batch.run_batch(batch.plan_batch([str(tmp_path / "in")], out), settings("box:3"), jobs=2,
+                              workers="threads")  # fmt: skip
+    assert summary.processed == 5
+    [failed] = summary.failed
+    assert Path(failed.output).name == "p3.png" and failed.error.endswith("p3.png': Input/output error")
+    assert sorted(files(out)) == ["p0.png", "p1.png", "p2.png", "p4.png", "p5.png"]  # and no temporary file
+
+
 def test_threads_given_by_the_user_are_kept(monkeypatch):
     monkeypatch.setattr(batch_run, "default_jobs", lambda: 8)
     assert batch_run._share_of_cpus(settings("blur", threads=3), 2).threads == 3

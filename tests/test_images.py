@@ -504,6 +504,71 @@ def test_an_interrupt_while_writing_removes_the_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_deferred_write_is_whole_but_not_in_place_until_committed(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    with images.deferred_commits() as writes:
+        images.write_atomically(target, lambda stream: stream.write(b"new data"))
+    assert target.read_bytes() == b"old"  # untouched so far
+    [pending] = writes
+    [temporary] = leftovers(tmp_path)
+    assert (tmp_path / temporary).read_bytes() == b"new data"
+    done = threading.Thread(target=pending.commit)  # from another thread, as a batch does
+    done.start()
+    done.join()
+    assert target.read_bytes() == b"new data" and stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert leftovers(tmp_path) == []
+    pending.discard()  # after a commit: nothing to remove
+    assert target.read_bytes() == b"new data"
+    with pytest.raises(ValueError):
+        pending.commit()
+
+
+def test_a_discarded_write_leaves_the_target_as_it_was(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    with images.deferred_commits() as writes:
+        images.write_atomically(target, lambda stream: stream.write(b"new"))
+        images.write_atomically(tmp_path / "other.png", lambda stream: stream.write(b"new"))
+    for pending in writes:
+        pending.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"] and target.read_bytes() == b"old"
+
+
+def test_only_writes_on_the_deferring_thread_are_deferred(tmp_path):
+    with images.deferred_commits() as writes:
+        elsewhere = threading.Thread(
+            target=images.write_atomically, args=(tmp_path / "b.png", lambda stream: stream.write(b"b")))
+        elsewhere.start()
+        elsewhere.join()
+        with images.deferred_commits() as inner:  # nested: the inner list, then the outer again
+            images.write_atomically(tmp_path / "c.png", lambda stream: stream.write(b"c"))
+        images.write_atomically(tmp_path / "a.png", lambda stream: stream.write(b"a"))
+    assert (tmp_path / "b.png").read_bytes() == b"b"
+    assert [w.target.name for w in inner] == ["c.png"] and [w.target.name for w in writes] == ["a.png"]
+    images.write_atomically(tmp_path / "d.png", lambda stream: stream.write(b"d"))  # after the block: at once
+    assert (tmp_path / "d.png").read_bytes() == b"d"
+    for pending in inner + writes:
+        pending.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png", "d.png"]
+
+
+def test_a_commit_the_disk_refuses_is_an_output_error_and_leaves_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    with images.deferred_commits() as writes:
+        images.write_atomically(target, lambda stream: stream.write(b"new"))
+
+    def failing(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(images.OutputError, match=r"cannot write '.*out.png': Input/output error"):
+        writes[0].commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"] and target.read_bytes() == b"old"
+
+
 def test_the_temporary_is_a_hidden_part_file_beside_the_target(tmp_path):
     seen = []
 

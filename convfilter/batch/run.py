@@ -444,10 +444,18 @@ class _ThreadExecutor(_Executor):
     a thread started per file, cost so much that two jobs ran little faster
     than one). Files waiting in the queue hold no image.
 
+    A thread that has written a file's output whole hands it to one more
+    thread, which syncs it to disk and renames it into place (see
+    :func:`images.deferred_commits`), and starts its next file meanwhile:
+    waiting for the disk, a few milliseconds a file, is then no longer time
+    its CPU stands idle. The file's outcome is reported once its output is
+    in place.
+
     Threads cannot be killed: once the batch stops on a signal (or is
     cancelled), a file in progress is abandoned at the engine's next
     checkpoint, always before its output is written (a file being encoded
-    completes), and the files still queued are not started. ``cancel``
+    completes, and so does one whose output is written and waits to be put
+    in place), and the files still queued are not started. ``cancel``
     returns when every thread, and every engine thread of an abandoned
     file, has ended.
     """
@@ -459,6 +467,8 @@ class _ThreadExecutor(_Executor):
         self._stop = threading.Event()
         self._failed = threading.Event()  # with --fail-fast: a file failed
         self._waiting: queue.SimpleQueue = queue.SimpleQueue()  # tasks, then a None per thread
+        self._written: queue.SimpleQueue = queue.SimpleQueue()  # (task, outcome, writes), then None
+        self._committer: threading.Thread | None = None
         self._finished: queue.SimpleQueue = queue.SimpleQueue()  # (task, outcome or None if not done)
         self._threads: list[threading.Thread] = []
         self._pending = 0
@@ -471,6 +481,8 @@ class _ThreadExecutor(_Executor):
             thread = threading.Thread(target=self._work, name=f"convfilter-batch-{number}")
             self._threads.append(thread)
             thread.start()
+        self._committer = threading.Thread(target=self._commit, name="convfilter-batch-commit")
+        self._committer.start()
 
     def _stopping(self) -> bool:
         return self._stop.is_set() or self._control.signalled
@@ -483,15 +495,40 @@ class _ThreadExecutor(_Executor):
         control = self._control
         while (task := self._waiting.get()) is not None:
             outcome = None
+            with images.deferred_commits() as writes:
+                try:
+                    if not (self._stopping() or self._failed.is_set()):
+                        outcome = process_one(task, self._settings, self._output, progress=self._checkpoint)
+                        if control.fail_fast and outcome.status == "failed":
+                            self._failed.set()  # no file starts after it, before this thread reports it
+                except _Abandoned:
+                    pass
+                finally:
+                    if outcome is not None and outcome.status == "ok" and writes:
+                        self._written.put((task, outcome, list(writes)))
+                    else:
+                        for write in writes:
+                            write.discard()
+                        self._finished.put((task, outcome))
+
+    def _commit(self) -> None:
+        """Put each written output in place, then report its file."""
+        while (item := self._written.get()) is not None:
+            task, outcome, writes = item
+            start = time.perf_counter()
             try:
-                if not (self._stopping() or self._failed.is_set()):
-                    outcome = process_one(task, self._settings, self._output, progress=self._checkpoint)
-                    if control.fail_fast and outcome.status == "failed":
-                        self._failed.set()  # no file starts after it, before this thread reports it
-            except _Abandoned:
-                pass
-            finally:
-                self._finished.put((task, outcome))
+                for write in writes:
+                    write.commit()
+            except Exception as exc:  # the disk refused: this file fails, the batch goes on
+                for write in writes:
+                    write.discard()  # those not committed yet
+                outcome = Outcome(task.input, task.output, "failed", error=_describe_error(exc, task.input),
+                                  milliseconds=outcome.milliseconds, index=task.index)  # fmt: skip
+                if self._control.fail_fast:
+                    self._failed.set()
+            else:
+                outcome = dataclasses.replace(outcome, milliseconds=outcome.milliseconds + _ms_since(start))
+            self._finished.put((task, outcome))
 
     def submit(self, task: Task) -> None:
         self._pending += 1
@@ -521,6 +558,10 @@ class _ThreadExecutor(_Executor):
         for thread in self._threads:
             thread.join()
         self._threads = []
+        if self._committer is not None:  # after the threads: it puts in place all they wrote
+            self._written.put(None)
+            self._committer.join()
+            self._committer = None
         sent = []
         while not self._finished.empty():
             task, outcome = self._finished.get()
