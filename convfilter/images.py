@@ -1408,12 +1408,8 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
         Missing or read-only directory, ``path`` is a directory, disk full
         and other write errors, each with one clear message.
     """
-    pending = _write_temporary(path, write)
     deferred = getattr(_deferred, "writes", None)
-    if deferred is not None:
-        deferred.append(pending)
-    else:
-        pending.commit()
+    _write_temporary(path, write, then=PendingWrite.commit if deferred is None else deferred.append)
 
 
 #: Per thread: the list that write_atomically leaves its PendingWrites in, if any.
@@ -1489,8 +1485,10 @@ class PendingWrite:
             os.unlink(self.temp_name)
 
 
-def _write_temporary(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> PendingWrite:
-    """Create the temporary file beside ``path`` and fill it through ``write``."""
+def _write_temporary(path: str | os.PathLike, write: Callable[[BinaryIO], None],
+                     then: Callable[[PendingWrite], None]) -> None:  # fmt: skip
+    """Create the temporary file beside ``path``, fill it through ``write``, and pass
+    it to ``then``; on any failure up to then, it is removed."""
     text = os.fspath(path)
     label = f"'{os.fsdecode(text)}'"
     target = Path(text)
@@ -1502,17 +1500,18 @@ def _write_temporary(path: str | os.PathLike, write: Callable[[BinaryIO], None])
         raise OutputError(f"cannot write {label}: directory '{directory}' is not writable") from None
     except OSError as exc:
         raise OutputError(f"cannot write {label}: {os_reason(exc)}") from None
+    pending = PendingWrite(fd, temp_name, target, label)
     try:
         # read too: multi-page TIFF reads back what it wrote; the descriptor stays open to be synced
         with os.fdopen(fd, "w+b", closefd=False) as stream:
             write(stream)
             stream.flush()
+        then(pending)
     except BaseException as exc:
-        PendingWrite(fd, temp_name, target, label).discard()
+        pending.discard()  # nothing left to remove once committed
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {label}: {os_reason(exc)}") from None
         raise
-    return PendingWrite(fd, temp_name, target, label)
 
 
 _TEMPORARY_NAME = re.compile(r"\.(.+)\.[0-9a-f]{8}\.part")

@@ -339,7 +339,9 @@ def test_a_file_in_progress_is_abandoned_not_finished(tmp_path, rng):
 
 
 def test_fail_fast_lets_files_in_progress_finish(slow, tmp_path):
-    (slow / "0-broken.png").write_bytes(b"junk")
+    # Taken in order: p00.png has been started (taken from the queue) before its
+    # neighbour, which is broken, can fail.
+    (slow / "p00a-broken.png").write_bytes(b"junk")
     plan = batch.plan_batch([str(slow)], tmp_path / "out")
     summary = batch.run_batch(plan, settings("box:21", **SLOW), jobs=2, workers="threads", fail_fast=True)
     assert len(summary.failed) == 1 and summary.stopped_early
