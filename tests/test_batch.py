@@ -447,10 +447,12 @@ def test_a_signal_stops_an_in_process_run_cleanly(many, tmp_path):
 
     summary = batch.run_batch(plan, settings("blur"), jobs=1, on_outcome=interrupt)
     assert summary.interrupted == "SIGINT"
-    assert summary.processed == 1 and summary.unfinished == 8
-    assert len(read_tree(tmp_path / "out")) == 1
+    # The first file's report comes once the second is filtered (its output is
+    # put in place meanwhile): one or two are done, and the rest are not started.
+    assert summary.processed in (1, 2) and summary.processed + summary.unfinished == 9
+    assert len(read_tree(tmp_path / "out")) == summary.processed
     assert temporary_files(tmp_path) == []
-    assert "interrupted by SIGINT; 8 not processed" in summary.to_text()
+    assert f"interrupted by SIGINT; {summary.unfinished} not processed" in summary.to_text()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

@@ -130,7 +130,8 @@ def test_jobs_threads_take_every_file_and_hold_at_most_jobs_at_once(tmp_path, rn
     assert batch_threads() == []
 
 
-def test_outputs_are_put_in_place_by_another_thread_and_reported_once_there(tmp_path, rng, monkeypatch):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_outputs_are_put_in_place_by_another_thread_and_reported_once_there(tmp_path, rng, monkeypatch, jobs):
     for i in range(8):
         picture(tmp_path / "in" / f"p{i}.png", rng)
     synced_on, real_fsync = set(), os.fsync
@@ -143,16 +144,18 @@ def test_outputs_are_put_in_place_by_another_thread_and_reported_once_there(tmp_
     out = tmp_path / "out"
     in_place_when_reported = []
     plan = batch.plan_batch([str(tmp_path / "in")], out)
-    summary = batch.run_batch(plan, settings("box:3"), jobs=2, workers="threads",
+    summary = batch.run_batch(plan, settings("box:3"), jobs=jobs, workers="threads",
                               on_outcome=lambda o: in_place_when_reported.append((out / o.output).is_file()))
     assert summary.processed == 8 and in_place_when_reported == [True] * 8
     assert synced_on <= {"convfilter-batch-commit", "MainThread"}  # the directory sync of -d, at planning
     assert "convfilter-batch-commit" in synced_on
-    serial = batch.run_batch(batch.plan_batch([str(tmp_path / "in")], tmp_path / "serial"), settings("box:3"))
+    serial = batch.run_batch(batch.plan_batch([str(tmp_path / "in")], tmp_path / "serial"), settings("box:3"),
+                             jobs=2, workers="processes")  # fmt: skip
     assert serial.processed == 8 and files(out) == files(tmp_path / "serial")
 
 
-def test_an_output_the_disk_refuses_fails_its_file_only(tmp_path, rng, monkeypatch):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_output_the_disk_refuses_fails_its_file_only(tmp_path, rng, monkeypatch, jobs):
     for i in range(6):
         picture(tmp_path / "in" / f"p{i}.png", rng)
     real_fsync = os.fsync
@@ -164,7 +167,7 @@ def test_an_output_the_disk_refuses_fails_its_file_only(tmp_path, rng, monkeypat
 
     monkeypatch.setattr(os, "fsync", fsync)
     out = tmp_path / "out"
-    summary = batch.run_batch(batch.plan_batch([str(tmp_path / "in")], out), settings("box:3"), jobs=2,
+    summary = batch.run_batch(batch.plan_batch([str(tmp_path / "in")], out), settings("box:3"), jobs=jobs,
                               workers="threads")  # fmt: skip
     assert summary.processed == 5
     [failed] = summary.failed

@@ -384,45 +384,132 @@ class _Executor(abc.ABC):
         """Release what the constructor took."""
 
 
-class _InlineExecutor(_Executor):
-    """This process, one file at a time: ``submit`` runs the task; a signal interrupts it."""
+class _Committer:
+    """One thread that puts written outputs in place, then reports their files.
 
-    capacity = 1
+    An executor runs each file within :func:`images.deferred_commits` and
+    hands over its outcome with the writes left pending: the output is
+    synced to disk and renamed into place here, while the executor filters
+    its next file, so that waiting for the disk (a few milliseconds a file)
+    is no longer time a CPU stands idle. Each ``(task, outcome)`` goes to
+    ``finished`` once its output is in place; a commit the disk refuses
+    fails its file. With --fail-fast, ``failed`` is set by the first file
+    that fails, here or (through :meth:`hand_over`) before.
+    """
+
+    def __init__(self, finished: queue.SimpleQueue, fail_fast: bool) -> None:
+        self.finished = finished
+        self.fail_fast = fail_fast
+        self.failed = threading.Event()
+        self._written: queue.SimpleQueue = queue.SimpleQueue()  # (task, outcome, writes), then None
+        self._thread = threading.Thread(target=self._run, name="convfilter-batch-commit")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def hand_over(self, task: Task, outcome: Outcome | None, writes: list) -> None:
+        """Queue the writes of a finished file; any other outcome (and None: a file
+        not done) goes straight to ``finished``, its writes discarded."""
+        if outcome is not None and outcome.status == "ok" and writes:
+            self._written.put((task, outcome, list(writes)))
+            return
+        for write in writes:
+            write.discard()
+        if self.fail_fast and outcome is not None and outcome.status == "failed":
+            self.failed.set()
+        self.finished.put((task, outcome))
+
+    def close(self) -> None:
+        """Commit everything handed over, then end the thread."""
+        if self._thread.is_alive():
+            self._written.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._written.get()) is not None:
+            task, outcome, writes = item
+            start = time.perf_counter()
+            try:
+                for write in writes:
+                    write.commit()
+            except Exception as exc:  # the disk refused: this file fails, the batch goes on
+                for write in writes:
+                    write.discard()  # those not committed yet
+                outcome = Outcome(task.input, task.output, "failed", error=_describe_error(exc, task.input),
+                                  milliseconds=outcome.milliseconds, index=task.index)  # fmt: skip
+                if self.fail_fast:
+                    self.failed.set()
+            else:
+                outcome = dataclasses.replace(outcome, milliseconds=outcome.milliseconds + _ms_since(start))
+            self.finished.put((task, outcome))
+
+
+class _InlineExecutor(_Executor):
+    """This process, one file at a time: ``submit`` filters the file here, and a
+    signal interrupts it; its output is put in place by a :class:`_Committer`
+    while the next file is filtered."""
+
+    capacity = 2  # the file filtered here, and the one before it, being put in place
 
     def __init__(self, control: _Control) -> None:
         self._control = control
-        self._outcome: Outcome | None = None
+        self._finished: queue.SimpleQueue = queue.SimpleQueue()
+        self._committer = _Committer(self._finished, control.fail_fast)
+        self._pending = 0
         self._cut_off: list[Task] = []
         self._before = set(threading.enumerate())
 
     def start(self, settings: FilterSettings, output: OutputSettings) -> None:
         self._settings, self._output = settings, output
+        self._committer.start()
 
     def submit(self, task: Task) -> None:
         control = self._control
+        outcome, writes = None, []
         control.raise_now = True
         try:
-            if control.stopping():  # raise_now is set: a signal from here on interrupts the file
-                return
-            self._outcome = process_one(task, self._settings, self._output, progress=control.checkpoint)
+            if control.stopping() or self._committer.failed.is_set():  # raise_now is set: a signal
+                return  # from here on interrupts the file
+            with images.deferred_commits() as writes:
+                outcome = process_one(task, self._settings, self._output, progress=control.checkpoint)
         except (_Interrupted, KeyboardInterrupt):
             control.signum = control.signum or signal.SIGINT
             self._cut_off.append(task)
+            outcome = None
         finally:
-            control.raise_now = False
+            control.raise_now = False  # no signal raises from here on
+        if outcome is None:
+            for write in writes:
+                write.discard()
+            return
+        self._pending += 1
+        self._committer.hand_over(task, outcome, writes)
 
     def __len__(self) -> int:
-        return int(self._outcome is not None) + len(self._cut_off)
+        return self._pending + len(self._cut_off)
 
-    def results(self, timeout: float) -> Iterator[Outcome]:  # noqa: ARG002 - never waits
-        outcome, self._outcome = self._outcome, None
-        if outcome is not None:
+    def results(self, timeout: float) -> Iterator[Outcome]:
+        if not self._pending:
+            return
+        try:
+            ended = [self._finished.get(timeout=timeout)]
+        except queue.Empty:
+            return
+        while not self._finished.empty():
+            ended.append(self._finished.get())
+        self._pending -= len(ended)
+        for _, outcome in ended:
             yield outcome
 
     def cancel(self) -> tuple[list[Outcome], list[Task]]:
+        self._committer.close()
+        sent = []
+        while not self._finished.empty():
+            sent.append(self._finished.get()[1])
+        self._pending = 0
         if self._cut_off:
             _join_threads_started_since(self._before)
-        return [], self._cut_off
+        return sent, self._cut_off
 
 
 # --- threads -----------------------------------------------------------------
@@ -444,12 +531,8 @@ class _ThreadExecutor(_Executor):
     a thread started per file, cost so much that two jobs ran little faster
     than one). Files waiting in the queue hold no image.
 
-    A thread that has written a file's output whole hands it to one more
-    thread, which syncs it to disk and renames it into place (see
-    :func:`images.deferred_commits`), and starts its next file meanwhile:
-    waiting for the disk, a few milliseconds a file, is then no longer time
-    its CPU stands idle. The file's outcome is reported once its output is
-    in place.
+    A thread that has written a file's output hands it to a
+    :class:`_Committer` and starts its next file.
 
     Threads cannot be killed: once the batch stops on a signal (or is
     cancelled), a file in progress is abandoned at the engine's next
@@ -465,11 +548,9 @@ class _ThreadExecutor(_Executor):
         self.capacity = 2 * jobs
         self._control = control
         self._stop = threading.Event()
-        self._failed = threading.Event()  # with --fail-fast: a file failed
         self._waiting: queue.SimpleQueue = queue.SimpleQueue()  # tasks, then a None per thread
-        self._written: queue.SimpleQueue = queue.SimpleQueue()  # (task, outcome, writes), then None
-        self._committer: threading.Thread | None = None
         self._finished: queue.SimpleQueue = queue.SimpleQueue()  # (task, outcome or None if not done)
+        self._committer = _Committer(self._finished, control.fail_fast)
         self._threads: list[threading.Thread] = []
         self._pending = 0
         self._cut_off: list[Task] = []
@@ -481,7 +562,6 @@ class _ThreadExecutor(_Executor):
             thread = threading.Thread(target=self._work, name=f"convfilter-batch-{number}")
             self._threads.append(thread)
             thread.start()
-        self._committer = threading.Thread(target=self._commit, name="convfilter-batch-commit")
         self._committer.start()
 
     def _stopping(self) -> bool:
@@ -492,43 +572,16 @@ class _ThreadExecutor(_Executor):
             raise _Abandoned
 
     def _work(self) -> None:
-        control = self._control
         while (task := self._waiting.get()) is not None:
-            outcome = None
-            with images.deferred_commits() as writes:
-                try:
-                    if not (self._stopping() or self._failed.is_set()):
-                        outcome = process_one(task, self._settings, self._output, progress=self._checkpoint)
-                        if control.fail_fast and outcome.status == "failed":
-                            self._failed.set()  # no file starts after it, before this thread reports it
-                except _Abandoned:
-                    pass
-                finally:
-                    if outcome is not None and outcome.status == "ok" and writes:
-                        self._written.put((task, outcome, list(writes)))
-                    else:
-                        for write in writes:
-                            write.discard()
-                        self._finished.put((task, outcome))
-
-    def _commit(self) -> None:
-        """Put each written output in place, then report its file."""
-        while (item := self._written.get()) is not None:
-            task, outcome, writes = item
-            start = time.perf_counter()
+            outcome, writes = None, []
             try:
-                for write in writes:
-                    write.commit()
-            except Exception as exc:  # the disk refused: this file fails, the batch goes on
-                for write in writes:
-                    write.discard()  # those not committed yet
-                outcome = Outcome(task.input, task.output, "failed", error=_describe_error(exc, task.input),
-                                  milliseconds=outcome.milliseconds, index=task.index)  # fmt: skip
-                if self._control.fail_fast:
-                    self._failed.set()
-            else:
-                outcome = dataclasses.replace(outcome, milliseconds=outcome.milliseconds + _ms_since(start))
-            self._finished.put((task, outcome))
+                if not (self._stopping() or self._committer.failed.is_set()):
+                    with images.deferred_commits() as writes:
+                        outcome = process_one(task, self._settings, self._output, progress=self._checkpoint)
+            except _Abandoned:
+                pass
+            finally:
+                self._committer.hand_over(task, outcome, writes)
 
     def submit(self, task: Task) -> None:
         self._pending += 1
@@ -558,10 +611,7 @@ class _ThreadExecutor(_Executor):
         for thread in self._threads:
             thread.join()
         self._threads = []
-        if self._committer is not None:  # after the threads: it puts in place all they wrote
-            self._written.put(None)
-            self._committer.join()
-            self._committer = None
+        self._committer.close()  # after the threads: it puts in place all they wrote
         sent = []
         while not self._finished.empty():
             task, outcome = self._finished.get()
