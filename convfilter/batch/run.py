@@ -187,11 +187,11 @@ WORKERS = ("auto", "threads", "processes")
 #: files, else in worker processes. Threads start at once, where worker
 #: processes take about 0.3 s; each file holds the GIL only for the Python
 #: between its steps (its pixels are decoded into, filtered in and encoded
-#: from one array). Measured: threads ahead up to 100 small photos, level
-#: at 200 (within 6 %, either way), behind by 10 to 17 % at 400 in two runs
-#: of three; level or ahead on 24 photos of 12 MP. Processes also isolate
-#: each file: a crashing decoder, or the out-of-memory killer, then takes
-#: one file, not the batch. docs/batch.md (Parallelism) has the figures.
+#: from one array). Measured: threads ahead of processes up to 400 small
+#: photos (by 20 % at 200), level or behind at 800; ahead on 24 photos of
+#: 12 MP. Processes also isolate each file: a crashing decoder, or the
+#: out-of-memory killer, then takes one file, not the batch.
+#: docs/batch.md (Parallelism) has the figures.
 THREADS_UP_TO_FILES = 200
 
 
