@@ -372,6 +372,7 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, m
             memory = None if memory is None else parse_size(memory, "--memory")
         if scheduler is not None:
             _check_scheduler(scheduler)
+        from .interrupts import CtrlC
         from .pipeline import filter_file
 
         to_stdout = output_path == "-"
@@ -382,17 +383,18 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, m
         destination = sys.stdout.buffer if to_stdout else output_path
         progress = _FilterProgress(sys.stderr) if sys.stderr.isatty() and not quiet else None
         try:
-            result = filter_file(
-                source, destination, settings, output,
-                diff_pil=diff_pil is not None or diff_image is not None or fail_on_diff,
-                diff_filter=diff_pil or None,
-                diff_image=diff_image,
-                source_name="-" if input_path == "-" else None,
-                progress=progress,
-                stream=True if stream else None,
-                memory=memory,
-                scheduler=scheduler,
-            )  # fmt: skip
+            with CtrlC() as ctrl_c:
+                result = filter_file(
+                    source, destination, settings, output,
+                    diff_pil=diff_pil is not None or diff_image is not None or fail_on_diff,
+                    diff_filter=diff_pil or None,
+                    diff_image=diff_image,
+                    source_name="-" if input_path == "-" else None,
+                    progress=ctrl_c.watching(progress),
+                    stream=True if stream else None,
+                    memory=memory,
+                    scheduler=scheduler,
+                )  # fmt: skip
         finally:
             if progress is not None:
                 progress.close()

@@ -456,21 +456,11 @@ def test_a_signal_stops_an_in_process_run_cleanly(many, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-class SignalsInAFinalizer:
-    """Sends ``signum`` to this process from its ``__del__``: Python then runs the
-    handler inside the finalizer, where an exception cannot be raised."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-
-    def __del__(self) -> None:
-        os.kill(os.getpid(), self.signum)
-        self.sent = True  # a line after the call: the handler runs here, in the finalizer
-
-
 def filter_file_signalled_in_a_finalizer(signum: int, passed_checkpoint: list):
     """A stand-in for pipeline.filter_file: the signal lands in a finalizer, then the
     engine would reach a checkpoint, then the file would be written."""
+    from test_interrupts import SignalsInAFinalizer  # tests/ is on sys.path under pytest
+
     from convfilter.pipeline import filter_file
 
     def fake(source, destination, settings, output, *, progress=None, **names):

@@ -26,6 +26,7 @@ from .. import cluster, images
 from ..allocator import reuse_freed_memory
 from ..cluster import Connection, is_scheduler_address, require_dask
 from ..errors import error_text
+from ..interrupts import quiet_for
 from ..options import FilterSettings, OutputSettings
 from ..pipeline import filter_file
 from .plan import BatchError, Plan, Task, _inode
@@ -137,8 +138,8 @@ class _signals_to:
     inside a finalizer (an object's ``__del__``, a generator the collector
     closes), where the handler's exception cannot be raised: Python prints it
     as a traceback and carries on. The handler has recorded the signal by
-    then, so that report is silenced (:func:`_ignoring_stops`), and the file
-    is abandoned at its next checkpoint instead.
+    then, so that report is silenced (:func:`interrupts.quiet_for`), and the
+    file is abandoned at its next checkpoint instead.
     """
 
     def __init__(self, control: _Control, *, enabled: bool) -> None:
@@ -150,7 +151,7 @@ class _signals_to:
     def __enter__(self) -> None:
         if self.enabled:
             self.saved_hook = sys.unraisablehook
-            sys.unraisablehook = _ignoring_stops(self.saved_hook, _Interrupted)
+            sys.unraisablehook = quiet_for(_Interrupted, self.saved_hook)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self.saved[signum] = signal.signal(signum, self.control.handler)
 
@@ -159,17 +160,6 @@ class _signals_to:
             signal.signal(signum, previous)
         if self.saved_hook is not None:
             sys.unraisablehook = self.saved_hook
-
-
-def _ignoring_stops(hook: Callable, stop: type[BaseException]) -> Callable:
-    """``sys.unraisablehook`` ``hook``, silent for ``stop`` exceptions (which a signal
-    handler raised inside a finalizer, having recorded the signal first)."""
-
-    def report(unraisable) -> None:
-        if not isinstance(unraisable.exc_value, stop):
-            hook(unraisable)
-
-    return report
 
 
 def default_jobs() -> int:
@@ -662,7 +652,7 @@ def _worker_main(conn, settings: FilterSettings, output: OutputSettings) -> None
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, on_sigterm)
-    sys.unraisablehook = _ignoring_stops(sys.unraisablehook, _Terminated)
+    sys.unraisablehook = quiet_for(_Terminated, sys.unraisablehook)
     reuse_freed_memory()
     while not terminated:
         try:
