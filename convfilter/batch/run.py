@@ -434,6 +434,20 @@ class _Committer:
             self.finished.put((task, outcome))
 
 
+def _ended(finished: queue.SimpleQueue, timeout: float | None = None) -> list:
+    """Every ``(task, outcome)`` in ``finished``, after waiting up to ``timeout``
+    seconds for the first (None: not waiting)."""
+    ended = []
+    if timeout is not None:
+        try:
+            ended.append(finished.get(timeout=timeout))
+        except queue.Empty:
+            return ended
+    while not finished.empty():
+        ended.append(finished.get())
+    return ended
+
+
 class _InlineExecutor(_Executor):
     """This process, one file at a time: ``submit`` filters the file here, and a
     signal interrupts it; its output is put in place by a :class:`_Committer`
@@ -481,21 +495,14 @@ class _InlineExecutor(_Executor):
     def results(self, timeout: float) -> Iterator[Outcome]:
         if not self._pending:
             return
-        try:
-            ended = [self._finished.get(timeout=timeout)]
-        except queue.Empty:
-            return
-        while not self._finished.empty():
-            ended.append(self._finished.get())
+        ended = _ended(self._finished, timeout)
         self._pending -= len(ended)
         for _, outcome in ended:
             yield outcome
 
     def cancel(self) -> tuple[list[Outcome], list[Task]]:
         self._committer.close()
-        sent = []
-        while not self._finished.empty():
-            sent.append(self._finished.get()[1])
+        sent = [outcome for _, outcome in _ended(self._finished)]
         self._pending = 0
         if self._cut_off:
             _join_threads_started_since(self._before)
@@ -581,12 +588,7 @@ class _ThreadExecutor(_Executor):
         return self._pending
 
     def results(self, timeout: float) -> Iterator[Outcome]:
-        try:
-            ended = [self._finished.get(timeout=timeout)]
-        except queue.Empty:
-            return
-        while not self._finished.empty():
-            ended.append(self._finished.get())
+        ended = _ended(self._finished, timeout)
         self._pending -= len(ended)
         for task, outcome in ended:
             if outcome is None:
@@ -603,8 +605,7 @@ class _ThreadExecutor(_Executor):
         self._threads = []
         self._committer.close()  # after the threads: it puts in place all they wrote
         sent = []
-        while not self._finished.empty():
-            task, outcome = self._finished.get()
+        for task, outcome in _ended(self._finished):
             if outcome is None:
                 self._cut_off.append(task)
             else:
