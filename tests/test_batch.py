@@ -6,6 +6,7 @@ import io
 import multiprocessing
 import os
 import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -474,12 +475,11 @@ def filter_file_signalled_in_a_finalizer(signum: int, passed_checkpoint: list):
 
 
 def test_a_signal_lost_in_a_finalizer_still_stops_the_file_at_its_checkpoint(many, tmp_path, monkeypatch):
-    import sys
-
     unraisable = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     passed = []
-    monkeypatch.setattr("convfilter.batch.run.filter_file", filter_file_signalled_in_a_finalizer(signal.SIGTERM, passed))
+    stand_in = filter_file_signalled_in_a_finalizer(signal.SIGTERM, passed)
+    monkeypatch.setattr("convfilter.batch.run.filter_file", stand_in)
     plan = batch.plan_batch([str(many)], tmp_path / "out")
     summary = batch.run_batch(plan, settings("blur"), jobs=1)
     assert unraisable == []  # Python's "Exception ignored in ... Traceback" report, silenced
@@ -490,8 +490,6 @@ def test_a_signal_lost_in_a_finalizer_still_stops_the_file_at_its_checkpoint(man
 
 
 def test_other_unraisable_exceptions_still_reach_the_hook_during_a_batch(many, tmp_path, monkeypatch):
-    import sys
-
     unraisable = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
 
@@ -509,7 +507,8 @@ def test_a_worker_whose_sigterm_is_lost_in_a_finalizer_exits_at_its_checkpoint(m
     from convfilter.batch.run import _worker_main
 
     passed = []
-    monkeypatch.setattr("convfilter.batch.run.filter_file", filter_file_signalled_in_a_finalizer(signal.SIGTERM, passed))
+    stand_in = filter_file_signalled_in_a_finalizer(signal.SIGTERM, passed)
+    monkeypatch.setattr("convfilter.batch.run.filter_file", stand_in)
     plan = batch.plan_batch([str(many)], tmp_path / "out")
     context = multiprocessing.get_context("fork")  # the stand-in above reaches the worker
     parent, child = context.Pipe()

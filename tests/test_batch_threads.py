@@ -126,7 +126,8 @@ def test_jobs_threads_take_every_file_and_hold_at_most_jobs_at_once(tmp_path, rn
     summary = batch.run_batch(plan, settings("box:5"), jobs=2, workers="threads")
     assert summary.processed == 12 and len(files(tmp_path / "out")) == 12
     assert most[0] <= 2  # files queued ahead of the threads hold no image
-    assert len(workers) == 2 and threading.main_thread() not in workers  # two threads for the whole run
+    # The same two threads for the whole run (one may take every file on a busy machine).
+    assert 1 <= len(workers) <= 2 and threading.main_thread() not in workers
     assert batch_threads() == []
 
 
@@ -137,7 +138,8 @@ def test_outputs_are_put_in_place_by_another_thread_and_reported_once_there(tmp_
     synced_on, real_fsync = set(), os.fsync
 
     def fsync(fd):
-        synced_on.add(threading.current_thread().name)
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".part"):  # an output (not a directory)
+            synced_on.add(threading.current_thread().name)
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
@@ -147,8 +149,7 @@ def test_outputs_are_put_in_place_by_another_thread_and_reported_once_there(tmp_
     summary = batch.run_batch(plan, settings("box:3"), jobs=jobs, workers="threads",
                               on_outcome=lambda o: in_place_when_reported.append((out / o.output).is_file()))
     assert summary.processed == 8 and in_place_when_reported == [True] * 8
-    assert synced_on <= {"convfilter-batch-commit", "MainThread"}  # the directory sync of -d, at planning
-    assert "convfilter-batch-commit" in synced_on
+    assert synced_on == {"convfilter-batch-commit"}
     serial = batch.run_batch(batch.plan_batch([str(tmp_path / "in")], tmp_path / "serial"), settings("box:3"),
                              jobs=2, workers="processes")  # fmt: skip
     assert serial.processed == 8 and files(out) == files(tmp_path / "serial")
