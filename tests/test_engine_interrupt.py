@@ -2,9 +2,10 @@
 
 Each child process starts a filter that would run for several seconds on
 a 2-core machine, says so on stdout, and gets SIGINT 1.5 s later. It must
-be gone within 1.5 s of the signal, by KeyboardInterrupt: the calling
-thread lets the interrupt in at once, and the workers, which the
-interpreter waits for on its way out, stop at their next checkpoint.
+be gone within 1.5 s of the signal, by a KeyboardInterrupt that reaches
+filter_array's caller: the calling thread lets the interrupt in at once,
+and the workers, which the interpreter waits for on its way out, stop at
+their next checkpoint.
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ CHILD = textwrap.dedent(
     kernel = Kernel(weights, scale=float(weights.sum()))
     image = np.ones((int(height), int(width), 3), np.uint8)
     print("filtering", flush=True)
-    engine.filter_array(image, kernel, method=method,
-                        threads=None if threads == "all" else int(threads))
+    try:
+        engine.filter_array(image, kernel, method=method,
+                            threads=None if threads == "all" else int(threads))
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
     print("finished", flush=True)
     """
 )
@@ -76,9 +81,12 @@ def test_sigint_stops_a_long_filter_within_a_second(work, threads):
     finally:
         child.kill()
         child.wait()
-    assert "finished" not in out  # the signal came mid-work
-    assert child.returncode == -signal.SIGINT, err
-    assert "KeyboardInterrupt" in err
+    # Caught in the child: left uncaught it should end the process by SIGINT,
+    # but on CI it once printed its traceback and exited with status 1 (how
+    # CPython exits after one rests on a process-wide flag); what counts here
+    # is that the interrupt reached filter_array's caller in time.
+    assert out.splitlines() == ["interrupted"]  # the signal came mid-work, as KeyboardInterrupt
+    assert child.returncode == 130, err
     assert took < 1.5
 
 
