@@ -17,7 +17,7 @@ import sys
 import threading
 from typing import Callable
 
-__all__ = ["quiet_for", "CtrlC"]
+__all__ = ["quiet_for", "signals_routed", "CtrlC"]
 
 
 def quiet_for(stop: type[BaseException], hook: Callable) -> Callable:
@@ -32,6 +32,31 @@ def quiet_for(stop: type[BaseException], hook: Callable) -> Callable:
     return report
 
 
+class signals_routed:
+    """Route ``signums`` to ``handler`` for the block, main thread only (elsewhere
+    nothing changes); ``stop``, the exception the handler raises, goes unreported
+    if a finalizer drops it. The previous handlers and hook come back after."""
+
+    def __init__(self, signums: tuple[int, ...], handler: Callable, stop: type[BaseException]) -> None:
+        self.signums, self.handler, self.stop = signums, handler, stop
+        self._saved: tuple | None = None
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            handlers = {signum: signal.getsignal(signum) for signum in self.signums}
+            self._saved = (handlers, sys.unraisablehook)
+            sys.unraisablehook = quiet_for(self.stop, sys.unraisablehook)
+            for signum in self.signums:
+                signal.signal(signum, self.handler)
+
+    def __exit__(self, *exc_info) -> None:
+        if self._saved is not None:
+            handlers, sys.unraisablehook = self._saved
+            for signum, previous in handlers.items():
+                signal.signal(signum, previous)
+            self._saved = None
+
+
 class CtrlC:
     """Ctrl-C (SIGINT) as KeyboardInterrupt, remembered for the block's duration.
 
@@ -42,20 +67,14 @@ class CtrlC:
 
     def __init__(self) -> None:
         self.pressed = False
-        self._saved: tuple | None = None
+        self._routed = signals_routed((signal.SIGINT,), self._handler, KeyboardInterrupt)
 
     def __enter__(self) -> CtrlC:
-        if threading.current_thread() is threading.main_thread():
-            self._saved = (signal.getsignal(signal.SIGINT), sys.unraisablehook)
-            sys.unraisablehook = quiet_for(KeyboardInterrupt, sys.unraisablehook)
-            signal.signal(signal.SIGINT, self._handler)
+        self._routed.__enter__()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._saved is not None:
-            handler, sys.unraisablehook = self._saved
-            signal.signal(signal.SIGINT, handler)
-            self._saved = None
+        self._routed.__exit__(*exc_info)
 
     def _handler(self, signum, frame) -> None:  # noqa: ARG002 - a signal handler's signature
         self.pressed = True

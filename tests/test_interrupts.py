@@ -96,3 +96,18 @@ def test_apply_stops_on_a_ctrl_c_lost_in_a_finalizer_and_writes_nothing(tmp_path
     assert result.exit_code == 130 and result.stderr.strip() == "convfilter: error: interrupted"
     assert passed == [] and unraisable == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_outside_the_main_thread_nothing_is_routed():
+    import threading
+
+    seen = []
+
+    def in_a_thread():
+        with CtrlC():
+            seen.append((signal.getsignal(signal.SIGINT), sys.unraisablehook))
+
+    worker = threading.Thread(target=in_a_thread)
+    worker.start()
+    worker.join()
+    assert seen == [(signal.default_int_handler, sys.unraisablehook)]

@@ -13,11 +13,11 @@ finished.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 from typing import Callable, Iterable, Iterator
@@ -26,7 +26,7 @@ from .. import cluster, images
 from ..allocator import reuse_freed_memory
 from ..cluster import Connection, is_scheduler_address, require_dask
 from ..errors import error_text
-from ..interrupts import quiet_for
+from ..interrupts import signals_routed
 from ..options import FilterSettings, OutputSettings
 from ..pipeline import filter_file
 from .plan import BatchError, Plan, Task, _inode
@@ -117,6 +117,9 @@ class _Control:
         return self.signalled or (self.fail_fast and bool(self.summary.failed))
 
     def handler(self, signum, frame) -> None:  # noqa: ARG002 - a signal handler's signature
+        """SIGINT and SIGTERM while a run lasts: noted, and raised while this process
+        filters a file. Python drops the exception if it is raised inside a finalizer
+        (see :mod:`convfilter.interrupts`); :meth:`checkpoint` then raises it again."""
         if self.signum is None:
             self.signum = signum
         if self.raise_now:
@@ -124,42 +127,10 @@ class _Control:
             raise _Interrupted(signum)
 
     def checkpoint(self, fraction: float) -> None:  # noqa: ARG002 - a progress callback
-        """Abandon the file this process is filtering once a signal has come (the
-        handler's own exception may have been lost: see :class:`_signals_to`)."""
+        """Abandon the file this process is filtering once a signal has come."""
         if self.signalled:
             self.raise_now = False
             raise _Interrupted(self.signum)
-
-
-class _signals_to:
-    """Route SIGINT and SIGTERM to ``control.handler`` for the duration (main thread only).
-
-    Python runs a signal handler wherever the main thread is, and that may be
-    inside a finalizer (an object's ``__del__``, a generator the collector
-    closes), where the handler's exception cannot be raised: Python prints it
-    as a traceback and carries on. The handler has recorded the signal by
-    then, so that report is silenced (:func:`interrupts.quiet_for`), and the
-    file is abandoned at its next checkpoint instead.
-    """
-
-    def __init__(self, control: _Control, *, enabled: bool) -> None:
-        self.control = control
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.saved: dict[int, object] = {}
-        self.saved_hook = None
-
-    def __enter__(self) -> None:
-        if self.enabled:
-            self.saved_hook = sys.unraisablehook
-            sys.unraisablehook = quiet_for(_Interrupted, self.saved_hook)
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self.saved[signum] = signal.signal(signum, self.control.handler)
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, previous in self.saved.items():
-            signal.signal(signum, previous)
-        if self.saved_hook is not None:
-            sys.unraisablehook = self.saved_hook
 
 
 def default_jobs() -> int:
@@ -242,7 +213,8 @@ def run_batch(
         for outcome in plan.skipped + plan.failed:
             record(outcome)
         failed_before = len(summary.failed)
-        with _signals_to(control, enabled=handle_signals):
+        routed = signals_routed((signal.SIGINT, signal.SIGTERM), control.handler, _Interrupted)
+        with routed if handle_signals else contextlib.nullcontext():
             _drive(executor, plan.tasks, settings, output, record, control)
     finally:
         executor.close()
@@ -638,7 +610,7 @@ def _worker_main(conn, settings: FilterSettings, output: OutputSettings) -> None
     """A worker: ignores SIGINT (the parent decides), exits cleanly on SIGTERM.
 
     SIGTERM raises :class:`_Terminated` where the worker is; if that is inside
-    a finalizer, where it cannot be raised (see :class:`_signals_to`), the
+    a finalizer, where it cannot be raised (see :mod:`convfilter.interrupts`), the
     file's next checkpoint raises it again.
     """
     terminated: list[int] = []
@@ -652,17 +624,16 @@ def _worker_main(conn, settings: FilterSettings, output: OutputSettings) -> None
             raise _Terminated(128 + terminated[0])
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, on_sigterm)
-    sys.unraisablehook = quiet_for(_Terminated, sys.unraisablehook)
     reuse_freed_memory()
-    while not terminated:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            return
-        if task is None:
-            return
-        conn.send(process_one(task, settings, output, progress=checkpoint))
+    with signals_routed((signal.SIGTERM,), on_sigterm, _Terminated):
+        while not terminated:
+            try:
+                task = conn.recv()
+            except (EOFError, OSError):
+                return
+            if task is None:
+                return
+            conn.send(process_one(task, settings, output, progress=checkpoint))
 
 
 def _context():
