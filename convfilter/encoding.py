@@ -19,6 +19,7 @@ from .options import Compression, OutputSettings
 __all__ = [
     "COMPRESSIONS",
     "FORMAT_DEFAULTS",
+    "TIFF_PREDICTOR_TAG",
     "SourceEncoding",
     "SaveOptions",
     "webp_is_lossless",
@@ -32,6 +33,9 @@ COMPRESSIONS: dict[Compression, str] = {
     Compression.DEFLATE: "tiff_adobe_deflate",
     Compression.PACKBITS: "packbits",
 }
+
+#: The TIFF tag of the predictor, read from an input and written to an output.
+TIFF_PREDICTOR_TAG = 317
 
 #: Lossless TIFF compressions (zstd and LZMA where Pillow's libtiff has them).
 _LOSSLESS_TIFF = {"raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "zstd", "lzma"}
