@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import re
 import sys
 from typing import Iterator
@@ -262,7 +263,7 @@ def filter_settings(kernels, options: dict):
 
 def output_settings(options: dict):
     """The one :class:`OutputSettings` value of a command's output and input options."""
-    from .images import readable_formats
+    from .loading import readable_formats
 
     allowed = options.get("allow_formats", ())
     unknown = [f for f in allowed if f.upper() not in readable_formats()]
@@ -317,11 +318,16 @@ def main() -> None:
     Example:
       convfilter apply photo.jpg out.png -k edge_enhance --diff-pil
     """
-    # Runs before every command (not for --help/--version): image buffers are
-    # reused instead of mapped afresh for each; speed only, never results.
+    # Runs before every command (not for --help/--version), before NumPy is
+    # imported; speed only, never results. Image buffers are reused instead of
+    # mapped afresh for each. The engine runs its own threads over strips:
+    # OpenBLAS (NumPy's matrix products, in the separable method) would start
+    # as many again per call, and its idle threads spin on the cores that the
+    # engine and the decoder need. A user's own setting is kept.
     from .allocator import reuse_freed_memory
 
     reuse_freed_memory()
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 @main.command()
@@ -365,9 +371,10 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, m
       convfilter apply slide.tif out.tif -k gaussian_blur:4 --memory 1G
     """
     with reported_errors(debug):
+        output = output_settings(options)
+        read_ahead = _read_ahead(input_path, output) if scheduler is None and not stream else None
         kernels = build_kernels(options, quiet=quiet or as_json)
         settings = filter_settings(kernels, options)
-        output = output_settings(options)
         with _as_bad_parameter():
             memory = None if memory is None else parse_size(memory, "--memory")
         if scheduler is not None:
@@ -394,6 +401,7 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, m
                     stream=True if stream else None,
                     memory=memory,
                     scheduler=scheduler,
+                    read_ahead=read_ahead,
                 )  # fmt: skip
         finally:
             if progress is not None:
@@ -414,6 +422,17 @@ def apply(input_path, output_path, diff_pil, diff_image, fail_on_diff, stream, m
         _echo(_apply_report(result, settings), to_stderr=to_stdout)
     if differs and fail_on_diff:
         click.get_current_context().exit(EXIT_ERROR)
+
+
+def _read_ahead(input_path: str, output):
+    """Start decoding INPUT while the rest of the command imports (the
+    engine needs NumPy, which takes some 0.1 s to import); None for standard
+    input, and for a TIFF, which may be too large to hold and be streamed."""
+    if input_path == "-" or input_path.lower().endswith((".tif", ".tiff")):
+        return None
+    from .loading import ReadAhead
+
+    return ReadAhead(input_path, max_pixels=output.max_pixels, formats=output.formats)
 
 
 def _json(data) -> str:

@@ -666,10 +666,10 @@ class _SharedPixels:
     into a new Pillow image, filtering took 111 ms of the command's 0.69 s
     and it peaked at 138 MiB; filtered in place, 89 ms of 0.57 s, and 99 MiB.
 
-    The memory is an anonymous mapping: zeros, as Pillow gives (a decoder
-    may leave pixels of a damaged file unwritten), that cost nothing until
-    the decoder writes them, and that need no NumPy to make (a zero-filled
-    ``bytearray`` took 38 ms to make for 12 MP).
+    The memory is a private anonymous mapping (:func:`_anonymous_memory`):
+    zeros, as Pillow gives (a decoder may leave pixels of a damaged file
+    unwritten), that cost nothing until the decoder writes them, and that
+    need no NumPy to make (a zero-filled ``bytearray`` took 38 ms for 12 MP).
 
     Pillow's own plugins decide where they decode: one that maps the file
     or replaces the image memory leaves this memory unused, which
@@ -695,7 +695,7 @@ class _SharedPixels:
             return None
         shape = (height, width, 4) if image.mode == "RGB" else (height, width)
         try:
-            memory = mmap.mmap(-1, math.prod(shape))
+            memory = _anonymous_memory(math.prod(shape))
             core = Image.core.map_buffer(memory, image.size, "raw", 0, (image.mode, 0, 1))
             if core.mode != image.mode or core.size != image.size:
                 return None
@@ -718,6 +718,19 @@ class _SharedPixels:
         import numpy as np
 
         return np.frombuffer(self.memory, np.uint8).reshape(self.shape)
+
+
+def _anonymous_memory(size: int) -> mmap.mmap:
+    """``size`` bytes of zeros, private to this process, in huge pages where
+    the system gives them (as NumPy asks for its large arrays): writing 48 MB
+    into the first time took 46 ms in 4 KiB pages, 18 ms in huge pages."""
+    private = getattr(mmap, "MAP_PRIVATE", None)
+    memory = mmap.mmap(-1, size) if private is None else mmap.mmap(-1, size, flags=private)
+    huge = getattr(mmap, "MADV_HUGEPAGE", None)
+    if huge is not None:
+        with contextlib.suppress(OSError):
+            memory.madvise(huge)
+    return memory
 
 
 def _small_int(value: object) -> int:

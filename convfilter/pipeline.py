@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-from . import encoding, engine, images
+from . import encoding, engine, images, loading
 from .kernels import Kernel
 from .options import AlphaMode, BorderMode, FilterSettings, OutputSettings, SettingsError
 
@@ -342,6 +342,7 @@ def filter_file(
     stream: bool | None = None,
     memory: int | None = None,
     scheduler: str | None = None,
+    read_ahead: loading.ReadAhead | None = None,
 ) -> FileResult:
     """Load ``source``, filter every frame, write ``destination``; report what happened.
 
@@ -361,6 +362,10 @@ def filter_file(
     (``"local"`` or a Dask scheduler's address) filters a TIFF in chunks
     on that Dask cluster instead, whatever its size
     (:func:`convfilter.chunked.filter_tiff`), into the same file.
+
+    ``read_ahead``, a :class:`convfilter.loading.ReadAhead` of ``source``
+    that the caller started earlier, gives the decoded input instead of
+    reading it again (never for a TIFF that may be streamed).
     """
     if scheduler is not None or stream or (stream is None and not _comparing(diff_pil, diff_filter, diff_image)
                   and _streams(source, destination, output, memory)):  # fmt: skip
@@ -389,10 +394,13 @@ def filter_file(
         images.check_output_path(diff_image)
     if comparing:
         _check_comparable(settings, diff_filter)
-    loaded = images.load_image(
-        source, max_pixels=output.max_pixels, formats=output.formats,
-        name=None if source_name is None else "standard input" if source_name == "-" else f"'{source_name}'",
-    )  # fmt: skip
+    if read_ahead is not None:
+        loaded = read_ahead.result()
+    else:
+        loaded = images.load_image(
+            source, max_pixels=output.max_pixels, formats=output.formats,
+            name=None if source_name is None else "standard input" if source_name == "-" else f"'{source_name}'",
+        )  # fmt: skip
     fmt = images.output_format(out_path, output.fmt, fallback=loaded.format)
     _check_writable(loaded.mode, fmt, output)
     timings["load"] = _ms_since(start)

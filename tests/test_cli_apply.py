@@ -954,3 +954,77 @@ def test_a_photo_is_held_once_while_it_is_filtered(fmt, tmp_path, rng, peak_of_a
         expected = np.asarray(source.filter(ImageFilter.EDGE_ENHANCE))
     if fmt == "PNG":
         np.testing.assert_array_equal(pixels(tmp_path / "out.png"), expected)
+
+
+# --- reading the input ahead ----------------------------------------------------------
+
+
+@pytest.fixture
+def read_aheads(monkeypatch) -> list:
+    """Every ReadAhead the command starts, as it starts them."""
+    from convfilter import loading
+
+    started = []
+
+    class Recorded(loading.ReadAhead):
+        def __init__(self, path, **options):
+            started.append((os.fspath(path), options))
+            super().__init__(path, **options)
+
+    monkeypatch.setattr(loading, "ReadAhead", Recorded)
+    return started
+
+
+def test_the_input_is_read_ahead_with_the_commands_limits(photo, tmp_path, read_aheads):
+    out = tmp_path / "out.png"
+    result = run("apply", photo, out, "-k", "edge_enhance", "--border", "keep", "--max-pixels", "20000",
+                 "--allow-format", "PCX")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert read_aheads == [(str(photo), {"max_pixels": 20000, "formats": options.DEFAULT_FORMATS + ("PCX",)})]
+    with Image.open(photo) as image:
+        expected = np.asarray(image.filter(ImageFilter.EDGE_ENHANCE))
+    np.testing.assert_array_equal(pixels(out), expected)
+
+
+@pytest.mark.parametrize("how", ["standard input", "TIFF", "--stream"])
+def test_no_read_ahead_where_the_input_may_be_streamed_or_is_a_pipe(how, photo, tmp_path, read_aheads):
+    if how == "TIFF":
+        source = tmp_path / "in.tif"
+        Image.open(photo).save(source)
+        result = run("apply", source, tmp_path / "out.tif", "-k", "blur")
+    elif how == "--stream":
+        source = tmp_path / "in.tif"
+        Image.open(photo).save(source)
+        result = run("apply", source, tmp_path / "out.tif", "-k", "blur", "--stream")
+    else:
+        result = run("apply", "-", tmp_path / "out.png", "-k", "blur", input=photo.read_bytes())
+    assert result.exit_code == 0, result.output
+    assert read_aheads == []
+
+
+def test_a_bad_kernel_is_reported_though_the_input_is_missing_too(tmp_path, read_aheads):
+    # The read-ahead's failure is kept for when the pixels are needed; they never are.
+    result = run("apply", tmp_path / "missing.png", tmp_path / "out.png", "-k", "no_such_preset")
+    assert_one_error(result, "no_such_preset")
+    assert len(read_aheads) == 1
+
+
+def test_an_unwritable_output_is_reported_before_a_broken_input(tmp_path, read_aheads):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    result = run("apply", broken, tmp_path / "out.xyz", "-k", "blur")
+    assert_one_error(result, "xyz")
+    assert len(read_aheads) == 1
+    result = run("apply", broken, tmp_path / "out.png", "-k", "blur")
+    assert_one_error(result, "broken.png")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_the_command_asks_openblas_for_one_thread_unless_told(monkeypatch, photo, tmp_path):
+    # The engine runs its own threads; BLAS threads beside them would oversubscribe the cores.
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert run("apply", photo, tmp_path / "a.png", "-k", "blur").exit_code == 0
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert run("apply", photo, tmp_path / "b.png", "-k", "blur").exit_code == 0
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
