@@ -263,6 +263,10 @@ def load_image(
 
 
 
+#: Set on a ReadAhead's thread, which makes pixel memory without NumPy.
+_reading_ahead = threading.local()
+
+
 class ReadAhead:
     """:func:`load_image` of one file, started at once on a thread of its own.
 
@@ -284,6 +288,7 @@ class ReadAhead:
         self._thread.start()
 
     def _load(self, options: dict) -> None:
+        _reading_ahead.active = True
         try:
             self._loaded = load_image(self.path, **options)
         except BaseException as exc:  # noqa: BLE001 - raised again by result()
@@ -666,17 +671,16 @@ class _SharedPixels:
     into a new Pillow image, filtering took 111 ms of the command's 0.69 s
     and it peaked at 138 MiB; filtered in place, 89 ms of 0.57 s, and 99 MiB.
 
-    The memory is a private anonymous mapping (:func:`_anonymous_memory`):
-    zeros, as Pillow gives (a decoder may leave pixels of a damaged file
-    unwritten), that cost nothing until the decoder writes them, and that
-    need no NumPy to make (a zero-filled ``bytearray`` took 38 ms for 12 MP).
+    The memory is zeros, as Pillow gives (a decoder may leave pixels of a
+    damaged file unwritten), made without NumPy where it is not loaded yet
+    (:func:`_zeroed_memory`).
 
     Pillow's own plugins decide where they decode: one that maps the file
     or replaces the image memory leaves this memory unused, which
     :meth:`image` notices, and the pixels are then read from Pillow.
     """
 
-    def __init__(self, memory: mmap.mmap, shape: tuple[int, ...], core) -> None:
+    def __init__(self, memory, shape: tuple[int, ...], core) -> None:
         self.memory = memory
         self.shape = shape
         self.core = core
@@ -695,7 +699,7 @@ class _SharedPixels:
             return None
         shape = (height, width, 4) if image.mode == "RGB" else (height, width)
         try:
-            memory = _anonymous_memory(math.prod(shape))
+            memory = _zeroed_memory(math.prod(shape))
             core = Image.core.map_buffer(memory, image.size, "raw", 0, (image.mode, 0, 1))
             if core.mode != image.mode or core.size != image.size:
                 return None
@@ -720,10 +724,21 @@ class _SharedPixels:
         return np.frombuffer(self.memory, np.uint8).reshape(self.shape)
 
 
-def _anonymous_memory(size: int) -> mmap.mmap:
-    """``size`` bytes of zeros, private to this process, in huge pages where
-    the system gives them (as NumPy asks for its large arrays): writing 48 MB
-    into the first time took 46 ms in 4 KiB pages, 18 ms in huge pages."""
+def _zeroed_memory(size: int):
+    """``size`` bytes of zeros that NumPy can wrap.
+
+    NumPy's own (a batch, a library caller): it reuses freed memory, where
+    a fresh mapping for each of 200 small photos cost 0.5 ms of page faults
+    a file (a batch's loading took 1.6 times as long). On a
+    :class:`ReadAhead`'s thread, whose command may be importing NumPy at
+    that moment, a private anonymous mapping, asking for huge pages as
+    NumPy does for its large arrays: writing 48 MB into it the first time
+    took 46 ms in 4 KiB pages, 18 ms in huge pages.
+    """
+    if not getattr(_reading_ahead, "active", False):
+        import numpy as np
+
+        return np.zeros(size, np.uint8)
     private = getattr(mmap, "MAP_PRIVATE", None)
     memory = mmap.mmap(-1, size) if private is None else mmap.mmap(-1, size, flags=private)
     huge = getattr(mmap, "MADV_HUGEPAGE", None)

@@ -146,3 +146,26 @@ def test_decodes_on_two_threads_leave_the_filters_as_they_were(rng, tmp_path):
         thread.join()
     assert errors == []
     assert warnings.filters == before
+
+
+def test_before_numpy_is_loaded_pixels_decode_into_a_mapping_numpy_later_wraps(rng, tmp_path):
+    # The read-ahead's case: no NumPy yet, so the memory is an anonymous mapping.
+    path = tmp_path / "in.png"
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)
+    code = f"""
+import sys
+from convfilter import loading
+loaded = loading.ReadAhead({str(path)!r}).result()
+assert "numpy" not in sys.modules
+print(type(loaded.shared.memory).__name__)
+import numpy as np
+from PIL import Image
+expected = np.asarray(Image.open({str(path)!r}))
+assert loaded.pixels.flags.writeable and loaded.pixels.shape == (30, 40, 4)
+assert (loaded.pixels[..., :3] == expected).all() and (np.asarray(loaded.frames[0]) == expected).all()
+loaded.pixels[2, 3, :3] = 9
+print(loaded.frames[0].getpixel((3, 2)))
+"""
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split("\n")[:2] == ["mmap", "(9, 9, 9)"]
