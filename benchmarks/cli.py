@@ -172,7 +172,8 @@ def versions() -> dict[str, str | None]:
         pass
     magick = imagemagick()
     return {
-        "convfilter": record.package_version("convfilter"),
+        "convfilter": (record.package_version("convfilter") or "?")
+        + (" (editable install)" if record.editable_install("convfilter") else ""),
         "numpy": np.__version__,
         "pillow": Image.__version__,
         "vips": vips,

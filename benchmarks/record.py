@@ -73,6 +73,20 @@ def package_version(distribution: str) -> str | None:
         return None
 
 
+def editable_install(distribution: str) -> bool:
+    """Whether pip installed ``distribution`` in editable mode (from a source tree)."""
+    from importlib import metadata
+
+    try:
+        found = metadata.distribution(distribution).read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        return False
+    try:
+        return bool(found and json.loads(found).get("dir_info", {}).get("editable"))
+    except ValueError:
+        return False
+
+
 def save(name: str, data: dict) -> Path:
     """Write ``data`` (with the closing load average) to results/NAME.json."""
     data = {**data, "load_average_end": load_average()}

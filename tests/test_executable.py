@@ -106,3 +106,87 @@ def test_a_jpeg_to_png_apply_loads_only_the_plugins_it_uses(tmp_path):
     assert len(loaded) <= 6 and "PdfImagePlugin" not in loaded, loaded
     with Image.open(tmp_path / "out.png") as written:
         assert written.size == (40, 30)
+
+
+# --- ending the process (cli.run) ----------------------------------------------------
+
+
+def test_json_to_stdout_arrives_whole_before_the_process_ends(tmp_path):
+    # The program ends without Python's teardown once its streams are flushed.
+    result = convfilter_run("apply", SAMPLES / "coffee.png", tmp_path / "out.png", "-k", "blur", "--json")
+    assert result.returncode == 0, result.stderr
+    import json
+
+    summary = json.loads(result.stdout)
+    with Image.open(SAMPLES / "coffee.png") as source:
+        assert summary["output"] == str(tmp_path / "out.png") and (summary["width"], summary["height"]) == source.size
+
+
+@pytest.mark.parametrize(("args", "code"), [(["kernels"], 0), (["apply", "missing.png", "o.png", "-k", "blur"], 1),
+                                            (["apply", "--nope"], 2), (["diff"], 2)])  # fmt: skip
+def test_python_dash_m_keeps_every_exit_status(args, code, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "convfilter", *args], cwd=tmp_path, capture_output=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == code, result.stderr
+
+
+class _Ended(Exception):
+    """Raised by the stand-in for os._exit."""
+
+
+@pytest.fixture
+def ended(monkeypatch) -> list:
+    """The codes cli.run passed to os._exit (which is replaced, so pytest lives on)."""
+    from convfilter import cli
+
+    codes = []
+
+    def end(code):
+        codes.append(code)
+        raise _Ended
+
+    monkeypatch.setattr(cli.os, "_exit", end)
+    for name in cli._EXIT_WORK:  # as in a fresh `convfilter apply`, which imports none of them
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    return codes
+
+
+@pytest.mark.parametrize(("args", "code"), [(["kernels"], 0), (["apply", "missing.png", "o.png", "-k", "blur"], 1),
+                                            (["apply", "--nope"], 2)])  # fmt: skip
+def test_run_ends_the_process_at_once_with_the_commands_status(args, code, ended, monkeypatch, tmp_path):
+    from convfilter import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["convfilter", *args])
+    with pytest.raises(_Ended):
+        cli.run()
+    assert ended == [code]
+
+
+def test_run_exits_the_ordinary_way_while_a_thread_still_works(ended, monkeypatch):
+    import threading
+
+    from convfilter import cli
+
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        monkeypatch.setattr(sys, "argv", ["convfilter", "kernels"])
+        with pytest.raises(SystemExit) as stop:
+            cli.run()
+        assert stop.value.code == 0 and ended == []
+    finally:
+        release.set()
+        worker.join()
+
+
+@pytest.mark.parametrize("module", ["multiprocessing", "distributed"])
+def test_run_exits_the_ordinary_way_after_a_module_with_exit_work(module, ended, monkeypatch):
+    from convfilter import cli
+
+    monkeypatch.setitem(sys.modules, module, sys)  # any module object marks it imported
+    monkeypatch.setattr(sys, "argv", ["convfilter", "kernels"])
+    with pytest.raises(SystemExit) as stop:
+        cli.run()
+    assert stop.value.code == 0 and ended == []
