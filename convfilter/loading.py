@@ -33,6 +33,22 @@ if TYPE_CHECKING:
 
     from .deep_colour import DeepImage
 
+__all__ = [
+    "ImageError",
+    "ImageTooLargeError",
+    "UnsupportedModeError",
+    "Metadata",
+    "LoadedImage",
+    "SAMPLE_TYPES",
+    "DEFAULT_FORMATS",
+    "DEFAULT_MAX_PIXELS",
+    "readable_formats",
+    "load_image",
+    "ReadAhead",
+    "filterable_mode",
+    "valid_dpi",
+]
+
 # Pillow logs some refusals (a TIFF claiming 32771 samples per pixel) at ERROR level
 # before raising. With logging unconfigured, Python's last-resort handler printed
 # them on stderr next to convfilter's own one-line error; a NullHandler keeps them
@@ -262,7 +278,6 @@ def load_image(
             handle.close()
 
 
-
 #: Set on a ReadAhead's thread, which makes pixel memory without NumPy.
 _reading_ahead = threading.local()
 
@@ -304,6 +319,7 @@ class ReadAhead:
         if loaded is None:
             raise RuntimeError("ReadAhead.result() gives the image once")
         return loaded
+
 
 def _decode(handle: BinaryIO, label: str, max_pixels: int, formats: tuple[str, ...]) -> LoadedImage:
     allowed = tuple(f.upper() for f in formats)
@@ -884,6 +900,8 @@ def _loop(value: object) -> int | None:
 
 
 def filterable_mode(frame: Image.Image, label: str) -> str:
+    """The mode ``frame`` is filtered in (itself, or what it is converted to);
+    :class:`UnsupportedModeError`, naming ``label``, for one never filtered."""
     mode = frame.mode
     if mode in ("L", "RGB") and "transparency" in frame.info:
         return mode[0] + "A" if mode == "L" else "RGBA"  # a colour key becomes alpha
