@@ -923,7 +923,7 @@ def _direct_seconds(kernel: Kernel, rule: _IntegerRule | None, channels: int, it
     floats = (2 * taps + h + fixed) * _OP_SECONDS[item]
     if rule is None:
         return math.inf, floats
-    ops = _integer_direct(kernel, channels).ops() + fixed
+    ops = _integer_direct(kernel, channels, _max_weight_sum(rule)).ops() + fixed
     integers = ops * _OP_SECONDS[rule.dtype.itemsize]
     if rule.ties:
         share = rule.multiplier / rule.denominator
@@ -932,10 +932,16 @@ def _direct_seconds(kernel: Kernel, rule: _IntegerRule | None, channels: int, it
 
 
 @functools.lru_cache(maxsize=64)
-def _integer_direct(kernel: Kernel, channels: int) -> methods.IntegerDirect:
+def _integer_direct(kernel: Kernel, channels: int, max_weight_sum: int) -> methods.IntegerDirect:
     """The integer plan of an integer kernel (negated for a negative scale), cached."""
     sign = 1 if kernel.scale > 0 else -1
-    return methods.IntegerDirect(sign * np.round(kernel.matrix).astype(np.int64), channels)
+    return methods.IntegerDirect(sign * np.round(kernel.matrix).astype(np.int64), channels,
+                                 max_weight_sum=max_weight_sum)  # fmt: skip
+
+
+def _max_weight_sum(rule: _IntegerRule) -> int:
+    """The most absolute weight a partial sum may carry in the rule's dtype."""
+    return int(np.iinfo(rule.dtype).max) // rule.high
 
 
 def choose_method(
@@ -1059,7 +1065,7 @@ class _DirectInteger(_Strategy):
     integer = True
 
     def __init__(self, kernel: Kernel, rule: _IntegerRule, channels: int) -> None:
-        self.plan = _integer_direct(kernel, channels)
+        self.plan = _integer_direct(kernel, channels, _max_weight_sum(rule))
         self.work_dtype = self.sum_dtype = rule.dtype
 
     def compute(self, src, buffer, n, m, scratch, checkpoint):

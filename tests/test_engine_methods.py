@@ -578,7 +578,8 @@ def test_cost_model_orders_methods_sensibly():
     shape = (3000, 4000, 3)
     small = PRESETS["edge_enhance"].kernel()
     gaussian = gaussian_kernel(5.0)
-    dense = Kernel(np.ones((31, 31)) + np.eye(31))
+    # No row pattern and no weight shared by most taps: dense for direct sums too.
+    dense = Kernel(np.random.default_rng(3).integers(1, 10, (31, 31)).astype(float))
     # Each estimate is finite and positive; 12 MP by 3x3 direct takes well under a second.
     assert 0 < estimate_seconds("direct", shape, small) < 1
     assert estimate_seconds("direct", shape, small) < estimate_seconds("fft", shape, small)
@@ -724,6 +725,41 @@ def test_integer_direct_is_the_exact_correlation(matrix):
         matrix[r, c] * source[r : r + n, c : c + 10] for r in range(h) for c in range(w)
     ).reshape(n, m)
     np.testing.assert_array_equal(out, expected)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    common=st.integers(-3, 3),
+    others=st.lists(st.tuples(st.integers(0, 24), st.integers(-20, 20)), max_size=6),
+    channels=st.integers(1, 4),
+)
+def test_a_box_and_the_taps_that_differ_sum_exactly(shape, common, others, channels):
+    # Mostly one weight: summed as that weight times the box, plus the rest.
+    h, w = shape
+    matrix = np.full(shape, common, np.int64)
+    for index, value in others:
+        matrix.flat[index % matrix.size] = value
+    rng = np.random.default_rng(h * 7 + w)
+    src = rng.integers(0, 256, (h + 6, (w + 9) * channels)).astype(np.int32)
+    n, m = 7, 10 * channels
+    out = np.empty((n, m), np.int32)
+    plan = methods.IntegerDirect(matrix, channels, max_weight_sum=10**6)
+    plan.run(src, out, methods.Scratch())
+    source = src.reshape(h + 6, w + 9, channels)
+    expected = sum(
+        matrix[r, c] * source[r : r + n, c : c + 10] for r in range(h) for c in range(w)
+    ).reshape(n, m)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_edge_enhance_is_summed_as_a_box_only_where_its_partial_sums_fit():
+    matrix = np.array([[-1, -1, -1], [-1, 10, -1], [-1, -1, -1]])
+    rows_only = methods.IntegerDirect(matrix, 3)
+    boxed = methods.IntegerDirect(matrix, 3, max_weight_sum=32767 // 255)
+    assert (rows_only.box, boxed.box) == (0, -1) and boxed.ops() < rows_only.ops()
+    # Its partial sums carry 9 + 11 = 20 weights, more than the matrix's own 18.
+    assert methods.IntegerDirect(matrix, 3, max_weight_sum=19).box == 0
 
 
 def test_auto_does_not_overflow_float32_values_near_the_limit():
