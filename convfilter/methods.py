@@ -221,14 +221,14 @@ class IntegerDirect:
             return
         h, w = matrix.shape
         best = self.ops()
-        for value in np.unique(matrix[matrix != 0]):
+        for value in sorted({int(v) for v in matrix.flat if v}):  # not np.unique, which imports numpy.ma
             rest = matrix - value
-            if abs(int(value)) * h * w + int(np.abs(rest).sum()) > max_weight_sum:
+            if abs(value) * h * w + int(np.abs(rest).sum()) > max_weight_sum:
                 continue
             groups = _row_groups(rest)
-            ops = _groups_ops(groups) + _box_ops(h, w, int(value), alone=not groups)
+            ops = _groups_ops(groups) + _box_ops(h, w, value, alone=not groups)
             if ops < best:
-                best, self.box, self.groups = ops, int(value), groups
+                best, self.box, self.groups = ops, value, groups
 
     def ops(self) -> int:
         """Array operations per strip (for the cost model)."""

@@ -108,6 +108,32 @@ def test_a_jpeg_to_png_apply_loads_only_the_plugins_it_uses(tmp_path):
         assert written.size == (40, 30)
 
 
+APPLY_THEN_LIST_MODULES = """
+import sys
+from convfilter.cli import main
+try:
+    main(["apply", *sys.argv[1:], "-q"], prog_name="convfilter")
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print(sorted(sys.modules))
+"""
+
+
+def test_apply_imports_nothing_it_does_not_use(tmp_path):
+    # Each of these took 15 to 25 ms to import; numpy.ma comes with np.unique.
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), "teal").save(tmp_path / "in.jpg")
+    out = subprocess.run([sys.executable, "-c", APPLY_THEN_LIST_MODULES, str(tmp_path / "in.jpg"),
+                          str(tmp_path / "out.jpg"), "-k", "edge_enhance"], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    loaded = set(ast.literal_eval(out.stdout))
+    unused = {"numpy.ma", "scipy", "multiprocessing", "convfilter.batch", "convfilter.compare", "convfilter.gallery",
+              "convfilter.streaming", "convfilter.chunked", "dask"}  # fmt: skip
+    assert not loaded & unused, loaded & unused
+
+
 # --- ending the process (cli.run) ----------------------------------------------------
 
 
