@@ -18,6 +18,7 @@ those filter specs, its sibling modules).
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -796,8 +797,6 @@ def _parse_preset(name: str, params: str | None) -> Kernel:
 
     if key in FILTER_SPECS:
         return parse_filter(key, params)
-    import difflib  # here: only an unknown name needs it
-
     choices = [p.name for p in _PRESET_LIST] + list(PARAMETRIC_PRESETS) + list(FILTER_SPECS)
     close = difflib.get_close_matches(
         key, [preset_key(c) for c in choices], n=3, cutoff=0.6

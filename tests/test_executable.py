@@ -130,7 +130,7 @@ def test_apply_imports_nothing_it_does_not_use(tmp_path):
     assert out.returncode == 0, out.stderr
     loaded = set(ast.literal_eval(out.stdout))
     unused = {"numpy.ma", "scipy", "multiprocessing", "convfilter.batch", "convfilter.compare", "convfilter.gallery",
-              "convfilter.streaming", "convfilter.chunked", "dask", "difflib"}  # fmt: skip
+              "convfilter.streaming", "convfilter.chunked", "dask"}  # fmt: skip
     assert not loaded & unused, loaded & unused
 
 
