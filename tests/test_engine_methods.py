@@ -753,6 +753,25 @@ def test_a_box_and_the_taps_that_differ_sum_exactly(shape, common, others, chann
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("matrix", [
+    [[-1, -1, -1], [-1, 10, -1], [-1, -1, -1]],  # edge_enhance
+    [[-2, -2, -2], [-2, 32, -2], [-2, -2, -2]],  # sharpen
+    [[1, 1, 1], [1, 5, 1], [1, 1, 1]],  # smooth
+    [[3, 3, 3, 3], [3, -4, 3, 3], [3, 3, 3, 0]],
+])  # fmt: skip
+def test_kernels_of_mostly_one_weight_are_summed_as_a_box_exactly(matrix):
+    matrix = np.array(matrix)
+    h, w = matrix.shape
+    plan = methods.IntegerDirect(matrix, 3, max_weight_sum=128)
+    assert plan.box == np.bincount((matrix + 10).ravel()).argmax() - 10  # the weight most taps have
+    src = np.random.default_rng(w).integers(0, 256, (h + 11, (w + 20) * 3)).astype(np.int16)
+    out = np.empty((12, 21 * 3), np.int16)
+    plan.run(src, out, methods.Scratch())
+    source = src.reshape(h + 11, w + 20, 3).astype(np.int64)
+    expected = sum(matrix[r, c] * source[r : r + 12, c : c + 21] for r in range(h) for c in range(w))
+    np.testing.assert_array_equal(out, expected.reshape(12, 63))
+
+
 def test_edge_enhance_is_summed_as_a_box_only_where_its_partial_sums_fit():
     matrix = np.array([[-1, -1, -1], [-1, 10, -1], [-1, -1, -1]])
     rows_only = methods.IntegerDirect(matrix, 3)
