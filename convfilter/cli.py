@@ -945,8 +945,8 @@ def gallery(image_path, sheet_path, kernel_specs, tile_size, columns, quiet, deb
 
 
 def run() -> None:
-    """The ``convfilter`` program (its console script and ``python -m convfilter``):
-    :func:`main`, then the process ends at once.
+    """The ``convfilter`` program's work (``convfilter.__main__`` loads this
+    module and calls it): :func:`main`, then the process ends at once.
 
     By the time :func:`main` returns, every output is in place and every
     report written; what Python does next (a last garbage collection, then

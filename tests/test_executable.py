@@ -216,3 +216,22 @@ def test_run_exits_the_ordinary_way_after_a_module_with_exit_work(module, ended,
     with pytest.raises(SystemExit) as stop:
         cli.run()
     assert stop.value.code == 0 and ended == []
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys):
+    import builtins
+
+    from convfilter import __main__ as program
+
+    load = builtins.__import__
+
+    def interrupted(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 1 and name == "cli":  # `from .cli import run`, as Ctrl-C lands in it
+            raise KeyboardInterrupt
+        return load(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        program.main()
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == "convfilter: error: interrupted\n"
