@@ -355,7 +355,7 @@ def _decode(handle: BinaryIO, label: str, max_pixels: int, formats: tuple[str, .
 #: The filter :func:`_warnings_ignored` puts first while any thread decodes.
 _IGNORE_ALL = ("ignore", None, Warning, None, 0)
 _quiet_lock = threading.Lock()
-_quiet_decodes: list[int] = [0]
+_quiet_decodes = 0  # decodes running now, on any thread
 
 
 @contextlib.contextmanager
@@ -369,17 +369,18 @@ def _warnings_ignored():
     own filters) the wrong list could be left in place. Here the first
     decode puts one filter in front and the last takes out only that one.
     """
+    global _quiet_decodes
     with _quiet_lock:
-        if _quiet_decodes[0] == 0:
+        if _quiet_decodes == 0:
             warnings.filters.insert(0, _IGNORE_ALL)
             _filters_changed()
-        _quiet_decodes[0] += 1
+        _quiet_decodes += 1
     try:
         yield
     finally:
         with _quiet_lock:
-            _quiet_decodes[0] -= 1
-            if _quiet_decodes[0] == 0:
+            _quiet_decodes -= 1
+            if _quiet_decodes == 0:
                 for index, entry in enumerate(warnings.filters):
                     if entry is _IGNORE_ALL:
                         del warnings.filters[index]
