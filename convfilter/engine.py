@@ -634,6 +634,7 @@ class _IntegerRule:
     ties: bool
     dtype: np.dtype  # int16 or int32, holds every partial sum and N
     high: int
+    clip: bool  # whether N // Q can fall outside 0..high
     start: float  # Pillow's starting value, for recomputing ties
     error: float
 
@@ -697,6 +698,12 @@ def _cached_rule(kernel, dtype, start, absolute, cval) -> _IntegerRule | None:
             return None
     ties = not exact and (absolute or (start * denominator).is_integer())
     sign = 1 if scale > 0 else -1
+    signed = sign * matrix
+    lowest = multiplier * high * float(signed[signed < 0].sum()) + constant
+    highest = multiplier * high * float(signed[signed > 0].sum()) + constant
+    if absolute:
+        lowest, highest = q // 2, max(-lowest, highest) + q // 2
+    clip = not (lowest >= 0 and highest // q <= high)
     return _IntegerRule(
         matrix=(sign * matrix).astype(np.int64),
         multiplier=multiplier,
@@ -707,6 +714,7 @@ def _cached_rule(kernel, dtype, start, absolute, cval) -> _IntegerRule | None:
         ties=ties,
         dtype=int_dtype,
         high=high,
+        clip=clip,
         start=start,
         error=error,
     )
@@ -1599,5 +1607,6 @@ def _finish_integer(sums, rule, buffer, channels, weights32, target, scratch) ->
                 exact = np.abs(exact) + np.float32(0.5)
             rounded = np.clip(exact, 0, rule.high).astype(sums.dtype)
             quotient.reshape(-1)[positions] = rounded
-    np.clip(quotient, 0, rule.high, out=quotient)
+    if rule.clip:
+        np.clip(quotient, 0, rule.high, out=quotient)
     np.copyto(target, quotient, casting="unsafe")

@@ -275,6 +275,21 @@ def test_integer_rule_refuses_what_it_cannot_prove():
                                 cval=2.5) is None  # fmt: skip
 
 
+@pytest.mark.parametrize(("matrix", "scale", "offset", "clip"), [
+    # smooth_more: 0 <= S <= 100 * 255, so (S + 50) // 100 <= 255.
+    (PRESETS["smooth_more"].kernel().matrix, 100, 0, False),
+    ([[1, 1], [1, 1]], 4, 0, False),  # (4 * 255 + 2) // 4 = 255
+    ([[1, 1], [1, 1]], 3, 0, True),  # 4 * 255 / 3 = 340
+    ([[1, 1], [1, 1]], 4, 1, True),  # 255 + 1 = 256
+    ([[2, -1]], 1, 0, True),  # 0 - 255 < 0
+])  # fmt: skip
+def test_integer_rule_clamps_only_where_the_quotient_can_leave_the_range(matrix, scale, offset, clip):
+    kernel = Kernel(np.array(matrix, float), scale=scale, offset=offset)
+    start = float(np.float32(np.float64(np.float32(offset)) + 0.5))
+    rule = engine._integer_rule(kernel, np.dtype(np.uint8), start=start, absolute=False, cval=None)
+    assert rule.clip is clip
+
+
 # ---------------------------------------------------------------------------
 # Every method against direct, and against float64
 # ---------------------------------------------------------------------------
@@ -763,7 +778,7 @@ def test_kernels_of_mostly_one_weight_are_summed_as_a_box_exactly(matrix):
     matrix = np.array(matrix)
     h, w = matrix.shape
     plan = methods.IntegerDirect(matrix, 3, max_weight_sum=128)
-    assert plan.box == np.bincount((matrix + 10).ravel()).argmax() - 10  # the weight most taps have
+    assert plan.boxes[0][0] == np.bincount((matrix + 10).ravel()).argmax() - 10  # the weight most taps have
     src = np.random.default_rng(w).integers(0, 256, (h + 11, (w + 20) * 3)).astype(np.int16)
     out = np.empty((12, 21 * 3), np.int16)
     plan.run(src, out, methods.Scratch())
@@ -772,13 +787,111 @@ def test_kernels_of_mostly_one_weight_are_summed_as_a_box_exactly(matrix):
     np.testing.assert_array_equal(out, expected.reshape(12, 63))
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    layers=st.lists(st.tuples(st.integers(-4, 4), st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=3),
+    others=st.lists(st.tuples(st.integers(0, 48), st.integers(-9, 9)), max_size=3),
+    channels=st.integers(1, 3),
+)
+def test_nested_boxes_sum_exactly(layers, others, channels):
+    # Boxes inside boxes (smooth_more is 1 x 5x5 + 4 x 3x3 + 39 x centre),
+    # each shrunk from the one outside by the drawn rows and columns.
+    matrix = np.zeros((7, 7), np.int64)
+    top, bottom, left, right = 0, 7, 0, 7
+    for weight, dy, dx in layers:
+        top, bottom = min(top + dy, 3), max(bottom - dy, 4)
+        left, right = min(left + dx, 3), max(right - dx, 4)
+        matrix[top:bottom, left:right] += weight
+    for index, value in others:
+        matrix.flat[index] += value
+    src = np.random.default_rng(7).integers(0, 256, (7 + 5, (7 + 8) * channels)).astype(np.int32)
+    n, m = 6, 9 * channels
+    out = np.empty((n, m), np.int32)
+    methods.IntegerDirect(matrix, channels, max_weight_sum=10**6).run(src, out, methods.Scratch())
+    source = src.reshape(12, 15, channels)
+    expected = sum(matrix[r, c] * source[r : r + n, c : c + 9] for r in range(7) for c in range(7))
+    np.testing.assert_array_equal(out, expected.reshape(n, m))
+
+
+def test_smooth_more_is_summed_as_two_nested_boxes_and_its_centre():
+    matrix = PRESETS["smooth_more"].kernel().matrix.astype(np.int64)
+    plan = methods.IntegerDirect(matrix, 3, max_weight_sum=32767 // 255)
+    assert plan.boxes == [(1, 0, 5, 0, 5), (4, 1, 4, 1, 4)]
+    assert plan.groups == [([(1, 2)], [0, 0, 39, 0, 0])]
+    # Its partial sums carry 25 + 4 * 9 + 39 = 100 weights; with fewer allowed, one box or none.
+    assert methods.IntegerDirect(matrix, 3, max_weight_sum=99).boxes != plan.boxes
+
+
+def test_concentric_rings_are_nested_boxes_summed_exactly():
+    # 9x9, weight 1 on the outer ring up to 5 in the centre: no weight has
+    # most taps, but each ring's is the weight of the whole edge.
+    i, j = np.mgrid[0:9, 0:9]
+    matrix = 5 - np.maximum(abs(i - 4), abs(j - 4))
+    plan = methods.IntegerDirect(matrix, 2, max_weight_sum=10**6)
+    assert [box[1:] for box in plan.boxes] == [(k, 9 - k, k, 9 - k) for k in range(4)]
+    assert plan.ops() < methods.IntegerDirect(matrix, 2).ops() / 3
+    src = np.random.default_rng(9).integers(0, 256, (9 + 4, (9 + 6) * 2)).astype(np.int32)
+    out = np.empty((5, 7 * 2), np.int32)
+    plan.run(src, out, methods.Scratch())
+    source = src.reshape(13, 15, 2)
+    expected = sum(matrix[r, c] * source[r : r + 5, c : c + 7] for r in range(9) for c in range(9))
+    np.testing.assert_array_equal(out, expected.reshape(5, 14))
+
+
+class _CountingNumpy:
+    """numpy, but counting the array operations IntegerDirect runs."""
+
+    OPERATIONS = {"add", "subtract", "multiply", "negative", "copyto", "left_shift"}
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __getattr__(self, name):
+        value = getattr(np, name)
+        if name not in self.OPERATIONS:
+            return value
+
+        def counted(*args, **kwargs):
+            self.count += 1
+            return value(*args, **kwargs)
+
+        return counted
+
+
+@pytest.mark.parametrize("matrix", [
+    PRESETS["smooth_more"].kernel().matrix,
+    PRESETS["edge_enhance"].kernel().matrix,
+    PRESETS["smooth"].kernel().matrix,
+    [[-2, -2, -2, -2], [-2, -2, -2, -2], [-2, 5, -2, -2]],
+    [[3, 3, 3], [3, 3, 3], [3, 3, 3]],
+    [[1, 2, 1], [2, 4, 2], [1, 2, 1]],
+])  # fmt: skip
+def test_integer_plans_count_the_operations_they_run(matrix, monkeypatch):
+    matrix = np.array(matrix, np.int64)
+    plan = methods.IntegerDirect(matrix, 3, max_weight_sum=1000)
+    h, w = matrix.shape
+    src = np.ones((4 + h - 1, (5 + w - 1) * 3), np.int32)
+    out = np.zeros((4, 15), np.int32)
+    counting = _CountingNumpy()
+    monkeypatch.setattr(methods, "np", counting)
+    plan.run(src, out, methods.Scratch())
+    # lincomb's own count is generous: a weight that starts the sums is
+    # counted as a multiply and an add.
+    assert counting.count <= plan.ops() <= counting.count + len(plan.groups) * len(matrix)
+    if plan.boxes:  # the boxes' count is exact
+        counting.count = 0
+        plan._add_boxes(src, out, methods.Scratch(), np.empty((4, src.shape[1]), np.int32),
+                        accumulate=bool(plan.groups))  # fmt: skip
+        assert counting.count == methods._boxes_ops(plan.boxes, alone=not plan.groups)
+
+
 def test_edge_enhance_is_summed_as_a_box_only_where_its_partial_sums_fit():
     matrix = np.array([[-1, -1, -1], [-1, 10, -1], [-1, -1, -1]])
     rows_only = methods.IntegerDirect(matrix, 3)
     boxed = methods.IntegerDirect(matrix, 3, max_weight_sum=32767 // 255)
-    assert (rows_only.box, boxed.box) == (0, -1) and boxed.ops() < rows_only.ops()
+    assert (rows_only.boxes, boxed.boxes) == ([], [(-1, 0, 3, 0, 3)]) and boxed.ops() < rows_only.ops()
     # Its partial sums carry 9 + 11 = 20 weights, more than the matrix's own 18.
-    assert methods.IntegerDirect(matrix, 3, max_weight_sum=19).box == 0
+    assert methods.IntegerDirect(matrix, 3, max_weight_sum=19).boxes == []
 
 
 def test_auto_does_not_overflow_float32_values_near_the_limit():
