@@ -1584,7 +1584,16 @@ def _finish_integer(sums, rule, buffer, channels, weights32, target, scratch) ->
         np.abs(sums, out=sums)
         np.add(sums, kind(rule.denominator // 2), out=sums)
     q = rule.denominator
-    if not rule.ties and q & (q - 1) == 0:
+    # Each step writes into target (8 or 16 bits) as it casts: one pass
+    # over the strip fewer than a separate copy.
+    power_of_two = q & (q - 1) == 0
+    if not rule.ties and not rule.clip:
+        if power_of_two:
+            np.right_shift(sums, kind(q.bit_length() - 1), out=target, casting="unsafe")
+        else:
+            np.floor_divide(sums, kind(q), out=target, casting="unsafe")
+        return
+    if not rule.ties and power_of_two:
         quotient = np.right_shift(sums, kind(q.bit_length() - 1), out=sums)
     else:
         quotient = scratch.get("quotient", target.shape, sums.dtype)
@@ -1608,5 +1617,6 @@ def _finish_integer(sums, rule, buffer, channels, weights32, target, scratch) ->
             rounded = np.clip(exact, 0, rule.high).astype(sums.dtype)
             quotient.reshape(-1)[positions] = rounded
     if rule.clip:
-        np.clip(quotient, 0, rule.high, out=quotient)
-    np.copyto(target, quotient, casting="unsafe")
+        np.clip(quotient, 0, rule.high, out=target, casting="unsafe")
+    else:
+        np.copyto(target, quotient, casting="unsafe")

@@ -202,9 +202,10 @@ class IntegerDirect:
     fewer than h * w operations.
 
     A matrix that is mostly one weight may instead be summed as nested
-    boxes: that weight times the box sum of the window, plus, inside the
-    taps that still differ, the weight most of those have times their box
-    sum, and so on; the few taps left are row groups as above. Each row is
+    boxes: that weight times the box sum of the window, plus, around the
+    taps that still differ, the weight most of those have (or that their
+    whole edge has: concentric rings) times their box sum, and so on; the
+    few taps left are row groups as above. Each row is
     added down once, each column across once. edge_enhance is -1 x 3x3 +
     11 x centre, 6 array operations instead of 8; smooth_more is
     1 x 5x5 + 4 x 3x3 + 39 x centre, 12 instead of 21. Boxes are used where
