@@ -1281,9 +1281,11 @@ def _filter(
     if out is None:
         out = np.empty(array.shape if mode is BorderMode.KEEP else (layout.out_rows, layout.out_cols) + extra,
                        out_dtype)  # fmt: skip
+    # Border keep: each piece also copies the input's pixels beside its
+    # rows (in place, they are there already). On a new array that is the
+    # first touch of every row, so its page faults are shared by the threads.
+    frame = mode is BorderMode.KEEP and in_place is None
     if mode is BorderMode.KEEP:
-        if in_place is None:
-            _copy_frame(out, array, ay, ax, layout.out_rows, layout.out_cols)
         dest = out[ay : ay + layout.out_rows, ax : ax + layout.out_cols]
     else:
         dest = out
@@ -1310,6 +1312,8 @@ def _filter(
             if in_place is not None:
                 in_place.restore(y0, y1, x0, src, cval)
             m = (x1 - x0) * channels
+            if frame:
+                _copy_frame(out, array, (ay, ax), (layout.out_rows, layout.out_cols), piece)
             for first, sums in strategy.compute(src, buffer, n, m, scratch, checkpoint):
                 target = dest[y0 + first : y0 + first + sums.shape[0], x0:x1]
                 if rule is not None:
@@ -1485,14 +1489,24 @@ def worker_count(threads: int | None, seconds: float) -> int:
     return 1 if seconds < _THREAD_SECONDS else threads
 
 
-def _copy_frame(out, array, ay, ax, out_rows, out_cols) -> None:
-    """Border ``keep``: the pixels outside the interior keep the input's values."""
-    every = slice(None)
-    inner = slice(ay, ay + out_rows)
-    for rows, cols in ((slice(None, ay), every), (slice(ay + out_rows, None), every),
-                       (inner, slice(None, ax)), (inner, slice(ax + out_cols, None))):  # fmt: skip
-        part = out[rows, cols]
-        part[...] = _rows(array, rows, cols).reshape(part.shape)
+def _copy_frame(out, array, anchor, interior, piece) -> None:
+    """Border ``keep``: the input's pixels outside the interior, next to
+    one piece's output rows (the rows above and below with the first and
+    last pieces at the left edge). ``interior`` is (rows, columns)."""
+    (ay, ax), (out_rows, out_cols), (y0, y1, x0, x1) = anchor, interior, piece
+    every, rows = slice(None), slice(ay + y0, ay + y1)
+    parts = []
+    if x0 == 0:
+        parts.append((rows, slice(None, ax)))
+        if y0 == 0:
+            parts.append((slice(None, ay), every))
+        if y1 == out_rows:
+            parts.append((slice(ay + out_rows, None), every))
+    if x1 == out_cols:
+        parts.append((rows, slice(ax + out_cols, None)))
+    for part_rows, part_cols in parts:
+        part = out[part_rows, part_cols]
+        part[...] = _rows(array, part_rows, part_cols).reshape(part.shape)
 
 
 def _is_row_source(array) -> bool:

@@ -240,6 +240,21 @@ def test_keep_frame_widths_follow_the_anchor(kshape):
     assert (out[top : 12 - bottom, left : 12 - right] == 2).all()
 
 
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_keep_frame_is_whole_when_the_work_is_cut_into_rows_and_columns(method, rng):
+    # 300 x 3000 with a 15x15 kernel: FFT tiles cut the image into pieces
+    # across as well as down; each piece copies the frame beside it.
+    image = rng.integers(0, 256, (300, 3000, 3)).astype(np.uint8)
+    kernel = Kernel(rng.integers(-3, 4, (15, 15)).astype(float), scale=7)
+    out = filter_array(image, kernel, border="keep", method=method, threads=2)
+    inner = (slice(7, -7), slice(7, -7))
+    frame = np.ones(image.shape[:2], bool)
+    frame[inner] = False
+    np.testing.assert_array_equal(out[frame], image[frame])
+    expected = filter_array(image, kernel, border="valid", method=method, threads=1)
+    np.testing.assert_array_equal(out[inner], expected)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ishape", [(2, 3), (4, 4), (1, 9), (9, 1), (3, 2, 3)], ids=str)
 def test_keep_returns_image_smaller_than_kernel_unchanged(dtype, ishape, rng):
