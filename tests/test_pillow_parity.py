@@ -289,6 +289,36 @@ def test_any_kernel_matches_pillow(mode, side):
     check()
 
 
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16"])
+def test_nested_box_kernels_match_pillow(mode):
+    # 5x5 rings (outer ring a, inner ring b, centre c): the engine sums
+    # these as nested boxes, whose partial sums can come close to its
+    # integer type's limit; images of extreme values make that bite.
+    dtype, channels = LAYOUT[mode]
+
+    @PROPERTY
+    @given(
+        rings=st.tuples(st.integers(-12, 12), st.integers(-12, 12), st.integers(-60, 60)),
+        scale=st.sampled_from([1, 2, 7, 16, 100]),
+        offset=st.sampled_from([0.0, 0.5, 128.0]),
+        seed=st.integers(0, 2**32 - 1),
+    )
+    def check(rings, scale, offset, seed):
+        a, b, c = rings
+        matrix = np.full((5, 5), a, float)
+        matrix[1:4, 1:4] = b
+        matrix[2, 2] = c
+        rng = np.random.default_rng(seed)
+        shape = (9, 11) + ((channels,) if channels else ())
+        array = rng.choice(np.array(EXTREMES[np.dtype(dtype)], dtype=np.int64), shape)
+        image = to_image(array, mode)
+        pillow_kernel = ImageFilter.Kernel((5, 5), np.flipud(matrix).ravel().tolist(), scale, offset)
+        np.testing.assert_array_equal(ours(image, Kernel(matrix, scale=scale, offset=offset)),
+                                      pillow_filter(image, pillow_kernel))  # fmt: skip
+
+    check()
+
+
 def test_pillow_orientation_by_hand():
     # A kernel whose only weight is in the top row: convfilter reads the pixel
     # above, so an impulse at (3, 3) lights (4, 3). Pillow needs the row at the bottom.
