@@ -22,6 +22,7 @@ from convfilter.kernels import (
     parse_kernel,
     prepare_kernel,
 )
+from convfilter.neighbourhood import NeighbourhoodFilter
 
 PROPERTY = settings(max_examples=100, deadline=None)
 
@@ -559,11 +560,17 @@ def test_parse_kernel_refuses_non_text():
 @PROPERTY
 @given(st.text())
 def test_arbitrary_text_gives_a_kernel_or_kernel_spec_error(text):
+    # A filter name in any case ("PREWITT") gives the filter that is not one matrix.
     try:
         result = parse_kernel(text)
     except KernelSpecError:
         return
-    assert isinstance(result, Kernel)
+    assert isinstance(result, (Kernel, NeighbourhoodFilter))
+
+
+def test_filter_names_in_capitals_give_their_filters():
+    assert isinstance(parse_kernel("PREWITT"), NeighbourhoodFilter)
+    assert isinstance(parse_kernel("Median:3"), NeighbourhoodFilter)
 
 
 _spec_pieces = st.sampled_from(
