@@ -1600,18 +1600,15 @@ def _finish_integer(sums, rule, buffer, channels, weights32, target, scratch) ->
     q = rule.denominator
     # Each step writes into target (8 or 16 bits) as it casts: one pass
     # over the strip fewer than a separate copy.
-    power_of_two = q & (q - 1) == 0
-    if not rule.ties and not rule.clip:
-        if power_of_two:
-            np.right_shift(sums, kind(q.bit_length() - 1), out=target, casting="unsafe")
-        else:
-            np.floor_divide(sums, kind(q), out=target, casting="unsafe")
-        return
-    if not rule.ties and power_of_two:
-        quotient = np.right_shift(sums, kind(q.bit_length() - 1), out=sums)
+    direct = not rule.ties and not rule.clip  # the quotient is the result
+    if not rule.ties and q & (q - 1) == 0:
+        quotient = np.right_shift(sums, kind(q.bit_length() - 1), out=target if direct else sums,
+                                  casting="unsafe")  # fmt: skip
     else:
-        quotient = scratch.get("quotient", target.shape, sums.dtype)
-        np.floor_divide(sums, kind(q), out=quotient)
+        quotient = target if direct else scratch.get("quotient", target.shape, sums.dtype)
+        np.floor_divide(sums, kind(q), out=quotient, casting="unsafe")
+    if direct:
+        return
     if rule.ties:
         check = scratch.get("check", target.shape, sums.dtype)
         np.multiply(quotient, kind(q), out=check)

@@ -221,6 +221,7 @@ class IntegerDirect:
         #: Nested boxes ``(weight, top, bottom, left, right)``, outermost
         #: first (bottom and right exclusive), and the row groups of the rest.
         self.boxes: list[tuple[int, int, int, int, int]] = []
+        self._columns: list[list[int]] = []  # per box, see _columns_by_box
         self.groups = _row_groups(matrix)
         if max_weight_sum is None:
             return
@@ -233,6 +234,7 @@ class IntegerDirect:
             ops = _groups_ops(groups) + _boxes_ops(boxes, alone=not groups)
             if ops < fewest:
                 fewest, self.boxes, self.groups = ops, boxes, groups
+        self._columns = _columns_by_box(self.boxes)
 
     def ops(self) -> int:
         """Array operations per strip (for the cost model)."""
@@ -273,7 +275,6 @@ class IntegerDirect:
         sign = 1 if self.boxes[0][0] > 0 else -1
         summed = scratch.get("integer-box-sum", tmp.shape, out.dtype)
         current = downs[0]
-        stages = _columns_by_box(self.boxes)
         for i, (weight, *_) in enumerate(self.boxes):
             factor = weight * sign
             if i == 0:
@@ -284,7 +285,7 @@ class IntegerDirect:
             else:
                 np.multiply(downs[i], kind(factor), out=tmp)
                 current = np.add(current, tmp, out=summed)
-            columns = stages[i]
+            columns = self._columns[i]
             if columns:
                 terms = [(sign, current[:, j * c : j * c + m]) for j in columns]
                 lincomb(out, terms, tmp[:, :m], accumulate=accumulate)
