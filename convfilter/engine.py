@@ -788,7 +788,7 @@ _PREFER_DIRECT = 0.7
 #: Measured on two cores (edge_enhance, sharpen, smooth_more, box:7 and
 #: gaussian:2 on L and RGB images of 0.3 to 1.2 MP): a second thread lost
 #: time below an estimate of about 5 ms (up to 2.5x as long on a 640x480
-#: L image) and saved 10 to 50% from about 10 ms.
+#: L image); from about 10 ms it saved 1 to 48%.
 _THREAD_SECONDS = 0.01
 
 
