@@ -780,23 +780,23 @@ _TIE_SECONDS = 20e-9  # per tap of one tie recomputed in float32
 
 #: Estimated single-core seconds above which a method is refused.
 MAX_SECONDS = 300.0
-#: ``auto`` keeps ``direct`` unless another method is estimated to save at
-#: least this many seconds and to take less than this fraction of its time.
-#: Measured on one core: gaussian:1 on 640 x 480 RGB took 60 ms by direct
-#: sums and 7 ms by separable passes; the old rule (direct for any job
-#: estimated under 50 ms) kept the 60.
-_SMALL_SAVING = 0.002
+#: ``auto`` keeps ``direct`` below this estimate, or unless another method
+#: is estimated to take less than this fraction of its time.
+_SMALL_SECONDS = 0.05
 _PREFER_DIRECT = 0.7
 #: Kernel shapes Pillow's ImageFilter.Kernel applies: on integer images,
 #: auto sums fractional weights of these by ``direct`` only, in Pillow's
 #: float32 order, which other methods reproduce only to within 1.
 _PILLOW_SHAPES = ((3, 3), (5, 5))
-#: Estimated single-core seconds below which one thread does the work.
-#: Measured on two cores (edge_enhance, sharpen, smooth_more, box:7 and
-#: gaussian:2 on L and RGB images of 0.3 to 1.2 MP): a second thread lost
-#: time below an estimate of about 5 ms (up to 2.5x as long on a 640x480
-#: L image); from about 10 ms it saved 1 to 48%.
-_THREAD_SECONDS = 0.01
+#: Estimated single-core seconds below which one thread does the work
+#: (the rank filters and blurs, whose estimates are their own).
+_THREAD_SECONDS = 0.05
+#: The same for kernels, by this module's estimates. Measured on two cores
+#: (edge_enhance, sharpen, smooth_more, box:7 and gaussian:2 on L and RGB
+#: images of 0.3 to 1.2 MP): a second thread lost time below an estimate of
+#: about 5 ms (up to 2.5x as long on a 640x480 L image); from about 10 ms
+#: it saved 1 to 48%.
+_KERNEL_THREAD_SECONDS = 0.01
 
 
 def estimate_seconds(
@@ -1007,7 +1007,7 @@ def _choose(image_shape, kernel, dtype, method) -> tuple[str, float]:
     costs = {m: _REGISTRY[m].seconds(job) for m in candidates}
     best = min(candidates, key=lambda m: costs[m])
     if (
-        costs["direct"] - costs[best] < _SMALL_SAVING
+        costs["direct"] < _SMALL_SECONDS
         or costs[best] > _PREFER_DIRECT * costs["direct"]
         or _sums_in_pillow_order(job)
     ):
@@ -1288,7 +1288,7 @@ def _filter(
     if not strategy.integer:
         rule = None
 
-    workers = worker_count(threads, seconds)
+    workers = worker_count(threads, seconds, alone_below=_KERNEL_THREAD_SECONDS)
     pieces = _pieces(strategy, layout, seconds, workers)
     ay, ax = kernel.anchor
     image = array if _is_row_source(array) else _with_channel_axis(array)
@@ -1497,16 +1497,17 @@ class _ProgressReport:
             self.reported, self.last = done, now
 
 
-def worker_count(threads: int | None, seconds: float) -> int:
+def worker_count(threads: int | None, seconds: float, *, alone_below: float | None = None) -> int:
     """Threads to use: as asked (None: one per CPU), but one for work the
-    cost model puts under :data:`_THREAD_SECONDS`: starting threads and
-    handing the GIL between them costs a few milliseconds."""
+    cost model puts under ``alone_below`` seconds (default
+    :data:`_THREAD_SECONDS`): starting threads and handing the GIL between
+    them costs a few milliseconds."""
     if threads is None:
         try:
             threads = len(os.sched_getaffinity(0))
         except AttributeError:  # not on every platform
             threads = os.cpu_count() or 1
-    return 1 if seconds < _THREAD_SECONDS else threads
+    return 1 if seconds < (_THREAD_SECONDS if alone_below is None else alone_below) else threads
 
 
 def _copy_frame(out, array, anchor, interior, piece) -> None:

@@ -830,6 +830,8 @@ def short_strips(monkeypatch):
     from convfilter import methods
 
     monkeypatch.setattr(engine, "_THREAD_SECONDS", 0.0)
+
+    monkeypatch.setattr(engine, "_KERNEL_THREAD_SECONDS", 0.0)
     monkeypatch.setattr(engine, "_STRIP_BYTES", 1)
     monkeypatch.setattr(methods, "FFT_CALL_ELEMENTS", 5000)
 

@@ -114,6 +114,7 @@ def test_an_exception_on_the_calling_thread_stops_the_workers():
 
 def test_a_workers_error_reaches_the_caller(monkeypatch):
     monkeypatch.setattr(engine, "_THREAD_SECONDS", 0.0)
+    monkeypatch.setattr(engine, "_KERNEL_THREAD_SECONDS", 0.0)
 
     class Broken(Exception):
         pass
