@@ -649,32 +649,44 @@ class SeparableGemm:
         pixels = max(width // self.channels, self.blocks * self.block + self.w - 1)
         return -(-pixels * self.channels // self.chunk) * self.chunk
 
+    def buffer_rows(self, n: int) -> int:
+        """Rows of the strip buffer for ``n`` output rows: whole batches."""
+        return -(-n // self.batch) * self.batch + self.h - 1
+
     def run(self, buffer: np.ndarray, n: int, scratch: Scratch):
-        """Sums for ``n`` rows of the zero-tailed strip ``buffer``.
+        """Sums for ``n`` rows of the zero-tailed strip ``buffer``, which has
+        :meth:`buffer_rows` rows (those past ``n + h - 1`` are zeroed here).
 
         Yields ``(first row, sums)`` for each batch of rows, the sums an
         (rows x cols x C) view of a buffer the next batch reuses.
+
+        Every batch is a whole one, its surplus rows dropped: BLAS sums a
+        product of another shape in another order, so a short last batch
+        would give an image's last rows other bits than the same rows of a
+        band that ends lower (or of a taller strip). Where a row falls in
+        its batch does not change its sums (checked by the streaming tests).
         """
         pitch = buffer.shape[1]
         c = self.channels
         size = self.dtype.itemsize
         chunks = pitch // self.chunk
+        rows = self.batch + self.h - 1
+        buffer[n + self.h - 1 :] = 0
         for first in range(0, n, self.batch):
             count = min(self.batch, n - first)
-            rows = count + self.h - 1
             windows = np.lib.stride_tricks.as_strided(
                 buffer[first:], (chunks, self.chunk, rows), (self.chunk * size, size, pitch * size)
             )
-            columns = scratch.get("gemm-columns", (chunks, self.chunk, count), self.dtype)
-            np.matmul(windows, self.vertical[:rows, :count], out=columns)
-            line = c * count  # one pixel's sums: channel-major, then row
+            columns = scratch.get("gemm-columns", (chunks, self.chunk, self.batch), self.dtype)
+            np.matmul(windows, self.vertical, out=columns)
+            line = c * self.batch  # one pixel's sums: channel-major, then row
             across = np.lib.stride_tricks.as_strided(
                 columns, (self.blocks, self.block + self.w - 1, line),
                 (self.block * line * size, line * size, size),
             )  # fmt: skip
             result = scratch.get("gemm-result", (self.blocks, self.block, line), self.dtype)
             np.matmul(self.across, across, out=result)
-            pixels = result.reshape(self.blocks * self.block, c, count)[: self.out_cols]
+            pixels = result.reshape(self.blocks * self.block, c, self.batch)[: self.out_cols, :, :count]
             yield first, pixels.transpose(2, 0, 1)
 
 

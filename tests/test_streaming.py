@@ -94,6 +94,20 @@ def test_bands_give_the_bytes_of_memory(files, tmp_path, name, steps, border):
     assert np.array_equal(got, want, equal_nan=True)
 
 
+@pytest.mark.parametrize("border", BORDERS)
+def test_separable_passes_in_bands_give_the_bytes_of_memory(files, tmp_path, border):
+    # Matrix products of float32 rows: bands whose last batch of rows is
+    # cut short elsewhere than the whole image's.
+    path, array = files["float32-tiled-deflate"]
+    chain = ["gaussian:5"]
+    out = tmp_path / "out.tif"
+    report = filter_tiff(path, out, chain, border=border, cval=77.0, method="separable",
+                         memory=_budget(path, chain, border), tile=(16, 16))  # fmt: skip
+    want = engine.filter_array(array, as_kernel(chain[0]), border=border, cval=77.0, method="separable")
+    assert report.bands > 1
+    assert np.array_equal(tifffile.imread(out), want, equal_nan=True)
+
+
 @pytest.mark.parametrize("border", ["reflect", "wrap", "nearest"])
 def test_megapixels_in_many_bands(tmp_path, border):
     array = _image((1100, 1500, 3), np.uint8, 7)
