@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,7 @@ def test_help_does_not_import_numpy_or_pillow():
 
 APPLY_THEN_LIST_PLUGINS = """
 import sys
+import threading
 from convfilter.cli import main
 try:
     main(["apply", *sys.argv[1:], "-q"], prog_name="convfilter")
@@ -110,6 +112,7 @@ def test_a_jpeg_to_png_apply_loads_only_the_plugins_it_uses(tmp_path):
 
 APPLY_THEN_LIST_MODULES = """
 import sys
+import threading
 from convfilter.cli import main
 try:
     main(["apply", *sys.argv[1:], "-q"], prog_name="convfilter")
@@ -174,6 +177,11 @@ def ended(monkeypatch) -> list:
     monkeypatch.setattr(cli.os, "_exit", end)
     for name in cli._EXIT_WORK:  # as in a fresh `convfilter apply`, which imports none of them
         monkeypatch.delitem(sys.modules, name, raising=False)
+    # Nor has a fresh process the threads earlier tests left, such as the
+    # pool Dask keeps for its threaded scheduler.
+    earlier = set(threading.enumerate()) - {threading.main_thread()}
+    every = threading.enumerate
+    monkeypatch.setattr(threading, "enumerate", lambda: [thread for thread in every() if thread not in earlier])
     return codes
 
 
@@ -190,8 +198,6 @@ def test_run_ends_the_process_at_once_with_the_commands_status(args, code, ended
 
 
 def test_run_exits_the_ordinary_way_while_a_thread_still_works(ended, monkeypatch):
-    import threading
-
     from convfilter import cli
 
     release = threading.Event()
