@@ -1069,8 +1069,8 @@ class _Strategy:
     integer = False  # the sums are the exact integer S of the rule
     has_start = False  # the sums already include the start value
     # Strip heights are a multiple of this, counted from the image's top:
-    # the sums of a batch of rows (matrix products) or of a tile (FFT)
-    # depend on which rows it holds. Any height gives the same sums when 1.
+    # the sums of a tile (FFT) depend on which rows it holds, and matrix
+    # products work in whole batches of rows. Any height will do when 1.
     row_step = 1
 
     def strip_rows(self, width: int) -> int:
