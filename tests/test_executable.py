@@ -84,7 +84,6 @@ def test_help_does_not_import_numpy_or_pillow():
 
 APPLY_THEN_LIST_PLUGINS = """
 import sys
-import threading
 from convfilter.cli import main
 try:
     main(["apply", *sys.argv[1:], "-q"], prog_name="convfilter")
@@ -112,7 +111,6 @@ def test_a_jpeg_to_png_apply_loads_only_the_plugins_it_uses(tmp_path):
 
 APPLY_THEN_LIST_MODULES = """
 import sys
-import threading
 from convfilter.cli import main
 try:
     main(["apply", *sys.argv[1:], "-q"], prog_name="convfilter")

@@ -297,9 +297,10 @@ def test_any_kernel_matches_pillow(mode, side):
 )
 def test_separable_fractional_kernels_match_pillow_at_any_size(mode, column, row):
     # A kernel of rank one is cheaper as two 1-D passes, which round
-    # differently from Pillow's float32 sums (hundreds of samples of this
-    # photograph differ by 1); auto keeps Pillow's order for these shapes
-    # on an image large enough for the passes to save real time.
+    # differently from Pillow's float32 sums (up to a few samples in a
+    # thousand of this photograph differ by 1); auto keeps Pillow's order
+    # for these shapes on an image large enough for the passes to save
+    # real time.
     dtype, channels = LAYOUT[mode]
     photo = Image.open(SAMPLE_DIR / "coffee.png").convert("RGB")
     array = np.tile(np.asarray(photo), (3, 4, 1))  # 2400 x 1200
