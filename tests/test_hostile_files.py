@@ -46,6 +46,7 @@ from PIL import Image
 
 from convfilter import cli, images
 from convfilter.kernels import KernelSpecError, Kernel, parse_kernel
+from convfilter.neighbourhood import NeighbourhoodFilter
 from test_strict_decoding import strict_decode
 
 EXECUTABLE = Path(sys.executable).with_name("convfilter")
@@ -714,6 +715,9 @@ def test_the_kernel_parser_gives_a_kernel_or_a_kernel_spec_error(text):
             return
         finally:
             os.chdir(previous)
+    if isinstance(kernel, NeighbourhoodFilter):  # a filter's name in any case ('RANK:3,0')
+        assert all(side >= 0 for side in kernel.reach)
+        return
     assert isinstance(kernel, Kernel)
     assert np.isfinite(kernel.weights).all() and kernel.weights.ndim == 2
 
