@@ -100,6 +100,16 @@ def test_one_chunk_is_the_whole_image():
     np.testing.assert_array_equal(_chunked(array, ["edge_enhance"], (40, 30), border="mirror"), expected)
 
 
+@pytest.mark.parametrize("border", BORDERS)
+@pytest.mark.parametrize("chunks", [(20, 20), (37, 53)], ids=str)
+def test_separable_passes_in_chunks_give_the_bytes_of_memory(border, chunks):
+    # Matrix products of float32 rows, whose last batch of rows each chunk
+    # cuts short elsewhere than the whole image does.
+    array = _image((130, 177, 3), np.float32, 5)
+    want = engine.filter_array(array, as_kernel("gaussian:5"), border=border, method="separable")
+    np.testing.assert_array_equal(_chunked(array, ["gaussian:5"], chunks, border=border, method="separable"), want)
+
+
 def test_a_float_image_with_nan_is_summed_directly_as_in_memory():
     # A 31x31 Gaussian on a float image would be summed by FFT (or separably),
     # which spreads NaN; filter_array scans for NaN and sums directly, and so must the chunks.
