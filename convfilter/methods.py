@@ -672,22 +672,22 @@ class SeparableGemm:
         chunks = pitch // self.chunk
         rows = self.batch + self.h - 1
         buffer[n + self.h - 1 :] = 0
+        # Every batch has the same shapes, so the same buffers and views.
+        columns = scratch.get("gemm-columns", (chunks, self.chunk, self.batch), self.dtype)
+        line = c * self.batch  # one pixel's sums: channel-major, then row
+        across = np.lib.stride_tricks.as_strided(
+            columns, (self.blocks, self.block + self.w - 1, line),
+            (self.block * line * size, line * size, size),
+        )  # fmt: skip
+        result = scratch.get("gemm-result", (self.blocks, self.block, line), self.dtype)
+        sums = result.reshape(self.blocks * self.block, c, self.batch)[: self.out_cols].transpose(2, 0, 1)
         for first in range(0, n, self.batch):
-            count = min(self.batch, n - first)
             windows = np.lib.stride_tricks.as_strided(
                 buffer[first:], (chunks, self.chunk, rows), (self.chunk * size, size, pitch * size)
             )
-            columns = scratch.get("gemm-columns", (chunks, self.chunk, self.batch), self.dtype)
             np.matmul(windows, self.vertical, out=columns)
-            line = c * self.batch  # one pixel's sums: channel-major, then row
-            across = np.lib.stride_tricks.as_strided(
-                columns, (self.blocks, self.block + self.w - 1, line),
-                (self.block * line * size, line * size, size),
-            )  # fmt: skip
-            result = scratch.get("gemm-result", (self.blocks, self.block, line), self.dtype)
             np.matmul(self.across, across, out=result)
-            pixels = result.reshape(self.blocks * self.block, c, self.batch)[: self.out_cols, :, :count]
-            yield first, pixels.transpose(2, 0, 1)
+            yield first, sums[: min(self.batch, n - first)]
 
 
 # ---------------------------------------------------------------------------
